@@ -1,0 +1,1 @@
+"""Conformance harness comparing the reference, the optimized ASGD and torch (in progress)."""

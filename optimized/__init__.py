@@ -1,0 +1,1 @@
+"""Production NumPy ASGD (in progress: see the production-API issue)."""

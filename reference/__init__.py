@@ -1,0 +1,7 @@
+"""The executable specification of ASGD: pure-Python scalar arithmetic with explicit IEEE rounding."""
+
+from reference.asgd import ASGD
+from reference.hyperparameters import DEFAULTS, NUMERICS_PROFILES
+from reference.numerics import FAST, TORCH, Numerics
+
+__all__ = ["ASGD", "DEFAULTS", "FAST", "NUMERICS_PROFILES", "TORCH", "Numerics"]

@@ -1,0 +1,72 @@
+"""The hyperparameters of ASGD: their defaults and the rules every value must satisfy.
+
+Both implementations validate through this module, so a value is accepted or refused with the same
+message whichever optimizer receives it. torch validates ``lr`` and ``weight_decay`` only; a negative
+``lambd`` or ``alpha`` fails there mid-run or silently inverts the schedule (pytorch#193772).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+from typing import Any, Final
+
+__all__ = [
+    "DEFAULTS",
+    "NUMERICS_PROFILES",
+    "validate_hyperparameter",
+    "validate_hyperparameters",
+]
+
+NUMERICS_PROFILES: Final = ("fast", "torch")
+
+DEFAULTS: Final[Mapping[str, Any]] = {
+    "lr": 1e-3,
+    "momentum": 0.0,
+    "weight_decay": 0.0,
+    "alpha": 0.75,
+    "t0": 1e6,
+    "lambd": 1e-4,
+    "maximize": False,
+    "numerics": "fast",
+}
+
+_FINITE_NONNEGATIVE: Final = ("lr", "momentum", "weight_decay", "alpha", "lambd")
+
+
+def _real_number(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    return float(value)
+
+
+def validate_hyperparameter(name: str, value: object) -> Any:
+    """``value`` as the optimizer stores it, or ``ValueError``/``TypeError`` naming ``name`` and ``value``.
+
+    Numbers are stored as Python floats, ``maximize`` as a bool and ``numerics`` as its name.
+    """
+    if name in _FINITE_NONNEGATIVE:
+        number = _real_number(name, value)
+        if not (math.isfinite(number) and number >= 0):
+            raise ValueError(f"Invalid {name}: {value!r} (must be finite and >= 0)")
+        return number
+    if name == "t0":
+        number = _real_number(name, value)
+        if math.isnan(number):
+            raise ValueError(f"Invalid t0: {value!r} (must not be NaN; +inf means never average)")
+        return number
+    if name == "maximize":
+        if not isinstance(value, bool):
+            raise TypeError(f"maximize must be a bool, got {value!r} ({type(value).__name__})")
+        return value
+    if name == "numerics":
+        if value not in NUMERICS_PROFILES:
+            raise ValueError(f"Invalid numerics: {value!r} (must be one of {NUMERICS_PROFILES})")
+        return value
+    raise ValueError(f"Unknown hyperparameter {name!r}; known: {sorted(DEFAULTS)}")
+
+
+def validate_hyperparameters(values: Mapping[str, object]) -> dict[str, Any]:
+    """All of ``values`` validated; the first invalid one raises before anything is returned."""
+    return {name: validate_hyperparameter(name, value) for name, value in values.items()}

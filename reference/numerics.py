@@ -1,0 +1,101 @@
+"""The two numerics profiles: how each line of the ASGD step is rounded.
+
+A profile decides three things, and nothing else differs between them:
+
+* the format in which the scalar state ``eta`` and ``mu`` is stored (and the step counter's type),
+* whether ``x + s * y`` (lines 3 and 6 of the step) is one fused rounding or two,
+* which parameter dtypes it models.
+
+``fast`` is what natural NumPy code computes. ``torch`` is torch 2.13's CPU for-loop ASGD: its state
+is float32 0-d tensors, and ATen's ``add(other, alpha=s)`` is a fused multiply-add on x86-64 (its
+vectorized body and its scalar tail alike, for float32 and float64).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final
+
+from reference import rounding
+from reference.rounding import BinaryFormat
+
+__all__ = ["FAST", "TORCH", "Numerics", "numerics_named"]
+
+
+@dataclass(frozen=True)
+class Numerics:
+    """A rounding profile for the ASGD step."""
+
+    name: str
+    scalar_format: BinaryFormat
+    """Format of the stored ``eta`` and ``mu``; binary32 also makes the step counter a binary32 value."""
+    fused_multiply_add: bool
+    """Whether ``x + s * y`` is rounded once (as ATen's ``add(alpha=)``) or twice (as NumPy)."""
+    dtypes: tuple[str, ...]
+    """The parameter dtypes this profile models."""
+
+    @property
+    def exact_step_counter(self) -> bool:
+        return self.scalar_format is rounding.BINARY64
+
+    def initial_step(self) -> int | float:
+        return 0 if self.exact_step_counter else 0.0
+
+    def increment(self, step: int | float) -> int | float:
+        """``step + 1``: an exact integer, or a binary32 sum that stops growing at 2**24."""
+        if self.exact_step_counter:
+            return int(step) + 1
+        return rounding.add(self.scalar_format, float(step), 1.0)
+
+    def initial_eta(self, lr: float) -> float:
+        return rounding.convert(self.scalar_format, lr)
+
+    def schedule(
+        self, step: int | float, *, lr: float, lambd: float, alpha: float, t0: float
+    ) -> tuple[float, float]:
+        """``(eta, mu)`` after ``step`` steps, evaluated in binary64 as torch's Python code does."""
+        eta = lr / _power(1 + lambd * lr * step, alpha)
+        mu = 1 / max(1, step - t0)
+        return rounding.convert(self.scalar_format, eta), rounding.convert(self.scalar_format, mu)
+
+    def multiply_add(self, fmt: BinaryFormat, x: float, s: float, y: float) -> float:
+        """``x + s * y`` in ``fmt``."""
+        if self.fused_multiply_add:
+            return rounding.fma(fmt, s, y, x)
+        return rounding.add(fmt, x, rounding.mul(fmt, s, y))
+
+
+def _power(base: float, exponent: float) -> float:
+    """``base ** exponent`` for ``base >= 1``, +inf where binary64 overflows.
+
+    torch's Python code raises ``OverflowError`` here, after the parameters were updated; an
+    infinite denominator instead gives the limit ``eta = 0``.
+    """
+    try:
+        return float(base**exponent)
+    except OverflowError:
+        return math.inf
+
+
+FAST: Final = Numerics(
+    name="fast",
+    scalar_format=rounding.BINARY64,
+    fused_multiply_add=False,
+    dtypes=("float16", "float32", "float64", "complex64", "complex128"),
+)
+TORCH: Final = Numerics(
+    name="torch",
+    scalar_format=rounding.BINARY32,
+    fused_multiply_add=True,
+    # torch's float16 CPU kernels compute in float32 and round twice, differently in the
+    # vectorized body and the tail; that is not modelled, so float16 is refused here.
+    dtypes=("float32", "float64", "complex64", "complex128"),
+)
+
+_BY_NAME: Final = {profile.name: profile for profile in (FAST, TORCH)}
+
+
+def numerics_named(name: str) -> Numerics:
+    """The profile called ``name`` (already validated by the hyperparameter rules)."""
+    return _BY_NAME[name]

@@ -1,0 +1,90 @@
+"""What the optimizers accept as parameters and gradients, and the checks made at that boundary.
+
+A parameter is a writable NumPy array, updated in place, or an object whose ``.data`` is such an
+array and whose ``.grad`` is an array or ``None`` (the shape of a torch ``Parameter``, so that a
+training loop written for torch reads the same). Every check here raises before anything changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol, TypeAlias, runtime_checkable
+
+import numpy as np
+
+__all__ = [
+    "SUPPORTED_DTYPES",
+    "ParameterLike",
+    "check_gradient",
+    "check_parameter",
+    "data_of",
+    "gradient_of",
+    "has_grad_attribute",
+]
+
+SUPPORTED_DTYPES = ("float16", "float32", "float64", "complex64", "complex128")
+
+
+@runtime_checkable
+class HasData(Protocol):
+    """A parameter object: its values in ``.data``, its gradient in ``.grad``."""
+
+    data: np.ndarray
+    grad: np.ndarray | None
+
+
+ParameterLike: TypeAlias = "np.ndarray | HasData"
+
+
+def data_of(parameter: Any) -> np.ndarray:
+    """The array a parameter's values live in."""
+    return parameter if isinstance(parameter, np.ndarray) else parameter.data
+
+
+def has_grad_attribute(parameter: Any) -> bool:
+    return not isinstance(parameter, np.ndarray) and hasattr(parameter, "grad")
+
+
+def gradient_of(parameter: Any) -> np.ndarray | None:
+    return parameter.grad if has_grad_attribute(parameter) else None
+
+
+def check_parameter(parameter: Any, index: int, dtypes: Sequence[str] = SUPPORTED_DTYPES) -> None:
+    """Refuse a parameter that cannot be updated in place in one of ``dtypes``."""
+    array = parameter if isinstance(parameter, np.ndarray) else getattr(parameter, "data", None)
+    if not isinstance(array, np.ndarray):
+        raise TypeError(
+            f"params[{index}] must be a numpy.ndarray or have an ndarray .data, "
+            f"got {type(parameter).__name__}"
+        )
+    if array.dtype.name not in dtypes:
+        raise TypeError(
+            f"params[{index}] has dtype {array.dtype.name}; supported dtypes: {', '.join(dtypes)}"
+        )
+    if not array.flags.writeable:
+        raise ValueError(f"params[{index}] is read-only; the optimizer updates parameters in place")
+
+
+def check_gradient(gradient: object, parameter: Any, index: int) -> None:
+    """Refuse a gradient that does not match its parameter in type, shape and dtype."""
+    array = data_of(parameter)
+    if not isinstance(gradient, np.ndarray):
+        raise TypeError(f"grads[{index}] must be a numpy.ndarray or None, got {type(gradient).__name__}")
+    if gradient.shape != array.shape:
+        raise ValueError(
+            f"grads[{index}] has shape {gradient.shape}, but its parameter has shape {array.shape}"
+        )
+    if gradient.dtype != array.dtype:
+        raise TypeError(
+            f"grads[{index}] has dtype {gradient.dtype.name}, but its parameter has dtype {array.dtype.name}"
+        )
+
+
+def check_distinct(parameters: Iterable[Any]) -> None:
+    """Refuse a parameter that appears twice: it would be stepped twice per step."""
+    seen: set[int] = set()
+    for index, parameter in enumerate(parameters):
+        key = id(data_of(parameter))
+        if key in seen:
+            raise ValueError(f"params[{index}] appears more than once among the parameters")
+        seen.add(key)

@@ -1,0 +1,122 @@
+"""Per-parameter ASGD state, and its exchange form in a torch-layout ``state_dict``.
+
+The state of one parameter is ``step``, ``eta``, ``mu``, the average ``ax`` and, once momentum has
+been used, ``momentum_buffer``. In the exchange form the fast profile writes ``step`` as an exact
+``int`` and ``eta``/``mu`` as floats; the torch profile writes all three as ``numpy.float32``, the
+counterpart of torch's float32 0-d tensors. Parsing a loaded entry checks everything first and
+copies the arrays, so a refused entry changes nothing and a loaded one aliases nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from reference import rounding
+from reference.numerics import Numerics
+
+__all__ = ["ParameterState", "parse_parameter_state"]
+
+_REQUIRED_KEYS = frozenset({"step", "eta", "mu", "ax"})
+_OPTIONAL_KEYS = frozenset({"momentum_buffer"})
+
+
+@dataclass
+class ParameterState:
+    step: int | float
+    eta: float
+    mu: float
+    ax: np.ndarray
+    momentum_buffer: np.ndarray | None = None
+
+    @classmethod
+    def initial(cls, parameter: np.ndarray, lr: float, numerics: Numerics) -> ParameterState:
+        """The state before a parameter's first step: ``eta = lr``, ``mu = 1``, ``ax = 0``."""
+        return cls(
+            step=numerics.initial_step(),
+            eta=numerics.initial_eta(lr),
+            mu=1.0,
+            ax=np.zeros_like(parameter),
+        )
+
+    def exported(self, numerics: Numerics) -> dict[str, Any]:
+        """The exchange form, with copies of the arrays."""
+        scalar: Any = float if numerics.exact_step_counter else np.float32
+        entry: dict[str, Any] = {
+            "step": self.step if numerics.exact_step_counter else np.float32(self.step),
+            "eta": scalar(self.eta),
+            "mu": scalar(self.mu),
+            "ax": self.ax.copy(),
+        }
+        if self.momentum_buffer is not None:
+            entry["momentum_buffer"] = self.momentum_buffer.copy()
+        return entry
+
+
+def _scalar(entry: Mapping[str, Any], key: str, where: str) -> float:
+    value = entry[key]
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{where}[{key!r}] must be a real number, got {type(value).__name__}")
+    return float(value)
+
+
+def _array_like_parameter(value: object, parameter: np.ndarray, where: str, key: str) -> np.ndarray:
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{where}[{key!r}] must be a numpy.ndarray, got {type(value).__name__}")
+    if value.shape != parameter.shape:
+        raise ValueError(
+            f"{where}[{key!r}] has shape {value.shape}, but its parameter has shape {parameter.shape}"
+        )
+    if value.dtype != parameter.dtype:
+        raise TypeError(
+            f"{where}[{key!r}] has dtype {value.dtype.name}, "
+            f"but its parameter has dtype {parameter.dtype.name}"
+        )
+    return value.copy()
+
+
+def parse_parameter_state(
+    entry: object, parameter: np.ndarray, numerics: Numerics, where: str
+) -> ParameterState:
+    """A validated copy of one loaded state entry, or ``ValueError``/``TypeError`` naming ``where``."""
+    if not isinstance(entry, Mapping):
+        raise TypeError(f"{where} must be a mapping, got {type(entry).__name__}")
+    missing = _REQUIRED_KEYS - entry.keys()
+    if missing:
+        raise ValueError(f"{where} lacks {sorted(missing)}")
+    unknown = entry.keys() - _REQUIRED_KEYS - _OPTIONAL_KEYS
+    if unknown:
+        raise ValueError(f"{where} has unknown keys {sorted(map(str, unknown))}")
+
+    step = _scalar(entry, "step", where)
+    if not (math.isfinite(step) and step >= 0 and step == int(step)):
+        raise ValueError(f"Invalid {where}['step']: {step!r} (must be a finite integer >= 0)")
+    eta = _scalar(entry, "eta", where)
+    if not eta >= 0:
+        raise ValueError(f"Invalid {where}['eta']: {eta!r} (must be >= 0)")
+    mu = _scalar(entry, "mu", where)
+    if not 0 <= mu <= 1:
+        raise ValueError(f"Invalid {where}['mu']: {mu!r} (must be in [0, 1])")
+
+    ax = _array_like_parameter(entry["ax"], parameter, where, "ax")
+    buffer = entry.get("momentum_buffer")
+    if buffer is not None:
+        buffer = _array_like_parameter(buffer, parameter, where, "momentum_buffer")
+
+    if numerics.exact_step_counter:
+        return ParameterState(step=int(step), eta=eta, mu=mu, ax=ax, momentum_buffer=buffer)
+    as_binary32 = numerics.scalar_format
+    return ParameterState(
+        step=rounding.convert(as_binary32, step),
+        eta=rounding.convert(as_binary32, eta),
+        mu=rounding.convert(as_binary32, mu),
+        ax=ax,
+        momentum_buffer=buffer,
+    )
