@@ -1,0 +1,212 @@
+"""The optimizer API of ``reference.ASGD``: groups, the gradient protocol, state and averages."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from reference import ASGD, DEFAULTS
+from tests.assertions import assert_same_bits
+from tests.problems import Problem
+
+PROBLEM = Problem("api", "float32", ((4, 3), (5,)), steps=12)
+
+
+def gradient_stream() -> list[list[np.ndarray | None]]:
+    return PROBLEM.gradients()
+
+
+@pytest.mark.parametrize("numerics", ["fast", "torch"])
+def test_state_dict_resume_reproduces_the_uninterrupted_run(numerics: str) -> None:
+    hyper = {"lr": 0.05, "t0": 3, "momentum": 0.9 if numerics == "fast" else 0.0, "weight_decay": 0.01}
+    grads = gradient_stream()
+
+    straight = PROBLEM.initial_parameters()
+    uninterrupted = ASGD(straight, numerics=numerics, **hyper)
+    for g in grads:
+        uninterrupted.step(g)
+
+    first_half = PROBLEM.initial_parameters()
+    before = ASGD(first_half, numerics=numerics, **hyper)
+    for g in grads[:6]:
+        before.step(g)
+    saved = before.state_dict()
+    resumed_parameters = [p.copy() for p in first_half]
+    resumed = ASGD(resumed_parameters, numerics=numerics, lr=123.0)  # hyperparameters come from the dict
+    resumed.load_state_dict(saved)
+    for g in grads[6:]:
+        resumed.step(g)
+
+    for a, b in zip(resumed_parameters, straight, strict=True):
+        assert_same_bits(a, b, "parameter")
+    for a, b in zip(resumed.averages(), uninterrupted.averages(), strict=True):
+        assert_same_bits(a, b, "average")
+    assert resumed.state_dict()["state"][0]["step"] == uninterrupted.state_dict()["state"][0]["step"] == 12
+
+
+def test_state_dict_and_load_state_dict_copy_arrays() -> None:
+    parameter = np.ones(3, np.float32)
+    optimizer = ASGD([parameter], momentum=0.5, t0=0)
+    optimizer.step([np.ones(3, np.float32)])
+    saved = optimizer.state_dict()
+    saved["state"][0]["ax"][...] = 99
+    saved["state"][0]["momentum_buffer"][...] = 99
+    assert not (optimizer.state[0].ax == 99).any()
+    optimizer.load_state_dict(saved)
+    saved["state"][0]["ax"][...] = 7
+    assert (optimizer.state[0].ax == 99).all()
+
+
+def test_state_dict_layout_is_torchs() -> None:
+    a, b = np.zeros(2, np.float32), np.zeros(3, np.float64)
+    optimizer = ASGD([{"params": [a]}, {"params": [b], "lr": 0.5}], momentum=0.1)
+    optimizer.step([None, np.ones(3)])
+    saved = optimizer.state_dict()
+    assert list(saved["state"]) == [1]
+    assert set(saved["state"][1]) == {"step", "eta", "mu", "ax", "momentum_buffer"}
+    assert saved["state"][1]["step"] == 1 and isinstance(saved["state"][1]["step"], int)
+    assert [g["params"] for g in saved["param_groups"]] == [[0], [1]]
+    assert saved["param_groups"][1] == {**DEFAULTS, "lr": 0.5, "momentum": 0.1, "params": [1]}
+
+
+def test_none_gradient_leaves_parameter_and_state_untouched() -> None:
+    a, b = np.ones(3, np.float32), np.ones(2, np.float32)
+    optimizer = ASGD([a, b], lr=0.1, t0=0, momentum=0.9)
+    optimizer.step([np.ones(3, np.float32), np.ones(2, np.float32)])
+    before = optimizer.state_dict()["state"][1]
+    b_before = b.copy()
+    for _ in range(3):
+        optimizer.step([np.ones(3, np.float32), None])
+    after = optimizer.state_dict()["state"][1]
+    assert_same_bits(b, b_before)
+    assert (
+        after["step"] == before["step"] == 1 and after["eta"] == before["eta"] and after["mu"] == before["mu"]
+    )
+    assert_same_bits(after["ax"], before["ax"])
+    assert_same_bits(after["momentum_buffer"], before["momentum_buffer"])
+    assert optimizer.state[0].step == 4
+
+
+def test_param_groups_equal_separate_optimizers() -> None:
+    hyper_a = {"lr": 0.05, "t0": 2, "weight_decay": 0.1}
+    hyper_b = {"lr": 0.01, "lambd": 0.3, "maximize": True, "momentum": 0.5}
+    grads = gradient_stream()
+    a, b = PROBLEM.initial_parameters()
+    grouped = ASGD([{"params": [a], **hyper_a}, {"params": [b], **hyper_b}])
+    a2, b2 = PROBLEM.initial_parameters()
+    alone_a, alone_b = ASGD([a2], **hyper_a), ASGD([b2], **hyper_b)
+    for g in grads:
+        grouped.step(g)
+        alone_a.step([g[0]])
+        alone_b.step([g[1]])
+    assert_same_bits(a, a2)
+    assert_same_bits(b, b2)
+
+
+def test_add_param_group_steps_the_new_group_with_its_hyperparameters() -> None:
+    a, b = np.ones(2, np.float32), np.ones(2, np.float32)
+    optimizer = ASGD([a], lr=0.1)
+    optimizer.add_param_group({"params": b, "lr": 0.0, "lambd": 0.0})
+    assert optimizer.param_groups[1]["alpha"] == DEFAULTS["alpha"]
+    optimizer.step([np.ones(2, np.float32), np.ones(2, np.float32)])
+    assert (a < 1).all()
+    assert (b == 1).all()  # lr = 0 and lambd = 0 leave it unchanged
+
+
+@dataclass
+class Parameter:
+    """The shape of a torch ``Parameter``: values in ``.data``, gradient in ``.grad``."""
+
+    data: np.ndarray
+    grad: np.ndarray | None = None
+
+
+def test_parameter_objects_closure_and_zero_grad() -> None:
+    parameter = Parameter(np.array([1.0, -2.0], np.float64))
+    optimizer = ASGD([parameter], lr=0.5, lambd=0.0)
+    calls = []
+
+    def closure() -> float:
+        calls.append(1)
+        parameter.grad = 2 * parameter.data  # gradient of |x|^2
+        return float(parameter.data @ parameter.data)
+
+    assert optimizer.step(closure=closure) == 5.0
+    assert calls == [1]
+    assert_same_bits(parameter.data, np.array([0.0, 0.0]))  # x - 0.5 * 2x; -2 + 2 is +0
+    optimizer.zero_grad(set_to_none=False)
+    assert parameter.grad is not None and (parameter.grad == 0).all()
+    optimizer.zero_grad()
+    assert parameter.grad is None
+    optimizer.step()  # no gradient: skipped
+    assert optimizer.state[0].step == 1
+
+
+def test_averages_before_and_after_averaging_starts() -> None:
+    parameter = np.array([1.0, 2.0], np.float64)
+    optimizer = ASGD([parameter], lr=0.1, t0=1, lambd=0.0)
+    assert_same_bits(optimizer.averages()[0], parameter)  # not stepped: its own average
+    iterates = []
+    for _ in range(5):
+        optimizer.step([np.ones(2)])
+        iterates.append(parameter.copy())
+    # torch's schedule: averaging starts with iterate t0 + 2 = 3, so ax is the mean of iterates 3..5.
+    np.testing.assert_allclose(optimizer.averages()[0], np.mean(iterates[2:], axis=0), rtol=1e-15)
+    assert optimizer.averages()[0] is not optimizer.state[0].ax
+
+
+def test_t0_inf_keeps_averages_equal_to_parameters() -> None:
+    parameter = np.linspace(-1, 1, 7).astype(np.float32)
+    optimizer = ASGD([parameter], lr=0.1, t0=float("inf"))
+    for g in Problem("g", "float32", ((7,),), steps=20).gradients():
+        optimizer.step(g)
+        assert_same_bits(optimizer.averages()[0], parameter)
+
+
+def test_momentum_zero_keeps_no_buffer() -> None:
+    optimizer = ASGD([np.ones(2, np.float32)])
+    optimizer.step([np.ones(2, np.float32)])
+    assert optimizer.state[0].momentum_buffer is None
+    assert "momentum_buffer" not in optimizer.state_dict()["state"][0]
+
+
+def test_deepcopy_continues_identically() -> None:
+    parameter = np.ones(4, np.float32)
+    optimizer = ASGD([parameter], lr=0.1, t0=1, momentum=0.9)
+    grads = Problem("g", "float32", ((4,),), steps=8).gradients()
+    for g in grads[:4]:
+        optimizer.step(g)
+    twin = copy.deepcopy(optimizer)
+    for g in grads[4:]:
+        optimizer.step(g)
+        twin.step(g)
+    assert_same_bits(twin.param_groups[0]["params"][0], parameter)
+    assert_same_bits(twin.averages()[0], optimizer.averages()[0])
+
+
+def test_defaults_are_the_api_pages() -> None:
+    optimizer = ASGD([np.zeros(1, np.float32)])
+    assert optimizer.defaults == {
+        "lr": 1e-3,
+        "momentum": 0.0,
+        "weight_decay": 0.0,
+        "alpha": 0.75,
+        "t0": 1e6,
+        "lambd": 1e-4,
+        "maximize": False,
+        "numerics": "fast",
+    }
+
+
+def test_first_momentum_step_uses_the_gradient_itself() -> None:
+    """``buf = g`` at the first step (torch SGD's rule), not ``(1 + momentum) * g`` as in lucid."""
+    parameter = np.zeros(1, np.float64)
+    optimizer = ASGD([parameter], lr=1.0, lambd=0.0, momentum=0.9)
+    optimizer.step([np.ones(1)])
+    assert parameter[0] == -1.0
+    optimizer.step([np.ones(1)])
+    assert optimizer.state[0].momentum_buffer is not None
+    assert optimizer.state[0].momentum_buffer[0] == 0.9 * 1.0 + 1.0

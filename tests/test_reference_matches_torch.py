@@ -1,0 +1,122 @@
+"""``reference.ASGD(numerics="torch")`` reproduces ``torch.optim.ASGD(foreach=False)`` bit for bit.
+
+Parameters and averages are compared as bit patterns after every step; scalar state at the end.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reference import ASGD
+from tests.assertions import assert_same_bits
+from tests.drivers import run_numpy_optimizer, run_torch
+from tests.problems import Problem
+
+torch = pytest.importorskip("torch")
+
+AVERAGING = {"lr": 0.05, "t0": 10}  # averaging starts with iterate 12 of 60
+
+TORCH_CASES = [
+    Problem("float32-averaging", "float32", ((7, 5),), ({**AVERAGING, "lambd": 1e-3, "alpha": 0.6},)),
+    Problem("float64-averaging-wd-maximize", "float64", ((13,),), ({**AVERAGING, "weight_decay": 0.1, "maximize": True},)),
+    Problem("complex64-averaging-wd-lambd", "complex64", ((3, 3),), ({"lr": 0.02, "t0": 5, "weight_decay": 0.1, "lambd": 0.1},)),
+    Problem("float32-0d-t0-zero", "float32", ((),), ({"lr": 0.02, "t0": 0},)),
+    Problem("float32-odd-shapes", "float32", ((3, 1, 5), (1,), (17,)), ({**AVERAGING, "alpha": 1.5, "lambd": 0.5},)),
+    Problem("float32-strided", "float32", ((4, 9), (11,)), ({"lr": 0.03, "t0": 3.5, "weight_decay": 0.01},), strided=True),
+    Problem("complex64-strided-maximize", "complex64", ((5, 3),), ({"lr": 0.01, "t0": 1, "maximize": True},), strided=True),
+    Problem("float64-large-lambd-alpha", "float64", ((9, 2),), ({"lr": 0.3, "t0": 20, "lambd": 2.0, "alpha": 2.0},)),
+    Problem("float32-t0-inf", "float32", ((6,),), ({"lr": 0.1, "t0": float("inf")},)),
+    Problem(
+        "two-groups", "float32", ((4, 4), (5,), (3,)),
+        ({"lr": 0.05, "t0": 8, "weight_decay": 0.2}, {"lr": 0.01, "t0": 30, "lambd": 0.02, "maximize": True}),
+    ),
+    Problem("float32-none-gradients", "float32", ((8,), (3,)), (AVERAGING,), skip_every=3),
+    Problem("float32-non-finite", "float32", ((10,),), (AVERAGING,), non_finite=True),
+    Problem("float64-large-gradients", "float64", ((12,),), (AVERAGING,), gradient_scale=1e300),
+    # torch's own ASGD test configurations (common_optimizers.optim_inputs_func_asgd).
+    Problem("torch-default", "float32", ((6, 3),), ({"lr": 1e-2},), steps=25),
+    Problem("torch-lambd", "float64", ((6, 3),), ({"lr": 1e-2, "lambd": 0.1},), steps=25),
+    Problem("torch-lr", "float32", ((6, 3),), ({"lr": 0.02},), steps=25),
+    Problem("torch-t0", "float32", ((6, 3),), ({"lr": 1e-2, "t0": 100},), steps=25),
+    Problem("torch-maximize", "float64", ((6, 3),), ({"lr": 1e-2, "maximize": True},), steps=25),
+    Problem("torch-weight-decay", "float32", ((6, 3),), ({"lr": 1e-2, "weight_decay": 0.1},), steps=25),
+    Problem("torch-wd-maximize", "complex64", ((6, 3),), ({"lr": 1e-2, "weight_decay": 0.1, "maximize": True},)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("problem", TORCH_CASES, ids=lambda p: p.name)
+def test_torch_profile_matches_torch_forloop_at_every_step(problem: Problem) -> None:
+    ours = run_numpy_optimizer(ASGD, problem, numerics="torch")
+    theirs = run_torch(problem, foreach=False)
+    for step, ((params, averages), (torch_params, torch_averages)) in enumerate(
+        zip(ours, theirs, strict=True), 1
+    ):
+        for index, (p, tp, a, ta) in enumerate(
+            zip(params, torch_params, averages, torch_averages, strict=True)
+        ):
+            assert_same_bits(p, tp, f"{problem.name}: step {step}, parameter {index}")
+            assert_same_bits(a, ta, f"{problem.name}: step {step}, ax {index}")
+
+
+def test_scalar_state_matches_torch() -> None:
+    """``step``, ``eta`` and ``mu`` are torch's float32 values, exported as ``numpy.float32``."""
+    problem = TORCH_CASES[0]
+    parameters = problem.initial_parameters()
+    ours = ASGD(parameters, numerics="torch", **problem.groups[0])
+    tensor = torch.from_numpy(problem.initial_parameters()[0]).requires_grad_()
+    theirs = torch.optim.ASGD([tensor], foreach=False, **problem.groups[0])
+    for gradients in problem.gradients():
+        ours.step(gradients)
+        tensor.grad = torch.from_numpy(gradients[0])
+        theirs.step()
+        exported, torch_state = ours.state_dict()["state"][0], theirs.state[tensor]
+        for key in ("step", "eta", "mu"):
+            assert isinstance(exported[key], np.float32)
+            assert exported[key].tobytes() == torch_state[key].numpy().tobytes(), key
+
+
+def test_step_counter_freezes_at_2_pow_24_like_torch() -> None:
+    """torch's float32 step stops at 2**24, and with it eta and mu; the torch profile does the same."""
+    start = 2**24 - 2
+    hyper = {"lr": 0.1, "t0": 2**24 - 10, "lambd": 1e-4}
+    values = np.array([1.0, -2.0, 3.0], np.float32)
+    gradient = np.array([0.5, 0.25, -1.0], np.float32)
+
+    tensor = torch.from_numpy(values.copy()).requires_grad_()
+    theirs = torch.optim.ASGD([tensor], foreach=False, **hyper)
+    tensor.grad = torch.zeros(3)
+    theirs.step()  # creates the state, which is then replaced by the late one
+    late = {
+        "step": torch.tensor(float(start)),
+        "eta": torch.tensor(0.01),
+        "mu": torch.tensor(0.125),
+        "ax": torch.from_numpy(values.copy()),
+    }
+    theirs.state[tensor] = {k: v.clone() for k, v in late.items()}
+    tensor.data.copy_(torch.from_numpy(values))
+
+    parameter = values.copy()
+    ours = ASGD([parameter], numerics="torch", **hyper)
+    ours.load_state_dict(
+        {
+            "state": {
+                0: {k: v.numpy().copy() if k == "ax" else np.float32(v.item()) for k, v in late.items()}
+            },
+            "param_groups": [{**ours.state_dict()["param_groups"][0]}],
+        }
+    )
+
+    for _ in range(4):
+        tensor.grad = torch.from_numpy(gradient.copy())
+        theirs.step()
+        ours.step([gradient.copy()])
+        assert_same_bits(parameter, tensor.detach().numpy(), "parameter")
+        assert_same_bits(ours.state[0].ax, theirs.state[tensor]["ax"].numpy(), "ax")
+    assert ours.state[0].step == theirs.state[tensor]["step"].item() == 2**24
+    assert ours.state[0].eta == theirs.state[tensor]["eta"].item()
+
+
+def test_torch_profile_refuses_float16() -> None:
+    with pytest.raises(TypeError, match=r"params\[0\] has dtype float16; supported dtypes: float32"):
+        ASGD([np.zeros(3, np.float16)], numerics="torch")
