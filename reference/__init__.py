@@ -3,5 +3,6 @@
 from reference.asgd import ASGD
 from reference.hyperparameters import DEFAULTS, NUMERICS_PROFILES
 from reference.numerics import FAST, TORCH, Numerics
+from reference.parameters import Parameter
 
-__all__ = ["ASGD", "DEFAULTS", "FAST", "NUMERICS_PROFILES", "TORCH", "Numerics"]
+__all__ = ["ASGD", "DEFAULTS", "FAST", "NUMERICS_PROFILES", "TORCH", "Numerics", "Parameter"]

@@ -166,7 +166,7 @@ class ASGD(ASGDOptimizer):
         store_real_scalars(state.ax, axs)
         if c.momentum != 0:
             if state.momentum_buffer is None:
-                state.momentum_buffer = np.empty_like(parameter)
+                state.momentum_buffer = np.zeros(parameter.shape, parameter.dtype)
             store_real_scalars(state.momentum_buffer, [b for b in bufs if b is not None])
 
         state.eta, state.mu = numerics.schedule(  # 8

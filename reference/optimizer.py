@@ -8,7 +8,8 @@ the first thing changes, so a refused call leaves parameters and state exactly a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -182,6 +183,22 @@ class ASGDOptimizer:
             (self.state[index].ax if index in self.state else data_of(parameter)).copy()
             for index, parameter in enumerate(self._parameters())
         ]
+
+    @contextlib.contextmanager
+    def averaged_parameters(self) -> Iterator[None]:
+        """Hold the averages in the parameters inside the block, for evaluation.
+
+        On exit, normal or by an exception, every parameter gets back its exact bits.
+        """
+        arrays = [data_of(parameter) for parameter in self._parameters()]
+        saved = [array.copy() for array in arrays]
+        try:
+            for array, average in zip(arrays, self.averages(), strict=True):
+                array[...] = average
+            yield
+        finally:
+            for array, original in zip(arrays, saved, strict=True):
+                array[...] = original
 
     # ----------------------------------------------------------------------------- state dict
 

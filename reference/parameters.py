@@ -14,6 +14,7 @@ import numpy as np
 
 __all__ = [
     "SUPPORTED_DTYPES",
+    "Parameter",
     "ParameterLike",
     "check_gradient",
     "check_parameter",
@@ -34,6 +35,17 @@ class HasData(Protocol):
 
 
 ParameterLike: TypeAlias = "np.ndarray | HasData"
+
+
+class Parameter:
+    """A trainable array for a torch-style loop: ``.data`` is updated in place, ``.grad`` is read."""
+
+    def __init__(self, data: np.ndarray, grad: np.ndarray | None = None) -> None:
+        self.data = data
+        self.grad = grad
+
+    def __repr__(self) -> str:
+        return f"Parameter({self.data!r})"
 
 
 def data_of(parameter: Any) -> np.ndarray:

@@ -36,12 +36,12 @@ class ParameterState:
 
     @classmethod
     def initial(cls, parameter: np.ndarray, lr: float, numerics: Numerics) -> ParameterState:
-        """The state before a parameter's first step: ``eta = lr``, ``mu = 1``, ``ax = 0``."""
+        """The state before a parameter's first step: ``eta = lr``, ``mu = 1``, ``ax = 0`` (C order)."""
         return cls(
             step=numerics.initial_step(),
             eta=numerics.initial_eta(lr),
             mu=1.0,
-            ax=np.zeros_like(parameter),
+            ax=np.zeros(parameter.shape, parameter.dtype),
         )
 
     def exported(self, numerics: Numerics) -> dict[str, Any]:

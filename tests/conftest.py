@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from hypothesis import HealthCheck, settings
+
+from tests.implementations import IMPLEMENTATIONS
 
 settings.register_profile(
     "ci",
@@ -19,3 +24,9 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile("ci")
+
+
+@pytest.fixture(params=["reference", "optimized"])
+def asgd_class(request: pytest.FixtureRequest) -> Any:
+    """Each ASGD implementation in turn; tests of the shared API take this fixture."""
+    return IMPLEMENTATIONS[request.param]

@@ -1,14 +1,14 @@
-"""The optimizer API of ``reference.ASGD``: groups, the gradient protocol, state and averages."""
+"""The optimizer API shared by both implementations: groups, gradients, state and averages."""
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
 
-from reference import ASGD, DEFAULTS
+from reference import DEFAULTS, Parameter
 from tests.assertions import assert_same_bits
 from tests.problems import Problem
 
@@ -20,22 +20,24 @@ def gradient_stream() -> list[list[np.ndarray | None]]:
 
 
 @pytest.mark.parametrize("numerics", ["fast", "torch"])
-def test_state_dict_resume_reproduces_the_uninterrupted_run(numerics: str) -> None:
+def test_state_dict_resume_reproduces_the_uninterrupted_run(numerics: str, asgd_class: Any) -> None:
     hyper = {"lr": 0.05, "t0": 3, "momentum": 0.9 if numerics == "fast" else 0.0, "weight_decay": 0.01}
     grads = gradient_stream()
 
     straight = PROBLEM.initial_parameters()
-    uninterrupted = ASGD(straight, numerics=numerics, **hyper)
+    uninterrupted = asgd_class(straight, numerics=numerics, **hyper)
     for g in grads:
         uninterrupted.step(g)
 
     first_half = PROBLEM.initial_parameters()
-    before = ASGD(first_half, numerics=numerics, **hyper)
+    before = asgd_class(first_half, numerics=numerics, **hyper)
     for g in grads[:6]:
         before.step(g)
     saved = before.state_dict()
     resumed_parameters = [p.copy() for p in first_half]
-    resumed = ASGD(resumed_parameters, numerics=numerics, lr=123.0)  # hyperparameters come from the dict
+    resumed = asgd_class(
+        resumed_parameters, numerics=numerics, lr=123.0
+    )  # hyperparameters come from the dict
     resumed.load_state_dict(saved)
     for g in grads[6:]:
         resumed.step(g)
@@ -47,9 +49,9 @@ def test_state_dict_resume_reproduces_the_uninterrupted_run(numerics: str) -> No
     assert resumed.state_dict()["state"][0]["step"] == uninterrupted.state_dict()["state"][0]["step"] == 12
 
 
-def test_state_dict_and_load_state_dict_copy_arrays() -> None:
+def test_state_dict_and_load_state_dict_copy_arrays(asgd_class: Any) -> None:
     parameter = np.ones(3, np.float32)
-    optimizer = ASGD([parameter], momentum=0.5, t0=0)
+    optimizer = asgd_class([parameter], momentum=0.5, t0=0)
     optimizer.step([np.ones(3, np.float32)])
     saved = optimizer.state_dict()
     saved["state"][0]["ax"][...] = 99
@@ -60,9 +62,9 @@ def test_state_dict_and_load_state_dict_copy_arrays() -> None:
     assert (optimizer.state[0].ax == 99).all()
 
 
-def test_state_dict_layout_is_torchs() -> None:
+def test_state_dict_layout_is_torchs(asgd_class: Any) -> None:
     a, b = np.zeros(2, np.float32), np.zeros(3, np.float64)
-    optimizer = ASGD([{"params": [a]}, {"params": [b], "lr": 0.5}], momentum=0.1)
+    optimizer = asgd_class([{"params": [a]}, {"params": [b], "lr": 0.5}], momentum=0.1)
     optimizer.step([None, np.ones(3)])
     saved = optimizer.state_dict()
     assert list(saved["state"]) == [1]
@@ -72,9 +74,9 @@ def test_state_dict_layout_is_torchs() -> None:
     assert saved["param_groups"][1] == {**DEFAULTS, "lr": 0.5, "momentum": 0.1, "params": [1]}
 
 
-def test_none_gradient_leaves_parameter_and_state_untouched() -> None:
+def test_none_gradient_leaves_parameter_and_state_untouched(asgd_class: Any) -> None:
     a, b = np.ones(3, np.float32), np.ones(2, np.float32)
-    optimizer = ASGD([a, b], lr=0.1, t0=0, momentum=0.9)
+    optimizer = asgd_class([a, b], lr=0.1, t0=0, momentum=0.9)
     optimizer.step([np.ones(3, np.float32), np.ones(2, np.float32)])
     before = optimizer.state_dict()["state"][1]
     b_before = b.copy()
@@ -90,14 +92,14 @@ def test_none_gradient_leaves_parameter_and_state_untouched() -> None:
     assert optimizer.state[0].step == 4
 
 
-def test_param_groups_equal_separate_optimizers() -> None:
+def test_param_groups_equal_separate_optimizers(asgd_class: Any) -> None:
     hyper_a = {"lr": 0.05, "t0": 2, "weight_decay": 0.1}
     hyper_b = {"lr": 0.01, "lambd": 0.3, "maximize": True, "momentum": 0.5}
     grads = gradient_stream()
     a, b = PROBLEM.initial_parameters()
-    grouped = ASGD([{"params": [a], **hyper_a}, {"params": [b], **hyper_b}])
+    grouped = asgd_class([{"params": [a], **hyper_a}, {"params": [b], **hyper_b}])
     a2, b2 = PROBLEM.initial_parameters()
-    alone_a, alone_b = ASGD([a2], **hyper_a), ASGD([b2], **hyper_b)
+    alone_a, alone_b = asgd_class([a2], **hyper_a), asgd_class([b2], **hyper_b)
     for g in grads:
         grouped.step(g)
         alone_a.step([g[0]])
@@ -106,9 +108,9 @@ def test_param_groups_equal_separate_optimizers() -> None:
     assert_same_bits(b, b2)
 
 
-def test_add_param_group_steps_the_new_group_with_its_hyperparameters() -> None:
+def test_add_param_group_steps_the_new_group_with_its_hyperparameters(asgd_class: Any) -> None:
     a, b = np.ones(2, np.float32), np.ones(2, np.float32)
-    optimizer = ASGD([a], lr=0.1)
+    optimizer = asgd_class([a], lr=0.1)
     optimizer.add_param_group({"params": b, "lr": 0.0, "lambd": 0.0})
     assert optimizer.param_groups[1]["alpha"] == DEFAULTS["alpha"]
     optimizer.step([np.ones(2, np.float32), np.ones(2, np.float32)])
@@ -116,17 +118,9 @@ def test_add_param_group_steps_the_new_group_with_its_hyperparameters() -> None:
     assert (b == 1).all()  # lr = 0 and lambd = 0 leave it unchanged
 
 
-@dataclass
-class Parameter:
-    """The shape of a torch ``Parameter``: values in ``.data``, gradient in ``.grad``."""
-
-    data: np.ndarray
-    grad: np.ndarray | None = None
-
-
-def test_parameter_objects_closure_and_zero_grad() -> None:
+def test_parameter_objects_closure_and_zero_grad(asgd_class: Any) -> None:
     parameter = Parameter(np.array([1.0, -2.0], np.float64))
-    optimizer = ASGD([parameter], lr=0.5, lambd=0.0)
+    optimizer = asgd_class([parameter], lr=0.5, lambd=0.0)
     calls = []
 
     def closure() -> float:
@@ -145,9 +139,9 @@ def test_parameter_objects_closure_and_zero_grad() -> None:
     assert optimizer.state[0].step == 1
 
 
-def test_averages_before_and_after_averaging_starts() -> None:
+def test_averages_before_and_after_averaging_starts(asgd_class: Any) -> None:
     parameter = np.array([1.0, 2.0], np.float64)
-    optimizer = ASGD([parameter], lr=0.1, t0=1, lambd=0.0)
+    optimizer = asgd_class([parameter], lr=0.1, t0=1, lambd=0.0)
     assert_same_bits(optimizer.averages()[0], parameter)  # not stepped: its own average
     iterates = []
     for _ in range(5):
@@ -158,24 +152,24 @@ def test_averages_before_and_after_averaging_starts() -> None:
     assert optimizer.averages()[0] is not optimizer.state[0].ax
 
 
-def test_t0_inf_keeps_averages_equal_to_parameters() -> None:
+def test_t0_inf_keeps_averages_equal_to_parameters(asgd_class: Any) -> None:
     parameter = np.linspace(-1, 1, 7).astype(np.float32)
-    optimizer = ASGD([parameter], lr=0.1, t0=float("inf"))
+    optimizer = asgd_class([parameter], lr=0.1, t0=float("inf"))
     for g in Problem("g", "float32", ((7,),), steps=20).gradients():
         optimizer.step(g)
         assert_same_bits(optimizer.averages()[0], parameter)
 
 
-def test_momentum_zero_keeps_no_buffer() -> None:
-    optimizer = ASGD([np.ones(2, np.float32)])
+def test_momentum_zero_keeps_no_buffer(asgd_class: Any) -> None:
+    optimizer = asgd_class([np.ones(2, np.float32)])
     optimizer.step([np.ones(2, np.float32)])
     assert optimizer.state[0].momentum_buffer is None
     assert "momentum_buffer" not in optimizer.state_dict()["state"][0]
 
 
-def test_deepcopy_continues_identically() -> None:
+def test_deepcopy_continues_identically(asgd_class: Any) -> None:
     parameter = np.ones(4, np.float32)
-    optimizer = ASGD([parameter], lr=0.1, t0=1, momentum=0.9)
+    optimizer = asgd_class([parameter], lr=0.1, t0=1, momentum=0.9)
     grads = Problem("g", "float32", ((4,),), steps=8).gradients()
     for g in grads[:4]:
         optimizer.step(g)
@@ -187,8 +181,8 @@ def test_deepcopy_continues_identically() -> None:
     assert_same_bits(twin.averages()[0], optimizer.averages()[0])
 
 
-def test_defaults_are_the_api_pages() -> None:
-    optimizer = ASGD([np.zeros(1, np.float32)])
+def test_defaults_are_the_api_pages(asgd_class: Any) -> None:
+    optimizer = asgd_class([np.zeros(1, np.float32)])
     assert optimizer.defaults == {
         "lr": 1e-3,
         "momentum": 0.0,
@@ -201,12 +195,40 @@ def test_defaults_are_the_api_pages() -> None:
     }
 
 
-def test_first_momentum_step_uses_the_gradient_itself() -> None:
+def test_first_momentum_step_uses_the_gradient_itself(asgd_class: Any) -> None:
     """``buf = g`` at the first step (torch SGD's rule), not ``(1 + momentum) * g`` as in lucid."""
     parameter = np.zeros(1, np.float64)
-    optimizer = ASGD([parameter], lr=1.0, lambd=0.0, momentum=0.9)
+    optimizer = asgd_class([parameter], lr=1.0, lambd=0.0, momentum=0.9)
     optimizer.step([np.ones(1)])
     assert parameter[0] == -1.0
     optimizer.step([np.ones(1)])
     assert optimizer.state[0].momentum_buffer is not None
     assert optimizer.state[0].momentum_buffer[0] == 0.9 * 1.0 + 1.0
+
+
+def test_averaged_parameters_swaps_in_the_averages_and_restores_exact_bits(asgd_class: Any) -> None:
+    a = np.array([1.0, -0.0, np.nan], np.float32)
+    b = np.array([0.25], np.float64)
+    optimizer = asgd_class([a, b], lr=0.1, t0=0)
+    optimizer.step([np.array([1.0, 2.0, 3.0], np.float32), None])
+    optimizer.step([np.array([-1.0, 0.5, 1.0], np.float32), None])
+    originals = [a.tobytes(), b.tobytes()]
+    averages = optimizer.averages()
+    with optimizer.averaged_parameters():
+        assert_same_bits(a, averages[0])
+        assert_same_bits(b, averages[1])  # never stepped: its own average
+    assert [a.tobytes(), b.tobytes()] == originals
+
+    with pytest.raises(RuntimeError, match="evaluation failed"), optimizer.averaged_parameters():
+        a[...] = 7
+        raise RuntimeError("evaluation failed")
+    assert [a.tobytes(), b.tobytes()] == originals
+
+
+def test_parameter_objects_keep_their_arrays(asgd_class: Any) -> None:
+    w = Parameter(np.zeros(3))
+    data = w.data
+    optimizer = asgd_class([w], lr=0.5)
+    w.grad = np.ones(3)
+    optimizer.step()
+    assert w.data is data and (data < 0).all()

@@ -1,0 +1,73 @@
+"""Hand a run over between ``torch.optim.ASGD`` and :class:`optimized.ASGD`, in both directions.
+
+torch's state is float32 0-d tensors (``step``, ``eta``, ``mu``) and an ``ax`` tensor per parameter;
+its groups carry ``foreach``, ``differentiable`` and ``capturable`` and no ``momentum``. With
+``numerics="torch"`` a converted state continues exactly as torch's for-loop path would.
+torch itself is not imported here: tensors are read through ``.detach().cpu().numpy()``, and
+:func:`state_dict_to_torch` imports torch only when called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from reference.hyperparameters import DEFAULTS
+
+__all__ = ["state_dict_from_torch", "state_dict_to_torch"]
+
+_SHARED_HYPERPARAMETERS = ("lr", "lambd", "alpha", "t0", "weight_decay", "maximize")
+_TORCH_ONLY_GROUP_KEYS = {"foreach": None, "differentiable": False, "capturable": False}
+_SCALAR_STATE = ("step", "eta", "mu")
+
+
+def _to_numpy(value: Any) -> Any:
+    """A tensor as a NumPy copy (0-d tensors as NumPy scalars of their dtype); other values as they are."""
+    if hasattr(value, "detach"):
+        array = value.detach().cpu().numpy().copy()
+        return array[()] if array.ndim == 0 else array
+    return value
+
+
+def state_dict_from_torch(torch_state_dict: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``torch.optim.ASGD`` state dict in this project's layout, for ``numerics="torch"``.
+
+    Arrays are copies. The result goes to :meth:`optimized.ASGD.load_state_dict`, which checks it.
+    """
+    groups = []
+    for group in torch_state_dict["param_groups"]:
+        converted = {name: _to_numpy(group[name]) for name in _SHARED_HYPERPARAMETERS}
+        converted["lr"] = float(converted["lr"])  # torch allows a tensor lr
+        groups.append({**converted, "momentum": 0.0, "numerics": "torch", "params": list(group["params"])})
+    state = {
+        index: {key: _to_numpy(value) for key, value in entry.items()}
+        for index, entry in torch_state_dict["state"].items()
+    }
+    return {"state": state, "param_groups": groups}
+
+
+def state_dict_to_torch(state_dict: Mapping[str, Any]) -> dict[str, Any]:
+    """This project's state dict as one ``torch.optim.ASGD.load_state_dict`` accepts.
+
+    torch's ASGD has no momentum, so a group with momentum is refused. Scalar state becomes float32
+    0-d tensors as torch keeps it; a fast-profile state (exact step, binary64 eta and mu) is rounded
+    to float32 here, so only a torch-profile run hands over bit for bit.
+    """
+    import torch
+
+    groups = []
+    for index, group in enumerate(state_dict["param_groups"]):
+        if group.get("momentum", DEFAULTS["momentum"]) != 0:
+            raise ValueError(
+                f"param_groups[{index}] has momentum={group['momentum']!r}; torch.optim.ASGD has no momentum"
+            )
+        shared = {name: group[name] for name in _SHARED_HYPERPARAMETERS}
+        groups.append({**shared, **_TORCH_ONLY_GROUP_KEYS, "params": list(group["params"])})
+    state: dict[Any, dict[str, Any]] = {}
+    for index, entry in state_dict["state"].items():
+        converted = {key: torch.tensor(float(entry[key]), dtype=torch.float32) for key in _SCALAR_STATE}
+        converted["ax"] = torch.from_numpy(np.array(entry["ax"], copy=True))
+        state[index] = converted
+    return {"state": state, "param_groups": groups}

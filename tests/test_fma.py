@@ -1,0 +1,77 @@
+"""The vectorized fused multiply-add against the rounding model's exact ``fma``, bit for bit."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from optimized.fma import fused_multiply_add
+from reference import rounding
+
+UNSIGNED = {np.float32: np.uint32, np.float64: np.uint64}
+FORMAT = {np.float32: rounding.BINARY32, np.float64: rounding.BINARY64}
+
+
+def any_value(dtype: type) -> st.SearchStrategy[float]:
+    """Every bit pattern of ``dtype`` is possible, special values included."""
+    width = np.dtype(dtype).itemsize * 8
+    return st.integers(0, 2**width - 1).map(lambda b: float(np.array(b, UNSIGNED[dtype]).view(dtype)))
+
+
+@st.composite
+def fma_operands(draw: st.DrawFn, dtype: type) -> tuple[float, np.ndarray, np.ndarray]:
+    """``(s, x, y)`` with arbitrary patterns, ordinary values, and ``y`` close to ``-s * x``.
+
+    Near-cancellation is where a double rounding differs from a fused one.
+    """
+    s = draw(st.one_of(any_value(dtype), st.floats(-10, 10, width=32 if dtype is np.float32 else 64)))
+    size = draw(st.integers(1, 40))
+    x = np.array([draw(any_value(dtype)) for _ in range(size)], dtype)
+    cancel = draw(st.lists(st.floats(-1e-6, 1e-6), min_size=size, max_size=size))
+    with np.errstate(all="ignore"):
+        near = (-(x.astype(np.float64) * s) * (1 + np.array(cancel))).astype(dtype)
+        independent = np.array([draw(any_value(dtype)) for _ in range(size)], dtype)
+    y = np.where(np.array(draw(st.lists(st.booleans(), min_size=size, max_size=size))), near, independent)
+    return float(dtype(s)), x, y.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@given(data=st.data())
+def test_fused_multiply_add_is_correctly_rounded(dtype: type, data: st.DataObject) -> None:
+    s, x, y = data.draw(fma_operands(dtype))
+    out = np.empty_like(x)
+    with np.errstate(all="ignore"):
+        fused_multiply_add(s, x, y, out)
+    for i in range(x.size):
+        expected = rounding.fma(FORMAT[dtype], s, float(x[i]), float(y[i]))
+        if math.isnan(expected):
+            assert np.isnan(out[i]), (s, x[i], y[i])
+        else:
+            assert np.array(expected, dtype).tobytes() == out[i].tobytes(), (s, x[i], y[i], expected, out[i])
+
+
+def test_fused_multiply_add_may_write_over_its_addend() -> None:
+    x = np.array([1 + 2.0**-23], np.float32)
+    y = np.array([-1.0], np.float32)
+    fused_multiply_add(float(np.float32(1 - 2.0**-23)), x, y, y)
+    assert y[0] == -(2.0**-46)  # one rounding; a separate product would give 0
+
+
+def test_float64_edge_cases_outside_the_error_free_range() -> None:
+    """Huge, tiny and non-finite operands take the exact path and are still correctly rounded."""
+    big, tiny = 2.0**1000, 2.0**-1000
+    x = np.array([big, tiny, math.inf, 1.0, 3.0, -0.0], np.float64)
+    y = np.array([-(2.0**1023), tiny, -math.inf, math.nan, -(2.0**1023), -0.0], np.float64)
+    out = np.empty_like(x)
+    with np.errstate(all="ignore"):
+        fused_multiply_add(2.0**23, x, y, out)
+    expected = [
+        rounding.fma(rounding.BINARY64, 2.0**23, a, b) for a, b in zip(x.tolist(), y.tolist(), strict=True)
+    ]
+    assert out[0] == expected[0] and out[1] == expected[1] and out[4] == expected[4]
+    assert np.isnan(out[2]) and np.isnan(out[3])
+    assert out[5] == 0 and math.copysign(1, out[5]) == -1.0  # (+s) * (-0) + (-0) is -0

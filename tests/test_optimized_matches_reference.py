@@ -1,0 +1,57 @@
+"""``optimized.ASGD`` and ``reference.ASGD`` agree bit for bit, in both profiles, over random runs.
+
+After every step: parameters, averages, momentum buffers and the scalar state (value and type).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from hypothesis import given
+
+import optimized
+import reference
+from tests.assertions import assert_same_bits
+from tests.strategies import Run, runs
+
+
+def assert_same_state(ours: dict[str, Any], theirs: dict[str, Any], where: str) -> None:
+    assert ours["param_groups"] == theirs["param_groups"], where
+    assert ours["state"].keys() == theirs["state"].keys(), where
+    for index, entry in ours["state"].items():
+        other = theirs["state"][index]
+        assert entry.keys() == other.keys(), f"{where}: state {index}"
+        for key, value in entry.items():
+            if isinstance(value, np.ndarray):
+                assert_same_bits(value, other[key], f"{where}: state[{index}][{key!r}]")
+            else:
+                assert type(value) is type(other[key]) and repr(value) == repr(other[key]), (
+                    f"{where}: state[{index}][{key!r}] {value!r} != {other[key]!r}"
+                )
+
+
+def assert_runs_agree(run: Run) -> None:
+    fast_parameters, spec_parameters = run.parameters(), run.parameters()
+    fast = run.build(optimized.ASGD, fast_parameters)
+    spec = run.build(reference.ASGD, spec_parameters)
+    for step in range(len(run.gradients)):
+        gradients = run.gradients_in_optimizer_order(step)
+        fast.step(gradients)
+        spec.step(gradients)
+        where = f"step {step + 1}"
+        for index, (a, b) in enumerate(zip(fast_parameters, spec_parameters, strict=True)):
+            assert_same_bits(a, b, f"{where}: parameter {index}")
+        for index, (a, b) in enumerate(zip(fast.averages(), spec.averages(), strict=True)):
+            assert_same_bits(a, b, f"{where}: average {index}")
+        assert_same_state(fast.state_dict(), spec.state_dict(), where)
+
+
+@given(run=runs("fast"))
+def test_fast_profile_agrees_with_the_reference(run: Run) -> None:
+    assert_runs_agree(run)
+
+
+@given(run=runs("torch"))
+def test_torch_profile_agrees_with_the_reference(run: Run) -> None:
+    assert_runs_agree(run)

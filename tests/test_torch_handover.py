@@ -1,0 +1,110 @@
+"""A run handed between torch and ``optimized.ASGD`` mid-way ends exactly where torch's would."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import optimized
+from tests.assertions import assert_same_bits
+from tests.problems import Problem
+
+torch = pytest.importorskip("torch")
+
+HANDOVER = Problem(
+    "handover",
+    "float32",
+    ((6, 4), (5,), (3, 3)),
+    ({"lr": 0.05, "t0": 20, "weight_decay": 0.01, "lambd": 1e-3}, {"lr": 0.02, "t0": 5, "maximize": True}),
+    steps=120,
+)
+HALF = 60
+
+
+def torch_optimizer(problem: Problem, tensors: list[torch.Tensor]) -> torch.optim.ASGD:
+    members = problem.group_members()
+    groups = [{"params": [tensors[i] for i in m], **h} for m, h in zip(members, problem.groups, strict=True)]
+    return torch.optim.ASGD(groups, foreach=False)
+
+
+def optimizer_order(problem: Problem) -> list[int]:
+    return [i for m in problem.group_members() for i in m]
+
+
+def torch_steps(
+    optimizer: torch.optim.ASGD, tensors: list[torch.Tensor], gradients: list[list[np.ndarray]]
+) -> None:
+    for row in gradients:
+        for tensor, gradient in zip(tensors, row, strict=True):
+            tensor.grad = torch.from_numpy(gradient)
+        optimizer.step()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "complex64"])
+def test_torch_to_optimized_to_torch_reproduces_the_uninterrupted_run(dtype: str) -> None:
+    problem = Problem(HANDOVER.name, dtype, HANDOVER.shapes, HANDOVER.groups, steps=HANDOVER.steps)
+    gradients = problem.gradients()
+    order = optimizer_order(problem)
+
+    straight = [torch.from_numpy(p).requires_grad_() for p in problem.initial_parameters()]
+    uninterrupted = torch_optimizer(problem, straight)
+    torch_steps(uninterrupted, straight, gradients)
+
+    # torch runs the first third, optimized the second, torch again the last.
+    tensors = [torch.from_numpy(p).requires_grad_() for p in problem.initial_parameters()]
+    first = torch_optimizer(problem, tensors)
+    torch_steps(first, tensors, gradients[:40])
+
+    arrays = [t.detach().numpy().copy() for t in tensors]
+    middle = optimized.ASGD(
+        [{"params": [arrays[i] for i in m]} for m in problem.group_members()], numerics="torch"
+    )
+    middle.load_state_dict(optimized.state_dict_from_torch(first.state_dict()))
+    for row in gradients[40:80]:
+        middle.step([row[i] for i in order])
+
+    resumed_tensors = [torch.from_numpy(a.copy()).requires_grad_() for a in arrays]
+    last = torch_optimizer(problem, resumed_tensors)
+    last.load_state_dict(optimized.state_dict_to_torch(middle.state_dict()))
+    torch_steps(last, resumed_tensors, gradients[80:])
+
+    for index, (a, b) in enumerate(zip(resumed_tensors, straight, strict=True)):
+        assert_same_bits(a.detach().numpy(), b.detach().numpy(), f"parameter {index}")
+        assert_same_bits(last.state[a]["ax"].numpy(), uninterrupted.state[b]["ax"].numpy(), f"ax {index}")
+        for key in ("step", "eta", "mu"):
+            assert last.state[a][key].item() == uninterrupted.state[b][key].item(), key
+
+
+def test_optimized_state_dict_resume_reproduces_the_uninterrupted_run() -> None:
+    problem = Problem(
+        "resume", "float32", ((7, 3), (4,)), ({"lr": 0.05, "t0": 10, "momentum": 0.9},), steps=80
+    )
+    gradients = problem.gradients()
+    straight = problem.initial_parameters()
+    uninterrupted = optimized.ASGD(straight, numerics="fast", **problem.groups[0])
+    for row in gradients:
+        uninterrupted.step(row)
+
+    parameters = problem.initial_parameters()
+    first = optimized.ASGD(parameters, numerics="fast", **problem.groups[0])
+    for row in gradients[:HALF]:
+        first.step(row)
+    saved = first.state_dict()
+    resumed = optimized.ASGD([p.copy() for p in parameters])
+    resumed.load_state_dict(saved)
+    for row in gradients[HALF:]:
+        resumed.step(row)
+
+    for a, b in zip(resumed.param_groups[0]["params"], straight, strict=True):
+        assert_same_bits(a, b, "parameter")
+    for a, b in zip(resumed.averages(), uninterrupted.averages(), strict=True):
+        assert_same_bits(a, b, "average")
+    assert resumed.state_dict()["state"][1]["step"] == 80
+
+
+def test_state_dict_to_torch_refuses_momentum() -> None:
+    optimizer = optimized.ASGD([np.zeros(2, np.float32)], momentum=0.5)
+    with pytest.raises(
+        ValueError, match=r"param_groups\[0\] has momentum=0.5; torch.optim.ASGD has no momentum"
+    ):
+        optimized.state_dict_to_torch(optimizer.state_dict())
