@@ -1,0 +1,60 @@
+"""The machine and software a run measured: CPU flags, ATen's CPU capability, versions."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["describe_environment"]
+
+_INTERESTING_FLAGS = (
+    "sse2",
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512_fp16",
+    "amx_tile",
+)
+
+
+def _cpu() -> dict[str, Any]:
+    model = platform.processor() or platform.machine()
+    flags: set[str] = set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model in ("", platform.machine(), platform.processor()):
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    return {"model": model, "flags": [f for f in _INTERESTING_FLAGS if f in flags]}
+
+
+def describe_environment() -> dict[str, Any]:
+    environment: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "numpy": np.__version__,
+        "cpu": _cpu(),
+    }
+    try:
+        import torch
+
+        environment["torch"] = torch.__version__
+        environment["aten_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+        environment["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:  # pragma: no cover - torch is in the conformance extra
+        environment["torch"] = None
+    import scipy
+
+    environment["scipy"] = scipy.__version__
+    return environment

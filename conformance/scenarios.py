@@ -1,0 +1,98 @@
+"""The scenario matrix, declared as data in the spirit of torch's ``OptimizerInfo``.
+
+A scenario is a problem, a hyperparameter set, a dtype, a number of steps and a seed. The quick set
+(the default) runs in well under a minute on two cores; the full set adds longer runs, more dtypes
+and larger problems. torch's own ASGD test configurations stop before averaging starts (t0 >= 100
+with about 20 steps), so most scenarios here use a small ``t0`` to exercise the averaging branch.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
+
+__all__ = ["LATE_START", "SCENARIOS", "Scenario", "select_scenarios"]
+
+LATE_START: Final = 2**24 - 2
+"""Where the late-run scenario injects its state: two steps before torch's float32 counter freezes."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    problem: str
+    dtype: str
+    hyper: Mapping[str, Any]
+    steps: int
+    seed: int = 0
+    size: int = 16
+    start_step: int = 0
+    """Nonzero: every implementation starts from injected state at this step."""
+    quick: bool = True
+    purpose: str = ""
+    expected_divergence: tuple[str, ...] = ()
+    """Pairs (``"left vs right"``) whose divergence is the point of the scenario: reported, not judged."""
+    tags: tuple[str, ...] = field(default=())
+
+    def with_seed(self, seed: int) -> Scenario:
+        return replace(self, seed=self.seed + seed)
+
+
+AVERAGING: Final = {"lr": 0.01, "t0": 20}
+
+_QUICK: Final = (
+    Scenario("random-f32-averaging", "random-stream", "float32", AVERAGING, 200, purpose="averaging active from step 22"),
+    Scenario("random-f64-averaging", "random-stream", "float64", AVERAGING, 200, purpose="eta is float32 in torch even for float64"),
+    Scenario("random-f16-averaging", "random-stream", "float16", {"lr": 0.01, "t0": 20}, 150, purpose="float16: fast profile and torch only"),
+    Scenario("random-c64-averaging", "random-stream", "complex64", {**AVERAGING, "weight_decay": 0.01}, 150, size=8),
+    Scenario("random-c128-averaging", "random-stream", "complex128", AVERAGING, 150, size=8),
+    Scenario("lsq-f32-averaging", "least-squares", "float32", {"lr": 0.02, "t0": 50, "weight_decay": 1e-3}, 200, size=8),
+    Scenario("lsq-f64-averaging", "least-squares", "float64", {"lr": 0.02, "t0": 50}, 200, size=8),
+    Scenario("rosenbrock-f32", "rosenbrock", "float32", {"lr": 1e-3, "t0": 100, "lambd": 1e-3}, 200, size=6),
+    Scenario("logistic-f32-maximize", "logistic", "float32", {"lr": 0.05, "t0": 30, "maximize": True}, 150, size=8,
+             purpose="maximize flips the gradient (ascent on the log-loss)"),
+    Scenario("momentum-f32", "least-squares", "float32", {"lr": 0.01, "t0": 30, "momentum": 0.9}, 200, size=8,
+             purpose="heavy-ball momentum; torch's ASGD has none"),
+    Scenario("lambd-alpha-extreme", "random-stream", "float32", {"lr": 0.5, "t0": 10, "lambd": 1.0, "alpha": 2.0}, 150),
+    Scenario("lambd-alpha-zero", "random-stream", "float32", {"lr": 0.01, "t0": 10, "lambd": 0.0, "alpha": 0.0}, 150),
+    Scenario("lr-zero", "random-stream", "float32", {"lr": 0.0, "t0": 5}, 60, purpose="lr = 0 leaves theta unchanged"),
+    Scenario("late-run-f32", "random-stream", "float32", {"lr": 0.01, "t0": LATE_START - 10}, 8, start_step=LATE_START,
+             purpose="torch's float32 step counter freezes at 2**24, and eta and mu with it",
+             expected_divergence=("optimized-fast vs torch-forloop",)),
+    # torch's own test configurations (common_optimizers.optim_inputs_func_asgd), run to 25 steps.
+    Scenario("torch-config-default", "random-stream", "float32", {"lr": 1e-2}, 25, tags=("torch-config",)),
+    Scenario("torch-config-lambd", "random-stream", "float32", {"lr": 1e-2, "lambd": 0.1}, 25, tags=("torch-config",)),
+    Scenario("torch-config-t0", "random-stream", "float32", {"lr": 1e-2, "t0": 100}, 25, tags=("torch-config",)),
+    Scenario("torch-config-wd-maximize", "random-stream", "float64", {"lr": 1e-2, "weight_decay": 0.1, "maximize": True}, 25,
+             tags=("torch-config",)),
+)  # fmt: skip
+
+_FULL_ONLY: Final = (
+    Scenario("random-f32-long", "random-stream", "float32", {"lr": 0.01, "t0": 100}, 1500, size=32, quick=False),
+    Scenario("lsq-f32-long", "least-squares", "float32", {"lr": 0.01, "t0": 200}, 1500, size=16, quick=False),
+    Scenario("random-c128-lambd", "random-stream", "complex128", {"lr": 0.01, "t0": 50, "lambd": 0.1}, 600, quick=False),
+    Scenario("rosenbrock-f64", "rosenbrock", "float64", {"lr": 1e-3, "t0": 100}, 800, size=8, quick=False),
+    Scenario("logistic-f64-wd", "logistic", "float64", {"lr": 0.05, "t0": 50, "weight_decay": 0.01}, 800, quick=False),
+    Scenario("momentum-f64", "least-squares", "float64", {"lr": 0.005, "t0": 100, "momentum": 0.99}, 800, quick=False),
+    Scenario("momentum-f16", "random-stream", "float16", {"lr": 0.01, "t0": 50, "momentum": 0.5}, 400, quick=False),
+    Scenario("torch-config-lr", "random-stream", "float32", {"lr": 0.02}, 25, quick=False, tags=("torch-config",)),
+    Scenario("torch-config-maximize", "random-stream", "float32", {"lr": 1e-2, "maximize": True}, 25, quick=False,
+             tags=("torch-config",)),
+    Scenario("torch-config-weight-decay", "random-stream", "float32", {"lr": 1e-2, "weight_decay": 0.1}, 25, quick=False,
+             tags=("torch-config",)),
+    Scenario("late-run-f64", "random-stream", "float64", {"lr": 0.01, "t0": LATE_START - 10}, 8, start_step=LATE_START,
+             quick=False, purpose="the frozen counter with float64 parameters",
+             expected_divergence=("optimized-fast vs torch-forloop",)),
+)  # fmt: skip
+
+SCENARIOS: Final = _QUICK + _FULL_ONLY
+
+
+def select_scenarios(*, full: bool = False, only: str | None = None, seed: int = 0) -> list[Scenario]:
+    """The quick set (or all with ``full``), filtered by a glob ``only``, seeds offset by ``seed``."""
+    chosen = [s for s in SCENARIOS if full or s.quick]
+    if only:
+        chosen = [s for s in chosen if fnmatch.fnmatchcase(s.name, only) or only in s.name]
+    return [s.with_seed(seed) for s in chosen]

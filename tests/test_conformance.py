@@ -1,0 +1,204 @@
+"""The conformance harness end to end: the CLI's report, a planted bug, the JSON schema, the page."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import numpy as np
+import pytest
+
+import optimized
+from conformance.cli import main
+from conformance.implementations import IMPLEMENTATIONS, NumpyImplementation
+from conformance.report import render_html
+from conformance.results import (
+    Comparison,
+    Finding,
+    ImplementationRun,
+    RunResult,
+    ScenarioResult,
+    StatisticsResult,
+)
+
+SCHEMA = json.loads((Path(__file__).parent.parent / "conformance" / "results.schema.json").read_text())
+GOLDEN = Path(__file__).parent / "golden" / "report.html"
+
+
+@pytest.fixture(scope="module")
+def quick_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, float, subprocess.CompletedProcess[str]]:
+    """The README's main job, as a user runs it: ``asgd-conformance --quick --out DIR``."""
+    out = tmp_path_factory.mktemp("quick")
+    started = time.perf_counter()
+    process = subprocess.run(
+        [sys.executable, "-m", "conformance", "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "CI": "true"},
+    )
+    return out, time.perf_counter() - started, process
+
+
+def test_quick_run_passes_and_writes_the_report(quick_run: tuple[Path, float, Any]) -> None:
+    out, seconds, process = quick_run
+    assert process.returncode == 0, process.stdout + process.stderr
+    assert re.fullmatch(r"asgd-conformance: PASS: \d+ scenarios, .*; report: .*index.html\n", process.stdout)
+    assert process.stderr == ""  # quiet when not on a terminal
+    page = (out / "index.html").read_text()
+    for implementation in IMPLEMENTATIONS:
+        assert implementation.name in page
+    assert ("torch-foreach" in page and "no CUDA device" in page) or "torch-cuda" in page
+    assert "<svg" in page
+    fetches = re.findall(r"""(?:src=|<link|@import|url\((?!#)|href=["']https?:)""", page)
+    assert fetches == [], "the page must be self-contained"
+    print(f"quick run: {seconds:.1f} s")  # the budget (60 s on 2 cores) is the README's, not a test's
+
+
+def test_results_json_follows_the_schema(quick_run: tuple[Path, float, Any]) -> None:
+    out, _, _ = quick_run
+    data = json.loads((out / "results.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+    jsonschema.validate(data, SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    names = {i["name"] for i in data["implementations"]}
+    assert {"reference-fast", "optimized-torch", "torch-forloop", "torch-foreach"} <= names
+    exact = [
+        c
+        for s in data["scenarios"]
+        for c in s["comparisons"]
+        if c["policy"] == "bit-exact" and c["status"] != "skipped"
+    ]
+    assert exact and all(c["differing_scalar_steps"] == 0 for c in exact)
+    assert {f["key"] for f in data["findings"]} >= {
+        "foreach-drift",
+        "step-counter-freeze",
+        "eta-float32-for-float64",
+    }
+
+
+def test_schema_rejects_a_malformed_result(quick_run: tuple[Path, float, Any]) -> None:
+    out, _, _ = quick_run
+    data = json.loads((out / "results.json").read_text())
+    data["scenarios"][0]["comparisons"][0]["status"] = "maybe"
+    with pytest.raises(jsonschema.ValidationError, match="maybe"):
+        jsonschema.validate(data, SCHEMA)
+
+
+class BrokenASGD(optimized.ASGD):
+    """A deliberately broken optimizer: from its fifth step on, one parameter bit flips."""
+
+    def _update(self, parameter: np.ndarray, *args: Any, **kwargs: Any) -> None:
+        super()._update(parameter, *args, **kwargs)
+        state = args[1]
+        if state.step >= 5:
+            parameter.reshape(-1).view(np.uint32)[0] ^= 1
+
+
+def test_a_broken_implementation_fails_the_run_and_the_report_says_where(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = [
+        NumpyImplementation("optimized-fast", BrokenASGD, "fast", "deliberately broken")
+        if i.name == "optimized-fast"
+        else i
+        for i in IMPLEMENTATIONS
+    ]
+    code = main(
+        ["--only", "random-f32-averaging", "--out", str(tmp_path), "--jobs", "1"], implementations=broken
+    )
+    assert code == 1
+    printed = capsys.readouterr().out
+    assert "FAIL random-f32-averaging: reference-fast vs optimized-fast from step 5" in printed
+    page = (tmp_path / "index.html").read_text()
+    failures = page[page.index('id="failures"') : page.index('id="summary"')]
+    assert "random-f32-averaging" in failures and "reference-fast vs optimized-fast" in failures
+    assert "step 5" in failures
+    data = json.loads((tmp_path / "results.json").read_text())
+    (failure,) = [c for s in data["scenarios"] for c in s["comparisons"] if c["status"] == "fails"]
+    assert failure["first_divergence"] == 5 and failure["pair"] == "reference-fast vs optimized-fast"
+
+
+def synthetic_result() -> RunResult:
+    """A small fixed result, so the golden page depends on the template alone."""
+    steps = 4
+    comparisons = [
+        Comparison("demo", "reference-fast vs optimized-fast", "reference-fast", "optimized-fast", "bit-exact", "holds",
+                   "identical bits at every step", None, 0, 0, 0, None, 0, 0, 0.0, 0.0, 0.0, [0] * steps, [0] * steps),
+        Comparison("demo", "optimized-fast vs torch-forloop", "optimized-fast", "torch-forloop", "bounded", "fails",
+                   "300 normwise ULP exceeds the budget of 256", 256, 4096, 4096, 12, 2, 9, 0, 1e-5, 3e-4, 300.0,
+                   [0, 2, 40, 4096], [0, 1, 12, 12]),
+        Comparison("demo", "torch-foreach vs torch-forloop", "torch-foreach", "torch-forloop", "bounded", "skipped",
+                   "torch-foreach: not run"),
+    ]  # fmt: skip
+    scenario = ScenarioResult(
+        name="demo", problem="random-stream", dtype="float32", hyperparameters={"lr": 0.01, "t0": 2}, steps=steps,
+        seed=0, size=3, start_step=0, purpose="a fixed example",
+        implementations=[ImplementationRun("reference-fast", "ran", None, 0.5, 4.0, 0.01, 0.5),
+                         ImplementationRun("torch-foreach", "skipped", "not run")],
+        comparisons=comparisons,
+    )  # fmt: skip
+    return RunResult(
+        schema_version=1, created="2026-01-01T00:00:00+00:00", command="asgd-conformance --only demo",
+        selection={"set": "quick", "only": "demo", "seed": 0, "jobs": 1},
+        environment={"python": "3.x", "platform": "p", "numpy": "n", "torch": "t", "scipy": "s",
+                     "aten_cpu_capability": "AVX2", "cuda": None, "cpu": {"model": "cpu", "flags": ["avx2", "fma"]}},
+        implementations=[{"name": "reference-fast", "description": "spec"}],
+        pairs=[{"name": "optimized-fast vs torch-forloop", "policy": "bounded", "ulp_budget": {"float32": 256},
+                "rationale": "two roundings against one"}],
+        scenarios=[scenario],
+        findings=[Finding("demo-finding", "A finding", "Measured, not judged.", ["demo"])],
+        statistics=StatisticsResult(True, "averaged iterate optimal", {}),
+        seconds=1.0,
+    )  # fmt: skip
+
+
+def scrubbed(html: str) -> str:
+    """The page without what changes between machines and library versions."""
+    html = re.sub(r'<span class="timestamp">[^<]*</span>', '<span class="timestamp">TIME</span>', html)
+    html = re.sub(r'<td class="version">[^<]*</td>', '<td class="version">VERSION</td>', html)
+    return re.sub(r"<svg.*?</svg>", "<svg><!-- plot --></svg>", html, flags=re.DOTALL)
+
+
+def test_html_matches_the_golden_file() -> None:
+    page = scrubbed(render_html(synthetic_result()))
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN.write_text(page)
+    assert page == GOLDEN.read_text(), (
+        "report template changed: rerun with UPDATE_GOLDEN=1 and review the diff"
+    )
+
+
+def test_the_page_renders_in_headless_chromium(quick_run: tuple[Path, float, Any], tmp_path: Path) -> None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium)")
+    out, _, _ = quick_run
+    flags = [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
+    ]  # fmt: skip
+    url = (out / "index.html").as_uri()
+    shot = tmp_path / "report.png"
+    screenshot = subprocess.run(
+        [browser, *flags, f"--screenshot={shot}", "--window-size=1300,1100", url],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert shot.exists() and shot.stat().st_size > 20_000, screenshot.stderr[-2000:]
+    dom = subprocess.run([browser, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert 'id="summary-table"' in dom.stdout and dom.stdout.count("<tr>") > 20
+    console_errors = [
+        line for line in dom.stderr.splitlines() + screenshot.stderr.splitlines() if "CONSOLE" in line
+    ]
+    assert console_errors == []
+    shutil.copy(shot, out / "screenshot.png")
