@@ -1,20 +1,31 @@
 """The ASGD step on flat arrays of real scalars: the hot loop, apart from the API.
 
 Arrays are 1-D, C-contiguous and of one real dtype (a complex parameter is passed as its real
-view). Every operation writes into an existing array, so the step allocates only the scratch it
-is given. The scalars arrive already rounded to the arrays' dtype (:class:`StepScalars`).
+view). The step walks them in cache-sized blocks: the temporaries of a block live in a small
+per-thread :class:`Workspace`, so each element's θ, g, ax and buf cross the memory bus about once
+per step and nothing proportional to the model is allocated. Blocks are independent, so splitting
+them over threads (NumPy releases the GIL in its loops) changes no bit.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
-from optimized.fma import fused_multiply_add
+from optimized.fma import FmaScratch, fused_multiply_add
 
-__all__ = ["StepScalars", "asgd_step"]
+__all__ = ["DEFAULT_BLOCK_SIZE", "DEFAULT_THREADS", "StepScalars", "Task", "run_tasks"]
+
+DEFAULT_BLOCK_SIZE: Final = 65536
+"""Elements per block (256 KiB of float32 per array): long enough that NumPy's per-call overhead
+and the GIL hand-overs between threads are small, short enough that a block stays in cache."""
+DEFAULT_THREADS: Final = min(2, os.cpu_count() or 1)
+_MIN_ELEMENTS_PER_THREAD: Final = 1 << 17  # below this, a second thread costs more than it saves
 
 
 @dataclass(frozen=True)
@@ -49,41 +60,58 @@ class StepScalars:
         )
 
 
-def asgd_step(
+class Workspace:
+    """One thread's scratch for blocks of up to ``size`` elements of ``dtype``."""
+
+    def __init__(self, size: int, dtype: np.dtype[Any]) -> None:
+        self.work = np.empty(size, dtype)
+        self.product = np.empty(size, dtype)
+        self.fma = FmaScratch(size) if dtype == np.float32 else None
+
+
+_local = threading.local()
+
+
+def _workspace(size: int, dtype: np.dtype[Any]) -> Workspace:
+    """The calling thread's workspace for this block size and dtype, made on first use."""
+    cache: dict[tuple[int, str], Workspace] = _local.__dict__.setdefault("workspaces", {})
+    key = (size, dtype.str)
+    if key not in cache:
+        cache[key] = Workspace(size, dtype)
+    return cache[key]
+
+
+def _fma(s: np.floating[Any], x: np.ndarray, y: np.ndarray, out: np.ndarray, ws: Workspace) -> None:
+    fused_multiply_add(float(s), x, y, out, ws.fma)
+
+
+def update_block(
     theta: np.ndarray,
     grad: np.ndarray,
-    ax: np.ndarray,
+    ax: np.ndarray | None,
     buf: np.ndarray | None,
     k: StepScalars,
-    scratch: tuple[np.ndarray, np.ndarray],
+    ws: Workspace,
     *,
     first_momentum_step: bool,
+    materialize_ax: bool,
 ) -> None:
-    """Lines 2 to 7 of the algorithm, in place on ``theta``, ``ax`` and ``buf``.
+    """Lines 2 to 7 on one block, in place on ``theta``, ``ax`` and ``buf``; ``grad`` is read only.
 
-    ``grad`` is read only; ``scratch`` is two arrays like ``theta`` whose contents are discarded.
-    ``buf`` is required when ``k.momentum != 0``. NaN and Inf propagate silently, as in torch.
+    ``ax`` is ``None`` while averaging has not started: then it equals ``theta`` and is not kept.
+    ``materialize_ax`` makes it a real copy first (the step on which averaging starts).
     """
-    with np.errstate(all="ignore"):
-        _step(theta, grad, ax, buf, k, scratch, first_momentum_step)
-
-
-def _step(
-    theta: np.ndarray,
-    grad: np.ndarray,
-    ax: np.ndarray,
-    buf: np.ndarray | None,
-    k: StepScalars,
-    scratch: tuple[np.ndarray, np.ndarray],
-    first_momentum_step: bool,
-) -> None:
-    work, product = scratch
+    n = theta.size
+    work, product = ws.work[:n], ws.product[:n]
+    if materialize_ax:
+        assert ax is not None
+        np.copyto(ax, theta)  # ax was theta until now
     g = grad
     if k.maximize:
         g = np.negative(g, out=work)  # 2
     if k.weight_decay != 0:  # 3: g + wd * theta
         if k.fused:
-            fused_multiply_add(float(k.weight_decay), theta, g, work)
+            _fma(k.weight_decay, theta, g, work, ws)
         else:
             np.multiply(theta, k.weight_decay, out=product)
             np.add(g, product, out=work)
@@ -97,14 +125,91 @@ def _step(
             np.add(buf, g, out=buf)
         g = buf
     np.multiply(theta, k.decay, out=theta)  # 5
-    if k.fused:
-        fused_multiply_add(float(-k.eta), g, theta, theta)  # 6: theta - eta * g
+    if k.fused:  # 6: theta - eta * g
+        _fma(-k.eta, g, theta, theta, ws)
     else:
         np.multiply(g, k.eta, out=product)
         np.subtract(theta, product, out=theta)
-    if k.averaging:  # 7
+    if k.averaging:  # 7 (otherwise ax stays theta, lazily)
+        assert ax is not None
         difference = np.subtract(theta, ax, out=product)
         np.multiply(difference, k.mu, out=difference)
         np.add(ax, difference, out=ax)
-    else:
-        np.copyto(ax, theta)
+
+
+@dataclass(frozen=True)
+class Task:
+    """Lines 2 to 7 for one flat range (a segment): its arrays, coefficients and first-step flags."""
+
+    theta: np.ndarray
+    grad: np.ndarray
+    ax: np.ndarray | None
+    buf: np.ndarray | None
+    k: StepScalars
+    first_momentum_step: bool = False
+    materialize_ax: bool = False
+
+    def run(self, start: int, stop: int, block_size: int) -> None:
+        """Elements ``[start, stop)``, block by block, on the calling thread's workspace."""
+        ws = _workspace(block_size, self.theta.dtype)
+        ax, buf = self.ax, self.buf
+        with np.errstate(all="ignore"):  # NaN and Inf propagate silently, as in torch
+            for i in range(start, stop, block_size):
+                j = min(i + block_size, stop)
+                update_block(
+                    self.theta[i:j],
+                    self.grad[i:j],
+                    None if ax is None else ax[i:j],
+                    None if buf is None else buf[i:j],
+                    self.k,
+                    ws,
+                    first_momentum_step=self.first_momentum_step,
+                    materialize_ax=self.materialize_ax,
+                )
+
+
+_pools: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    if threads not in _pools:
+        _pools[threads] = ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="asgd")
+    return _pools[threads]
+
+
+def _run_pieces(pieces: list[tuple[Task, int, int]], block_size: int) -> None:
+    for task, start, stop in pieces:
+        task.run(start, stop, block_size)
+
+
+def run_tasks(
+    tasks: list[Task], *, block_size: int = DEFAULT_BLOCK_SIZE, threads: int = DEFAULT_THREADS
+) -> None:
+    """Run every task, the elements of all of them shared out over up to ``threads`` threads.
+
+    Each thread takes a contiguous run of about the same number of elements, cut across tasks on
+    block boundaries. The result does not depend on ``block_size`` or ``threads``: every element
+    goes through the same operations whichever block or thread it falls in.
+    """
+    total = sum(task.theta.size for task in tasks)
+    parts = max(1, min(threads, total // _MIN_ELEMENTS_PER_THREAD))
+    if parts == 1:
+        _run_pieces([(task, 0, task.theta.size) for task in tasks], block_size)
+        return
+    share = -(-total // parts // block_size) * block_size
+    schedule: list[list[tuple[Task, int, int]]] = [[]]
+    room = share
+    for task in tasks:
+        start = 0
+        while start < task.theta.size:
+            stop = min(task.theta.size, start + room)
+            schedule[-1].append((task, start, stop))
+            room -= stop - start
+            start = stop
+            if room == 0 and len(schedule) < parts:
+                schedule.append([])
+                room = share
+    futures = [_pool(threads).submit(_run_pieces, pieces, block_size) for pieces in schedule[1:]]
+    _run_pieces(schedule[0], block_size)
+    for future in futures:
+        future.result()

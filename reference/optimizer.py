@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,9 +27,19 @@ from reference.parameters import (
 )
 from reference.state import ParameterState, parse_parameter_state
 
-__all__ = ["ASGDOptimizer"]
+__all__ = ["ASGDOptimizer", "StepWork"]
 
 ParamGroup = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StepWork:
+    """One group's share of a checked step."""
+
+    hyperparameters: dict[str, Any]
+    numerics: Numerics
+    gradients: list[tuple[int, np.ndarray | None]]
+    """``(global parameter index, gradient or None)`` for each parameter of the group."""
 
 
 class ASGDOptimizer:
@@ -138,6 +149,12 @@ class ASGDOptimizer:
         is used.
         """
         loss = closure() if closure is not None else None
+        self._apply(self._checked_work(grads))
+        return loss
+
+    def _checked_work(self, grads: Sequence[np.ndarray | None] | None) -> list[StepWork]:
+        """Everything a step needs, checked before anything changes: per group, its hyperparameters,
+        its profile, and the ``(index, gradient)`` of each of its parameters."""
         gradients = self._gradients(grads)
         work = []
         for group_index, (group, indices) in enumerate(self._indexed_groups()):
@@ -145,21 +162,22 @@ class ASGDOptimizer:
             numerics = numerics_named(hyperparameters["numerics"])
             for index in indices:
                 check_parameter(group["params"][index - indices[0]], index, numerics.dtypes)
-            work.append((hyperparameters, numerics, indices))
+            work.append(StepWork(hyperparameters, numerics, [(i, gradients[i]) for i in indices]))
+        return work
 
+    def _apply(self, work: list[StepWork]) -> None:
+        """Update each parameter that has a gradient, one at a time, through ``_update``."""
         parameters = self._parameters()
-        for hyperparameters, numerics, indices in work:
-            for index in indices:
-                gradient = gradients[index]
+        for item in work:
+            for index, gradient in item.gradients:
                 if gradient is None:
                     continue
                 array = data_of(parameters[index])
                 state = self.state.get(index)
                 if state is None:
-                    state = ParameterState.initial(array, hyperparameters["lr"], numerics)
+                    state = ParameterState.initial(array, item.hyperparameters["lr"], item.numerics)
                     self.state[index] = state
-                self._update(array, gradient, state, hyperparameters, numerics)
-        return loss
+                self._update(array, gradient, state, item.hyperparameters, item.numerics)
 
     def _update(
         self,

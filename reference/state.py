@@ -20,29 +20,64 @@ import numpy as np
 from reference import rounding
 from reference.numerics import Numerics
 
-__all__ = ["ParameterState", "parse_parameter_state"]
+__all__ = ["Clock", "ParameterState", "parse_parameter_state"]
 
 _REQUIRED_KEYS = frozenset({"step", "eta", "mu", "ax"})
 _OPTIONAL_KEYS = frozenset({"momentum_buffer"})
 
 
 @dataclass
-class ParameterState:
+class Clock:
+    """The scalar state: the step counter and the ``eta`` and ``mu`` it led to.
+
+    Parameters that always step together may share one clock (the production optimizer does, for
+    the parameters of one packed buffer); the reference gives each parameter its own.
+    """
+
     step: int | float
     eta: float
     mu: float
+
+    @classmethod
+    def initial(cls, lr: float, numerics: Numerics) -> Clock:
+        """Before the first step: ``step = 0``, ``eta = lr``, ``mu = 1``."""
+        return cls(step=numerics.initial_step(), eta=numerics.initial_eta(lr), mu=1.0)
+
+
+@dataclass
+class ParameterState:
+    clock: Clock
     ax: np.ndarray
     momentum_buffer: np.ndarray | None = None
 
     @classmethod
     def initial(cls, parameter: np.ndarray, lr: float, numerics: Numerics) -> ParameterState:
-        """The state before a parameter's first step: ``eta = lr``, ``mu = 1``, ``ax = 0`` (C order)."""
-        return cls(
-            step=numerics.initial_step(),
-            eta=numerics.initial_eta(lr),
-            mu=1.0,
-            ax=np.zeros(parameter.shape, parameter.dtype),
-        )
+        """The state before a parameter's first step: its own clock and ``ax = 0`` (C order)."""
+        return cls(clock=Clock.initial(lr, numerics), ax=np.zeros(parameter.shape, parameter.dtype))
+
+    @property
+    def step(self) -> int | float:
+        return self.clock.step
+
+    @step.setter
+    def step(self, value: int | float) -> None:
+        self.clock.step = value
+
+    @property
+    def eta(self) -> float:
+        return self.clock.eta
+
+    @eta.setter
+    def eta(self, value: float) -> None:
+        self.clock.eta = value
+
+    @property
+    def mu(self) -> float:
+        return self.clock.mu
+
+    @mu.setter
+    def mu(self, value: float) -> None:
+        self.clock.mu = value
 
     def exported(self, numerics: Numerics) -> dict[str, Any]:
         """The exchange form, with copies of the arrays."""
@@ -111,12 +146,12 @@ def parse_parameter_state(
         buffer = _array_like_parameter(buffer, parameter, where, "momentum_buffer")
 
     if numerics.exact_step_counter:
-        return ParameterState(step=int(step), eta=eta, mu=mu, ax=ax, momentum_buffer=buffer)
-    as_binary32 = numerics.scalar_format
-    return ParameterState(
-        step=rounding.convert(as_binary32, step),
-        eta=rounding.convert(as_binary32, eta),
-        mu=rounding.convert(as_binary32, mu),
-        ax=ax,
-        momentum_buffer=buffer,
-    )
+        clock = Clock(step=int(step), eta=eta, mu=mu)
+    else:
+        as_binary32 = numerics.scalar_format
+        clock = Clock(
+            step=rounding.convert(as_binary32, step),
+            eta=rounding.convert(as_binary32, eta),
+            mu=rounding.convert(as_binary32, mu),
+        )
+    return ParameterState(clock=clock, ax=ax, momentum_buffer=buffer)

@@ -1,0 +1,171 @@
+"""The production kernel's freedoms change no bit: block size, threads, packing, lazy averages.
+And a steady step allocates nothing proportional to the model."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import optimized
+import reference
+from optimized.kernel import DEFAULT_BLOCK_SIZE
+from tests.assertions import assert_same_bits
+from tests.problems import Problem
+
+SHAPES = ((40, 50), (7,), (3, 3, 3), (1000,), ())
+
+
+def run(
+    params: list[np.ndarray], problem: Problem, grads_of: object = None, **options: object
+) -> optimized.ASGD:
+    optimizer = optimized.ASGD(
+        params, **{"lr": 0.02, "t0": 5, "momentum": 0.9, "weight_decay": 0.01, **options}
+    )
+    for row in problem.gradients():
+        optimizer.step(row if grads_of is None else grads_of(row))  # type: ignore[operator]
+    return optimizer
+
+
+@pytest.mark.parametrize("numerics", ["fast", "torch"])
+def test_block_size_and_thread_count_change_no_bit(numerics: str) -> None:
+    problem = Problem("blocks", "float32", SHAPES, steps=12)
+    baseline_params = problem.initial_parameters()
+    baseline = run(baseline_params, problem, numerics=numerics, block_size=DEFAULT_BLOCK_SIZE, threads=1)
+    for block_size, threads in [(3, 1), (7, 2), (1000, 2), (4096, 2), (1 << 20, 2), (64, 3)]:
+        params = problem.initial_parameters()
+        other = run(params, problem, numerics=numerics, block_size=block_size, threads=threads)
+        for a, b in zip(params, baseline_params, strict=True):
+            assert_same_bits(a, b, f"block {block_size}, threads {threads}")
+        for a, b in zip(other.averages(), baseline.averages(), strict=True):
+            assert_same_bits(a, b, f"average, block {block_size}, threads {threads}")
+
+
+def test_many_threads_share_one_large_step() -> None:
+    """Above the per-thread minimum, the work really is split; the bits stay the same."""
+    problem = Problem("large", "float32", ((600_000,), (5,)), steps=3)
+    one, two = problem.initial_parameters(), problem.initial_parameters()
+    run(one, problem, threads=1, block_size=10_000)
+    run(two, problem, threads=2, block_size=10_000)
+    for a, b in zip(one, two, strict=True):
+        assert_same_bits(a, b)
+
+
+@pytest.mark.parametrize("numerics", ["fast", "torch"])
+def test_packed_parameters_match_separate_ones_and_the_reference(numerics: str) -> None:
+    problem = Problem("packed", "float32", ((4, 5), (3,), (2, 2, 2), ()), steps=15)
+    separate = problem.initial_parameters()
+    run(separate, problem, numerics=numerics)
+    packed = optimized.pack(problem.initial_parameters())
+    optimizer = run(packed, problem, grads_of=optimized.pack, numerics=numerics)
+    assert len(optimizer._segments) == 1  # one flat range
+    spec = problem.initial_parameters()
+    reference_optimizer = reference.ASGD(
+        spec, lr=0.02, t0=5, momentum=0.9, weight_decay=0.01, numerics=numerics
+    )
+    for row in problem.gradients():
+        reference_optimizer.step(row)
+    for a, b, c in zip(packed, separate, spec, strict=True):
+        assert_same_bits(a, b, "packed vs separate")
+        assert_same_bits(a, c, "packed vs reference")
+    for a, b in zip(optimizer.averages(), reference_optimizer.averages(), strict=True):
+        assert_same_bits(a, b, "averages")
+
+
+def test_a_missing_gradient_splits_a_packed_range_and_keeps_the_bits() -> None:
+    problem = Problem("split", "complex64", ((3, 2), (4,), (5,)), steps=12, skip_every=4)
+    packed = optimized.pack(problem.initial_parameters())
+    optimizer = optimized.ASGD(packed, lr=0.05, t0=2, momentum=0.5)
+    spec = problem.initial_parameters()
+    reference_optimizer = reference.ASGD(spec, lr=0.05, t0=2, momentum=0.5)
+    for row in problem.gradients():
+        optimizer.step(row)
+        reference_optimizer.step(row)
+        for a, b in zip(packed, spec, strict=True):
+            assert_same_bits(a, b)
+    assert len(optimizer._segments) == 3
+    saved, expected = optimizer.state_dict(), reference_optimizer.state_dict()
+    assert [saved["state"][i]["step"] for i in range(3)] == [expected["state"][i]["step"] for i in range(3)]
+    assert saved["state"][0]["step"] < saved["state"][1]["step"]
+
+
+def test_packed_state_dict_round_trip_and_deepcopy() -> None:
+    import copy
+
+    problem = Problem("resume", "float64", ((6,), (2, 3), (4,)), steps=10)
+    packed = optimized.pack(problem.initial_parameters())
+    optimizer = optimized.ASGD(packed, lr=0.05, t0=3, momentum=0.9)
+    grads = problem.gradients()
+    for row in grads[:5]:
+        optimizer.step(optimized.pack(row))
+    twin = copy.deepcopy(optimizer)
+    resumed_params = optimized.pack([p.copy() for p in packed])
+    resumed = optimized.ASGD(resumed_params)
+    resumed.load_state_dict(optimizer.state_dict())
+    assert len(resumed._segments) == 1
+    for row in grads[5:]:
+        optimizer.step(optimized.pack(row))
+        twin.step(optimized.pack(row))
+        resumed.step(optimized.pack(row))
+    for a, b, c in zip(packed, resumed_params, twin.param_groups[0]["params"], strict=True):
+        assert_same_bits(a, b)
+        assert_same_bits(a, c)
+
+
+def test_lazy_averages_equal_the_parameters_until_averaging_starts() -> None:
+    parameter = np.linspace(-1, 1, 50).astype(np.float32)
+    optimizer = optimized.ASGD([parameter], lr=0.1, t0=4)
+    spec_parameter = parameter.copy()
+    spec = reference.ASGD([spec_parameter], lr=0.1, t0=4)
+    for step, (g,) in enumerate(Problem("g", "float32", ((50,),), steps=10).gradients(), 1):
+        optimizer.step([g])
+        spec.step([g])
+        assert optimizer._segments[0].ax_is_theta == (step <= 6)  # steps 1 .. t0 + 2 use mu = 1
+        assert_same_bits(optimizer.averages()[0], spec.averages()[0], f"step {step}")
+
+
+def test_pack_keeps_values_and_shapes_and_refuses_mixed_dtypes() -> None:
+    arrays = [np.arange(6.0).reshape(2, 3), np.array(5.0), np.ones(4)]
+    packed = optimized.pack(arrays)
+    assert [p.shape for p in packed] == [(2, 3), (), (4,)]
+    assert all(np.shares_memory(p, packed.buffer) for p in packed)
+    for p, a in zip(packed, arrays, strict=True):
+        assert_same_bits(p, a)
+    assert packed.intact()
+    packed[1] = np.array(5.0)
+    assert not packed.intact()
+    with pytest.raises(TypeError, match="pack needs arrays of one dtype"):
+        optimized.pack([np.zeros(2, np.float32), np.zeros(2, np.float64)])
+    with pytest.raises(ValueError, match="pack needs at least one array"):
+        optimized.pack([])
+
+
+def test_steady_steps_allocate_nothing_proportional_to_the_model() -> None:
+    """32 MiB of float32 parameters, momentum and averaging on: the traced peak of steady steps
+    stays under 2 MiB (the per-thread block workspaces are made on the first steps)."""
+    sizes = [2_000_000, 3_000_000, 3_388_608]  # 8,388,608 float32 values = 32 MiB
+    rng = np.random.default_rng(0)
+    params = [rng.standard_normal(n).astype(np.float32) for n in sizes]
+    grads = [rng.standard_normal(n).astype(np.float32) for n in sizes]
+    for numerics in ("fast", "torch"):
+        optimizer = optimized.ASGD(
+            [p.copy() for p in params], lr=1e-3, t0=1, momentum=0.9, weight_decay=1e-4, numerics=numerics
+        )
+        for _ in range(3):
+            optimizer.step(grads)
+        tracemalloc.start()
+        try:
+            for _ in range(3):
+                optimizer.step(grads)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 2 * 2**20, f"{numerics}: traced peak {peak / 2**20:.2f} MiB"
+
+
+def test_kernel_options_are_validated() -> None:
+    with pytest.raises(ValueError, match=r"Invalid block_size: 0 \(must be an integer >= 1\)"):
+        optimized.ASGD([np.zeros(2)], block_size=0)
+    with pytest.raises(ValueError, match=r"Invalid threads: 1.5"):
+        optimized.ASGD([np.zeros(2)], threads=1.5)  # type: ignore[arg-type]
