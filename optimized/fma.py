@@ -44,6 +44,7 @@ class FmaScratch:
         self.wide_2 = np.empty(size, np.float64)
         self.bits = np.empty(size, np.int64)
         self.bits32 = np.empty(size, np.int32)
+        self.narrow = np.empty(size, np.float32)
         self.flag = np.empty(size, np.bool_)
         self.flag_2 = np.empty(size, np.bool_)
 
@@ -73,15 +74,17 @@ def _fma_binary32(s: float, x: np.ndarray, y: np.ndarray, out: np.ndarray, scrat
     low, midpoint = scratch.bits[:n], scratch.flag[:n]
     np.bitwise_and(total.view(np.int64), _BELOW_BINARY32, out=low)
     np.equal(low, _MIDPOINT, out=midpoint)
-    np.copyto(out, total, casting="same_kind")  # RN32(t)
+    rounded = scratch.narrow[:n]
+    np.copyto(rounded, total, casting="same_kind")  # RN32(t); out may be y, so not written yet
     exponent, tiny = scratch.bits32[:n], scratch.flag_2[:n]
-    np.bitwise_and(out.view(np.int32), _EXPONENT_BINARY32, out=exponent)
+    np.bitwise_and(rounded.view(np.int32), _EXPONENT_BINARY32, out=exponent)
     np.less_equal(exponent, _SMALLEST_NORMAL_EXPONENT, out=tiny)
     if midpoint.any() or tiny.any():
         where = np.flatnonzero(midpoint | tiny)
         where = where[total[where] != 0]  # an exact zero sum needs no repair
         exact_product = x[where].astype(np.float64) * np.float64(s)
-        out[where] = _round_to_odd_sum(exact_product, y[where].astype(np.float64))
+        rounded[where] = _round_to_odd_sum(exact_product, y[where].astype(np.float64))
+    np.copyto(out, rounded)
 
 
 def _split(a: np.ndarray | np.float64) -> tuple[np.ndarray, np.ndarray]:

@@ -97,11 +97,11 @@ def test_schema_rejects_a_malformed_result(quick_run: tuple[Path, float, Any]) -
 class BrokenASGD(optimized.ASGD):
     """A deliberately broken optimizer: from its fifth step on, one parameter bit flips."""
 
-    def _update(self, parameter: np.ndarray, *args: Any, **kwargs: Any) -> None:
-        super()._update(parameter, *args, **kwargs)
-        state = args[1]
-        if state.step >= 5:
-            parameter.reshape(-1).view(np.uint32)[0] ^= 1
+    def step(self, grads: Any = None, *, closure: Any = None) -> Any:
+        loss = super().step(grads, closure=closure)
+        if self.state[0].step >= 5:
+            self.param_groups[0]["params"][0].reshape(-1).view(np.uint32)[0] ^= 1
+        return loss
 
 
 def test_a_broken_implementation_fails_the_run_and_the_report_says_where(

@@ -75,3 +75,30 @@ def test_float64_edge_cases_outside_the_error_free_range() -> None:
     assert out[0] == expected[0] and out[1] == expected[1] and out[4] == expected[4]
     assert np.isnan(out[2]) and np.isnan(out[3])
     assert out[5] == 0 and math.copysign(1, out[5]) == -1.0  # (+s) * (-0) + (-0) is -0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@given(data=st.data())
+def test_fused_multiply_add_in_place_with_power_of_two_factors(dtype: type, data: st.DataObject) -> None:
+    """``out`` aliasing ``y`` (as the kernel's line 6 does), with factors like eta = 0.5 whose sums
+    land exactly on midpoints: the elements the float32 path re-checks must read the old ``y``."""
+    s = data.draw(st.sampled_from([0.5, -0.5, 0.25, -1.0, 2.0**-20]))
+    values = st.floats(-4, 4, width=32 if dtype is np.float32 else 64)
+    x = np.array(data.draw(st.lists(values, min_size=1, max_size=30)), dtype)
+    y = np.array(data.draw(st.lists(values, min_size=x.size, max_size=x.size)), dtype)
+    expected = [
+        rounding.fma(FORMAT[dtype], s, float(a), float(b))
+        for a, b in zip(x.tolist(), y.tolist(), strict=True)
+    ]
+    fused_multiply_add(s, x, y, y)
+    assert y.tobytes() == np.array(expected, dtype).tobytes()
+
+
+def test_float32_double_rounding_hazard_is_repaired() -> None:
+    """RN64(s*x + y) lands exactly on a float32 midpoint although the exact value is below it;
+    rounding that float64 sum to float32 would round up, a true FMA rounds down."""
+    s, x, y = 0.00025264956639148295, 0.00023591825447510928, 1.0000001192092896
+    out = np.empty(1, np.float32)
+    fused_multiply_add(s, np.array([x], np.float32), np.array([y], np.float32), out)
+    assert float(out[0]) == rounding.fma(rounding.BINARY32, s, x, y) == 1.0000001192092896
+    assert np.float32(np.float64(s) * np.float64(x) + np.float64(y)) != out[0]
