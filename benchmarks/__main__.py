@@ -38,7 +38,9 @@ def best_time(step: Callable[[], object], repeat: int) -> float:
     return min(times)
 
 
-def torch_step(shapes: list[tuple[int, ...]], dtype: torch.dtype, t0: float, foreach: bool) -> Callable[[], object]:
+def torch_step(
+    shapes: list[tuple[int, ...]], dtype: torch.dtype, t0: float, foreach: bool
+) -> Callable[[], object]:
     params = [torch.randn(shape, dtype=dtype, requires_grad=True) for shape in shapes]
     for p in params:
         p.grad = torch.randn_like(p)
@@ -109,7 +111,9 @@ def bound_step(shapes: list[tuple[int, ...]], dtype: str, averaging: bool) -> Ca
     return step
 
 
-def run_case(name: str, steps: dict[str, Callable[[], Callable[[], object]]], repeat: int) -> dict[str, float]:
+def run_case(
+    name: str, steps: dict[str, Callable[[], Callable[[], object]]], repeat: int
+) -> dict[str, float]:
     timings = {}
     for label, make in steps.items():
         step = make()

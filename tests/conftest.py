@@ -26,7 +26,7 @@ settings.register_profile(
 settings.load_profile("ci")
 
 
-@pytest.fixture(params=["reference", "optimized"])
+@pytest.fixture(params=["reference", "optimized"], scope="session")
 def asgd_class(request: pytest.FixtureRequest) -> Any:
     """Each ASGD implementation in turn; tests of the shared API take this fixture."""
     return IMPLEMENTATIONS[request.param]

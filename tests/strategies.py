@@ -19,9 +19,11 @@ def dtypes(numerics: str) -> st.SearchStrategy[str]:
     return st.sampled_from(numerics_named(numerics).dtypes)
 
 
-def shapes() -> st.SearchStrategy[tuple[int, ...]]:
+def shapes(max_dims: int = 3, max_side: int = 5) -> st.SearchStrategy[tuple[int, ...]]:
     """0-d, empty, odd and multi-dimensional shapes, small enough for the scalar reference."""
-    return st.one_of(st.just(()), hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=5))
+    return st.one_of(
+        st.just(()), hnp.array_shapes(min_dims=1, max_dims=max_dims, min_side=0, max_side=max_side)
+    )
 
 
 def hyperparameters() -> st.SearchStrategy[dict[str, Any]]:
