@@ -33,8 +33,9 @@ class FusesWeightDecay(reference.ASGD):
         if hyper["weight_decay"] and not numerics.fused_multiply_add:
             wd = hyper["weight_decay"]
             real = parameter.real.dtype
-            fused = (gradient.reshape(-1).view(real).astype(np.float64) + real.type(wd).astype(np.float64)
-                     * parameter.reshape(-1).view(real).astype(np.float64)).astype(real)  # fmt: skip
+            with np.errstate(all="ignore"):
+                fused = (gradient.reshape(-1).view(real).astype(np.float64) + real.type(wd).astype(np.float64)
+                         * parameter.reshape(-1).view(real).astype(np.float64)).astype(real)  # fmt: skip
             gradient, hyper = (
                 fused.view(gradient.dtype).reshape(gradient.shape),
                 {**hyper, "weight_decay": 0.0},
