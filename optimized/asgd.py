@@ -193,7 +193,7 @@ class ASGD(ASGDOptimizer):
         for group_index, (group, _) in enumerate(self._indexed_groups()):
             hyperparameters = self._checked_hyperparameters(group, f"param_groups[{group_index}]")
             work.append((hyperparameters, numerics_named(hyperparameters["numerics"])))
-        group_of = self._group_of_index()
+        group_of = self._group_of_segment_start()
         for segment in self._segments:
             _, numerics = work[group_of[segment.indices[0]]]
             if segment.dtype.name not in numerics.dtypes:
@@ -210,8 +210,10 @@ class ASGD(ASGDOptimizer):
             steps.append((segment, flat[start : start + segment.size], hyperparameters, numerics))
         self._run(steps)
 
-    def _group_of_index(self) -> list[int]:
-        return [g for g, (_, indices) in enumerate(self._indexed_groups()) for _ in indices]
+    def _group_of_segment_start(self) -> dict[int, int]:
+        """The group of each segment's first parameter (segments never cross groups)."""
+        starts = {segment.indices[0] for segment in self._segments}
+        return {i: g for g, (_, indices) in enumerate(self._indexed_groups()) for i in indices if i in starts}
 
     def _apply(self, work: list[StepWork]) -> None:
         gradients: dict[int, np.ndarray | None] = {}
