@@ -282,7 +282,7 @@ class ASGD(ASGDOptimizer):
                 segment.buf = np.zeros_like(segment.theta)
                 self._state.update(segment.states())
             if segment.gathered is not None:
-                np.copyto(segment.theta, real_view(np.ascontiguousarray(segment.gathered).reshape(-1)))
+                np.copyto(segment.parameter_view(segment.theta, 0), segment.gathered)
             tasks.append(
                 Task(
                     segment.theta,
@@ -299,6 +299,6 @@ class ASGD(ASGDOptimizer):
         for segment, next_clock, ax_is_theta in finish:
             segment.ax_is_theta = ax_is_theta
             if segment.gathered is not None:
-                segment.gathered[...] = segment.theta.view(segment.dtype).reshape(segment.shapes[0])
+                np.copyto(segment.gathered, segment.parameter_view(segment.theta, 0))
             assert segment.clock is not None
             segment.clock.step, segment.clock.eta, segment.clock.mu = next_clock
