@@ -144,13 +144,20 @@ def test_pack_keeps_values_and_shapes_and_refuses_mixed_dtypes() -> None:
 def test_steady_steps_allocate_nothing_proportional_to_the_model() -> None:
     """32 MiB of float32 parameters, momentum and averaging on: the traced peak of steady steps
     stays under 2 MiB (the per-thread block workspaces are made on the first steps)."""
-    sizes = [2_000_000, 3_000_000, 3_388_608]  # 8,388,608 float32 values = 32 MiB
+    sizes = [2_000_000, 3_000_000, 2_388_608]  # with the strided one: 8,388,608 float32 = 32 MiB
     rng = np.random.default_rng(0)
     params = [rng.standard_normal(n).astype(np.float32) for n in sizes]
     grads = [rng.standard_normal(n).astype(np.float32) for n in sizes]
+    grads.append(rng.standard_normal((1000, 1000)).astype(np.float32))
     for numerics in ("fast", "torch"):
+        strided = rng.standard_normal((1000, 2000)).astype(np.float32)[:, ::2]  # not contiguous
         optimizer = optimized.ASGD(
-            [p.copy() for p in params], lr=1e-3, t0=1, momentum=0.9, weight_decay=1e-4, numerics=numerics
+            [*(p.copy() for p in params), strided],
+            lr=1e-3,
+            t0=1,
+            momentum=0.9,
+            weight_decay=1e-4,
+            numerics=numerics,
         )
         for _ in range(3):
             optimizer.step(grads)
