@@ -2,8 +2,10 @@
 
 It owns everything that is not arithmetic: parameter groups, the gradient protocol of ``step``,
 validation, ``state_dict``/``load_state_dict`` in torch's layout, and the averages. A subclass
-supplies ``_update``, the arithmetic of one parameter's step. Every check of a call runs before
-the first thing changes, so a refused call leaves parameters and state exactly as they were.
+supplies the arithmetic: ``_update`` for one parameter at a time (the reference), or ``_apply``
+for a whole checked step (the production kernel, which updates runs of parameters together).
+Every check of a call runs before the first thing changes, so a refused call leaves parameters
+and state exactly as they were.
 """
 
 from __future__ import annotations
