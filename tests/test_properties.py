@@ -92,7 +92,9 @@ def test_zero_lr_leaves_theta_unchanged(asgd_class: Any, run: tuple[Any, ...]) -
     """eta = 0, so neither the gradient nor the decay (lambd * eta) moves theta. Without momentum
     and weight decay, which can overflow the effective gradient to inf and make 0 * inf a NaN."""
     _, hyper, start, grads = run
-    theta, _ = trajectory(asgd_class, start, grads, **{**hyper, "lr": 0.0, "momentum": 0.0, "weight_decay": 0.0})
+    theta, _ = trajectory(
+        asgd_class, start, grads, **{**hyper, "lr": 0.0, "momentum": 0.0, "weight_decay": 0.0}
+    )
     np.testing.assert_array_equal(theta, start)  # values: theta - 0 * g may turn -0 into +0
 
 

@@ -43,11 +43,15 @@ def saved_state(asgd_class: Any) -> tuple[Any, list[np.ndarray], dict[str, Any]]
 def corruptions(draw: st.DrawFn, saved: dict[str, Any]) -> dict[str, Any]:
     """``saved`` with one to three things broken: a key removed or added, a value replaced."""
     corrupted = copy.deepcopy(saved)
+
+    def value() -> Any:
+        return copy.deepcopy(draw(CORRUPT_VALUES))  # a fresh [] or {} each time: the tests mutate them
+
     for _ in range(draw(st.integers(1, 3))):
         where = draw(st.sampled_from(["top", "group", "state", "entry"]))
         if where == "top":
             key = draw(st.sampled_from(["state", "param_groups"]))
-            corrupted[key] = draw(CORRUPT_VALUES)
+            corrupted[key] = value()
         elif (
             where == "group" and isinstance(corrupted.get("param_groups"), list) and corrupted["param_groups"]
         ):
@@ -57,9 +61,11 @@ def corruptions(draw: st.DrawFn, saved: dict[str, Any]) -> dict[str, Any]:
                 if draw(st.booleans()):
                     group.pop(key, None)
                 else:
-                    group[key] = draw(CORRUPT_VALUES)
+                    group[key] = value()
         elif where == "state" and isinstance(corrupted.get("state"), dict):
-            corrupted["state"][draw(st.sampled_from([5, "0", -1]))] = draw(st.sampled_from([{}, None, 3]))
+            corrupted["state"][draw(st.sampled_from([5, "0", -1]))] = copy.deepcopy(
+                draw(st.sampled_from([{}, None, 3]))
+            )
         elif isinstance(corrupted.get("state"), dict) and corrupted["state"]:
             entry = corrupted["state"][draw(st.sampled_from(sorted(corrupted["state"], key=repr)))]
             if isinstance(entry, dict):
@@ -67,7 +73,7 @@ def corruptions(draw: st.DrawFn, saved: dict[str, Any]) -> dict[str, Any]:
                 if draw(st.booleans()):
                     entry.pop(key, None)
                 else:
-                    entry[key] = draw(CORRUPT_VALUES)
+                    entry[key] = value()
     return corrupted
 
 
