@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import operator
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -176,7 +175,7 @@ class ASGD(ASGDOptimizer):
 
     def _packed_gradients_fit(self, grads: Packed) -> bool:
         """Whether ``grads`` is an intact pack laid out exactly as the parameters (checked once)."""
-        if not (len(grads) == len(grads.views) and all(map(operator.is_, grads, grads.views))):
+        if not grads.intact():
             return False
         if self._fast_gradients is not None and self._fast_gradients[0]() is grads:
             return self._fast_gradients[1]

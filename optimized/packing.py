@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Iterable
 from typing import Any
 
@@ -25,11 +26,7 @@ class Packed(list[np.ndarray]):
 
     def intact(self) -> bool:
         """Whether the list still holds exactly the views it was made with."""
-        return len(self) == len(self.views) and all(map(_same, self, self.views))
-
-
-def _same(a: object, b: object) -> bool:
-    return a is b
+        return len(self) == len(self.views) and all(map(operator.is_, self, self.views))
 
 
 def pack(arrays: Iterable[Any]) -> Packed:

@@ -8,14 +8,13 @@ training loop written for torch reads the same). Every check here raises before 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol, TypeAlias, runtime_checkable
+from typing import Any
 
 import numpy as np
 
 __all__ = [
     "SUPPORTED_DTYPES",
     "Parameter",
-    "ParameterLike",
     "check_gradient",
     "check_parameter",
     "data_of",
@@ -24,17 +23,6 @@ __all__ = [
 ]
 
 SUPPORTED_DTYPES = ("float16", "float32", "float64", "complex64", "complex128")
-
-
-@runtime_checkable
-class HasData(Protocol):
-    """A parameter object: its values in ``.data``, its gradient in ``.grad``."""
-
-    data: np.ndarray
-    grad: np.ndarray | None
-
-
-ParameterLike: TypeAlias = "np.ndarray | HasData"
 
 
 class Parameter:

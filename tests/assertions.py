@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from conformance.ulp import real_components
+
 _UNSIGNED = {2: np.uint16, 4: np.uint32, 8: np.uint64}
-
-
-def real_components(array: np.ndarray) -> np.ndarray:
-    """The real scalars of ``array`` as a flat array (a complex element gives real, then imaginary)."""
-    flat = np.ascontiguousarray(array).reshape(-1)
-    if np.iscomplexobj(flat):
-        return flat.view(flat.real.dtype)
-    return flat
 
 
 def bits(array: np.ndarray) -> np.ndarray:
