@@ -256,8 +256,9 @@ class ASGD(ASGDOptimizer):
         self, clock: Clock, dtype: np.dtype[Any], hyperparameters: Mapping[str, Any], numerics: Numerics
     ) -> tuple[tuple[int | float, float, float], StepScalars]:
         """Lines 1 and 8 and the step's coefficients for a clock. They are the same for every
-        segment of a group that steps in lockstep, so they are computed once per step."""
-        key = (clock.step, clock.eta, clock.mu, dtype.str, numerics.name, *hyperparameters.values())
+        segment of a group that steps in lockstep, so they are computed once per step (the
+        group's hyperparameters are one dict for the whole step, hence keyed by identity)."""
+        key = (clock.step, clock.eta, clock.mu, dtype, id(hyperparameters), numerics.name)
         cached = self._scalar_cache.get(key)
         if cached is None:
             h = hyperparameters
@@ -274,30 +275,31 @@ class ASGD(ASGDOptimizer):
         for segment, gradient, hyperparameters, numerics in steps:
             if segment.clock is None:
                 self._start(segment, hyperparameters["lr"], numerics)
-            assert segment.clock is not None and segment.ax is not None
-            next_clock, k = self._scalars(segment.clock, segment.theta.dtype, hyperparameters, numerics)
-            first_momentum_step = k.momentum != 0 and segment.buf is None
+            clock, theta = segment.clock, segment.theta
+            assert clock is not None and segment.ax is not None
+            next_clock, k = self._scalars(clock, theta.dtype, hyperparameters, numerics)
+            first_momentum_step = k.has_momentum and segment.buf is None
             if first_momentum_step:
-                segment.buf = np.zeros_like(segment.theta)
+                segment.buf = np.zeros_like(theta)
                 self._state.update(segment.states())
             if segment.gathered is not None:
-                np.copyto(segment.parameter_view(segment.theta, 0), segment.gathered)
+                np.copyto(segment.parameter_view(theta, 0), segment.gathered)
+            averaging = k.averaging
             tasks.append(
                 Task(
-                    segment.theta,
+                    theta,
                     gradient,
-                    segment.ax if k.averaging else None,
+                    segment.ax if averaging else None,
                     segment.buf,
                     k,
-                    first_momentum_step=first_momentum_step,
-                    materialize_ax=k.averaging and segment.ax_is_theta,
+                    first_momentum_step,
+                    averaging and segment.ax_is_theta,
                 )
             )
-            finish.append((segment, next_clock, not k.averaging))
+            finish.append((segment, clock, next_clock, not averaging))
         run_tasks(tasks, block_size=self.block_size, threads=self.threads)  # 2 to 7
-        for segment, next_clock, ax_is_theta in finish:
+        for segment, clock, next_clock, ax_is_theta in finish:
             segment.ax_is_theta = ax_is_theta
             if segment.gathered is not None:
                 np.copyto(segment.gathered, segment.parameter_view(segment.theta, 0))
-            assert segment.clock is not None
-            segment.clock.step, segment.clock.eta, segment.clock.mu = next_clock
+            clock.step, clock.eta, clock.mu = next_clock

@@ -28,35 +28,48 @@ DEFAULT_THREADS: Final = min(2, os.cpu_count() or 1)
 _MIN_ELEMENTS_PER_THREAD: Final = 1 << 17  # below this, a second thread costs more than it saves
 
 
+def _coefficient(value: float, dtype: np.dtype[Any]) -> np.ndarray:
+    """``value`` rounded to ``dtype`` as a read-only 0-d array: NumPy takes a 0-d array operand
+    faster than a scalar, and computes with it in the arrays' dtype just the same."""
+    coefficient = np.array(value, dtype)
+    coefficient.flags.writeable = False
+    return coefficient
+
+
 @dataclass(frozen=True)
 class StepScalars:
     """The coefficients of one step in the arrays' dtype, and the profile's choices."""
 
     maximize: bool
-    weight_decay: np.floating[Any]
-    momentum: np.floating[Any]
-    decay: np.floating[Any]
+    weight_decay: np.ndarray
+    momentum: np.ndarray
+    decay: np.ndarray
     """``1 - lambd * eta``, computed in binary64 and rounded to the dtype."""
-    eta: np.floating[Any]
-    mu: np.floating[Any]
+    eta: np.ndarray
+    mu: np.ndarray
     averaging: bool
     fused: bool
     """Lines 3 and 6 as fused multiply-adds (the torch profile)."""
+    has_weight_decay: bool
+    has_momentum: bool
 
     @classmethod
     def for_dtype(
         cls, dtype: np.dtype[Any], hyper: dict[str, Any], eta: float, mu: float, fused: bool
     ) -> StepScalars:
-        cast = dtype.type
+        weight_decay = _coefficient(hyper["weight_decay"], dtype)
+        momentum = _coefficient(hyper["momentum"], dtype)
         return cls(
             maximize=hyper["maximize"],
-            weight_decay=cast(hyper["weight_decay"]),
-            momentum=cast(hyper["momentum"]),
-            decay=cast(1 - hyper["lambd"] * eta),
-            eta=cast(eta),
-            mu=cast(mu),
+            weight_decay=weight_decay,
+            momentum=momentum,
+            decay=_coefficient(1 - hyper["lambd"] * eta, dtype),
+            eta=_coefficient(eta, dtype),
+            mu=_coefficient(mu, dtype),
             averaging=mu != 1,
             fused=fused,
+            has_weight_decay=bool(weight_decay != 0),
+            has_momentum=bool(momentum != 0),
         )
 
 
@@ -65,7 +78,6 @@ class Workspace:
 
     def __init__(self, size: int, dtype: np.dtype[Any]) -> None:
         self.work = np.empty(size, dtype)
-        self.product = np.empty(size, dtype)
         self.fma = FmaScratch(size) if dtype == np.float32 else None
 
 
@@ -81,8 +93,7 @@ def _workspace(size: int, dtype: np.dtype[Any]) -> Workspace:
     return cache[key]
 
 
-def _fma(s: np.floating[Any], x: np.ndarray, y: np.ndarray, out: np.ndarray, ws: Workspace) -> None:
-    fused_multiply_add(float(s), x, y, out, ws.fma)
+_multiply, _add, _subtract = np.multiply, np.add, np.subtract
 
 
 def update_block(
@@ -92,7 +103,6 @@ def update_block(
     buf: np.ndarray | None,
     k: StepScalars,
     ws: Workspace,
-    *,
     first_momentum_step: bool,
     materialize_ax: bool,
 ) -> None:
@@ -100,72 +110,85 @@ def update_block(
 
     ``ax`` is ``None`` while averaging has not started: then it equals ``theta`` and is not kept.
     ``materialize_ax`` makes it a real copy first (the step on which averaging starts).
+
+    One scratch array serves every line, and most operations run in place on it, so a block
+    touches as few cache lines as the algorithm allows. Operand order never matters to a bit:
+    IEEE addition and multiplication are commutative.
     """
-    n = theta.size
-    work, product = ws.work[:n], ws.product[:n]
+    work = ws.work[: theta.size]
     if materialize_ax:
         assert ax is not None
         np.copyto(ax, theta)  # ax was theta until now
     g = grad
-    if k.maximize:
-        g = np.negative(g, out=work)  # 2
-    if k.weight_decay != 0:  # 3: g + wd * theta
+    if k.has_weight_decay:  # 2 and 3: g + wd * theta, g negated first to maximize
         if k.fused:
-            _fma(k.weight_decay, theta, g, work, ws)
+            if k.maximize:
+                g = np.negative(g, out=work)
+            fused_multiply_add(float(k.weight_decay), theta, g, work, ws.fma)
         else:
-            np.multiply(theta, k.weight_decay, out=product)
-            np.add(g, product, out=work)
+            _multiply(theta, k.weight_decay, work)
+            (_subtract if k.maximize else _add)(work, g, work)  # wd * theta + (-g) is wd * theta - g
         g = work
-    if k.momentum != 0:  # 4
+    elif k.maximize:  # 2
+        g = np.negative(g, out=work)
+    if k.has_momentum:  # 4
         assert buf is not None
         if first_momentum_step:
             np.copyto(buf, g)
         else:
-            np.multiply(buf, k.momentum, out=buf)
-            np.add(buf, g, out=buf)
+            _multiply(buf, k.momentum, buf)
+            _add(buf, g, buf)
         g = buf
-    np.multiply(theta, k.decay, out=theta)  # 5
+    _multiply(theta, k.decay, theta)  # 5
     if k.fused:  # 6: theta - eta * g
-        _fma(-k.eta, g, theta, theta, ws)
+        fused_multiply_add(-float(k.eta), g, theta, theta, ws.fma)
     else:
-        np.multiply(g, k.eta, out=product)
-        np.subtract(theta, product, out=theta)
+        _multiply(g, k.eta, work)
+        _subtract(theta, work, theta)
     if k.averaging:  # 7 (otherwise ax stays theta, lazily)
         assert ax is not None
-        difference = np.subtract(theta, ax, out=product)
-        np.multiply(difference, k.mu, out=difference)
-        np.add(ax, difference, out=ax)
+        _subtract(theta, ax, work)
+        _multiply(work, k.mu, work)
+        _add(ax, work, ax)
 
 
-@dataclass(frozen=True)
 class Task:
     """Lines 2 to 7 for one flat range (a segment): its arrays, coefficients and first-step flags."""
 
-    theta: np.ndarray
-    grad: np.ndarray
-    ax: np.ndarray | None
-    buf: np.ndarray | None
-    k: StepScalars
-    first_momentum_step: bool = False
-    materialize_ax: bool = False
+    __slots__ = ("ax", "buf", "first_momentum_step", "grad", "k", "materialize_ax", "theta")
 
-    def run(self, start: int, stop: int, block_size: int) -> None:
-        """Elements ``[start, stop)``, block by block, on the calling thread's workspace."""
-        ws = _workspace(block_size, self.theta.dtype)
-        ax, buf = self.ax, self.buf
-        with np.errstate(all="ignore"):  # NaN and Inf propagate silently, as in torch
-            for i in range(start, stop, block_size):
-                j = min(i + block_size, stop)
-                update_block(
-                    self.theta[i:j],
-                    self.grad[i:j],
-                    None if ax is None else ax[i:j],
-                    None if buf is None else buf[i:j],
-                    self.k,
-                    ws,
-                    first_momentum_step=self.first_momentum_step,
-                    materialize_ax=self.materialize_ax,
-                )
+    def __init__(
+        self,
+        theta: np.ndarray,
+        grad: np.ndarray,
+        ax: np.ndarray | None,
+        buf: np.ndarray | None,
+        k: StepScalars,
+        first_momentum_step: bool = False,
+        materialize_ax: bool = False,
+    ) -> None:
+        self.theta, self.grad, self.ax, self.buf, self.k = theta, grad, ax, buf, k
+        self.first_momentum_step, self.materialize_ax = first_momentum_step, materialize_ax
+
+    def run(self, start: int, stop: int, block_size: int, ws: Workspace) -> None:
+        """Elements ``[start, stop)``, block by block, on the calling thread's workspace ``ws``."""
+        theta, grad, ax, buf, k = self.theta, self.grad, self.ax, self.buf, self.k
+        first_momentum_step, materialize_ax = self.first_momentum_step, self.materialize_ax
+        if start == 0 and stop == theta.size <= block_size:  # the whole range is one block
+            update_block(theta, grad, ax, buf, k, ws, first_momentum_step, materialize_ax)
+            return
+        for i in range(start, stop, block_size):
+            j = min(i + block_size, stop)
+            update_block(
+                theta[i:j],
+                grad[i:j],
+                None if ax is None else ax[i:j],
+                None if buf is None else buf[i:j],
+                k,
+                ws,
+                first_momentum_step,
+                materialize_ax,
+            )
 
 
 _pools: dict[int, ThreadPoolExecutor] = {}
@@ -178,8 +201,15 @@ def _pool(threads: int) -> ThreadPoolExecutor:
 
 
 def _run_pieces(pieces: list[tuple[Task, int, int]], block_size: int) -> None:
-    for task, start, stop in pieces:
-        task.run(start, stop, block_size)
+    """One thread's share: its pieces in order, on its own workspaces."""
+    workspaces: dict[np.dtype[Any], Workspace] = {}
+    with np.errstate(all="ignore"):  # NaN and Inf propagate silently, as in torch
+        for task, start, stop in pieces:
+            dtype = task.theta.dtype
+            ws = workspaces.get(dtype)
+            if ws is None:
+                ws = workspaces[dtype] = _workspace(block_size, dtype)
+            task.run(start, stop, block_size, ws)
 
 
 def run_tasks(

@@ -23,7 +23,7 @@ __all__ = ["Segment", "build_segments", "real_view"]
 
 def real_view(flat: np.ndarray) -> np.ndarray:
     """A 1-D C-contiguous array's real scalars (a complex element is real, then imaginary)."""
-    return flat.view(flat.real.dtype) if np.iscomplexobj(flat) else flat
+    return flat.view(flat.real.dtype) if flat.dtype.kind == "c" else flat
 
 
 def _address(array: np.ndarray) -> int:

@@ -7,6 +7,7 @@ training loop written for torch reads the same). Every check here raises before 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -49,6 +50,12 @@ def gradient_of(parameter: Any) -> np.ndarray | None:
     return parameter.grad if has_grad_attribute(parameter) else None
 
 
+@functools.cache
+def _name_of(dtype: np.dtype[Any]) -> str:
+    """``dtype.name``, which NumPy computes anew on every access, remembered."""
+    return dtype.name
+
+
 def check_parameter(parameter: Any, index: int, dtypes: Sequence[str] = SUPPORTED_DTYPES) -> None:
     """Refuse a parameter that cannot be updated in place in one of ``dtypes``."""
     array = parameter if isinstance(parameter, np.ndarray) else getattr(parameter, "data", None)
@@ -57,7 +64,7 @@ def check_parameter(parameter: Any, index: int, dtypes: Sequence[str] = SUPPORTE
             f"params[{index}] must be a numpy.ndarray or have an ndarray .data, "
             f"got {type(parameter).__name__}"
         )
-    if array.dtype.name not in dtypes:
+    if _name_of(array.dtype) not in dtypes:
         raise TypeError(
             f"params[{index}] has dtype {array.dtype.name}; supported dtypes: {', '.join(dtypes)}"
         )
