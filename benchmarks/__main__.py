@@ -1,8 +1,10 @@
 """``python -m benchmarks``: the optimized ASGD against torch, plain NumPy and the memory bound.
 
 Every case is timed in one run, against the others on the same work, and reported as ratios:
-absolute times on a shared two-core machine are noisy, ratios much less so. Each timing is the
-minimum over ``--repeat`` steps after two warm-up steps, with setup outside the timed region.
+absolute times on a shared two-core machine are noisy, ratios much less so. The contenders of a
+case are timed in interleaved rounds (one step of each per round), so a slow spell of the machine
+falls on all of them alike; each timing is the best of ``--repeat`` rounds after two warm-up
+rounds, with setup outside the timed region.
 """
 
 from __future__ import annotations
@@ -22,20 +24,21 @@ import torch
 
 import optimized
 from benchmarks.models import resnet50_shapes
-from optimized.kernel import DEFAULT_BLOCK_SIZE, DEFAULT_THREADS
+from optimized.kernel import BLOCK_BYTES, DEFAULT_THREADS, block_length
 
 WEIGHT_DECAY = 1e-4
 
 
-def best_time(step: Callable[[], object], repeat: int) -> float:
-    step()
-    step()
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - started)
-    return min(times)
+def best_times(steps: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """The best time of each step over ``repeat`` interleaved rounds, after two warm-up rounds."""
+    times: dict[str, list[float]] = {label: [] for label in steps}
+    for round_number in range(repeat + 2):
+        for label, step in steps.items():
+            started = time.perf_counter()
+            step()
+            if round_number >= 2:
+                times[label].append(time.perf_counter() - started)
+    return {label: min(values) for label, values in times.items()}
 
 
 def torch_step(
@@ -95,10 +98,11 @@ def bound_step(shapes: list[tuple[int, ...]], dtype: str, averaging: bool) -> Ca
 
     pool = ThreadPoolExecutor(DEFAULT_THREADS)
     share = -(-total // DEFAULT_THREADS)
+    length = block_length(theta.dtype)
 
     def chunk(start: int, stop: int) -> None:
-        for i in range(start, stop, DEFAULT_BLOCK_SIZE):
-            j = min(i + DEFAULT_BLOCK_SIZE, stop)
+        for i in range(start, stop, length):
+            j = min(i + length, stop)
             np.add(theta[i:j], grad[i:j], out=theta[i:j])
             if averaging:
                 np.add(ax[i:j], theta[i:j], out=ax[i:j])
@@ -112,14 +116,12 @@ def bound_step(shapes: list[tuple[int, ...]], dtype: str, averaging: bool) -> Ca
 
 
 def run_case(
-    name: str, steps: dict[str, Callable[[], Callable[[], object]]], repeat: int
+    name: str, makers: dict[str, Callable[[], Callable[[], object]]], repeat: int
 ) -> dict[str, float]:
-    timings = {}
-    for label, make in steps.items():
-        step = make()
-        timings[label] = best_time(step, repeat)
-        del step
-        gc.collect()
+    steps = {label: make() for label, make in makers.items()}
+    timings = best_times(steps, repeat)
+    del steps
+    gc.collect()
     print(f"\n{name}")
     base = timings["optimized fast"]
     for label, seconds in timings.items():
@@ -129,7 +131,8 @@ def run_case(
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--only", default="", help="run only the cases whose name contains this text")
     parser.add_argument("--out", type=Path, default=None, help="write the timings as JSON here")
     arguments = parser.parse_args()
     repeat = arguments.repeat
@@ -165,8 +168,11 @@ def main() -> None:
 
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), numpy {np.__version__}, "
-          f"kernel block {DEFAULT_BLOCK_SIZE}, threads {DEFAULT_THREADS}, best of {repeat}")  # fmt: skip
-    results: dict[str, Any] = {name: run_case(name, steps, repeat) for name, steps in cases.items()}
+          f"kernel blocks of {BLOCK_BYTES >> 20} MiB per array, threads {DEFAULT_THREADS}, "
+          f"best of {repeat} interleaved rounds")  # fmt: skip
+    results: dict[str, Any] = {
+        name: run_case(name, steps, repeat) for name, steps in cases.items() if arguments.only in name
+    }
     print("\nratios")
     for name, timings in results.items():
         fast = timings["optimized fast"]

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from optimized.kernel import DEFAULT_BLOCK_SIZE, DEFAULT_THREADS, StepScalars, Task, run_tasks
+from optimized.kernel import DEFAULT_THREADS, StepScalars, Task, run_tasks
 from optimized.packing import Packed
 from optimized.segments import Segment, build_segments, real_view
 from reference.numerics import Numerics, numerics_named
@@ -26,7 +26,8 @@ class ASGD(ASGDOptimizer):
     (NumPy's rounding, exact step counter) or ``"torch"`` (torch 2.13's CPU for-loop ASGD).
 
     Parameters that tile one buffer (see :func:`optimized.pack`) are updated as one flat array.
-    ``block_size`` and ``threads`` tune the kernel and never change a bit of the result.
+    ``block_size`` (elements per block; by default 1 MiB of each array) and ``threads`` tune the
+    kernel and never change a bit of the result.
     """
 
     _segments: list[Segment]
@@ -43,12 +44,15 @@ class ASGD(ASGDOptimizer):
         maximize: bool = False,
         numerics: str = "fast",
         *,
-        block_size: int = DEFAULT_BLOCK_SIZE,
+        block_size: int | None = None,
         threads: int = DEFAULT_THREADS,
     ) -> None:
-        for name, value in (("block_size", block_size), ("threads", threads)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Invalid {name}: {value!r} (must be an integer >= 1)")
+        if block_size is not None and (
+            isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1
+        ):
+            raise ValueError(f"Invalid block_size: {block_size!r} (must be None or an integer >= 1)")
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"Invalid threads: {threads!r} (must be an integer >= 1)")
         self.block_size, self.threads = block_size, threads
         self._segments = []
         self._fast_gradients: tuple[weakref.ref[Packed], bool] | None = None

@@ -10,7 +10,6 @@ import pytest
 
 import optimized
 import reference
-from optimized.kernel import DEFAULT_BLOCK_SIZE
 from tests.assertions import assert_same_bits
 from tests.problems import Problem
 
@@ -32,8 +31,8 @@ def run(
 def test_block_size_and_thread_count_change_no_bit(numerics: str) -> None:
     problem = Problem("blocks", "float32", SHAPES, steps=12)
     baseline_params = problem.initial_parameters()
-    baseline = run(baseline_params, problem, numerics=numerics, block_size=DEFAULT_BLOCK_SIZE, threads=1)
-    for block_size, threads in [(3, 1), (7, 2), (1000, 2), (4096, 2), (1 << 20, 2), (64, 3)]:
+    baseline = run(baseline_params, problem, numerics=numerics, threads=1)  # default blocks
+    for block_size, threads in [(3, 1), (7, 2), (1000, 2), (4096, 2), (1 << 20, 2), (64, 3), (None, 2)]:
         params = problem.initial_parameters()
         other = run(params, problem, numerics=numerics, block_size=block_size, threads=threads)
         for a, b in zip(params, baseline_params, strict=True):
@@ -172,7 +171,7 @@ def test_steady_steps_allocate_nothing_proportional_to_the_model() -> None:
 
 
 def test_kernel_options_are_validated() -> None:
-    with pytest.raises(ValueError, match=r"Invalid block_size: 0 \(must be an integer >= 1\)"):
+    with pytest.raises(ValueError, match=r"Invalid block_size: 0 \(must be None or an integer >= 1\)"):
         optimized.ASGD([np.zeros(2)], block_size=0)
     with pytest.raises(ValueError, match=r"Invalid threads: 1.5"):
         optimized.ASGD([np.zeros(2)], threads=1.5)  # type: ignore[arg-type]
