@@ -19,6 +19,8 @@ caller-provided scratch (a :class:`FmaScratch`), so a step allocates nothing in 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from reference import rounding
@@ -37,16 +39,17 @@ _SMALLEST_NORMAL_EXPONENT = np.int32(0x0080_0000)
 
 
 class FmaScratch:
-    """Work arrays for :func:`fused_multiply_add` on up to ``size`` elements."""
+    """Work arrays for :func:`fused_multiply_add` on up to ``size`` elements of ``dtype``."""
 
-    def __init__(self, size: int) -> None:
-        self.wide = np.empty(size, np.float64)
-        self.wide_2 = np.empty(size, np.float64)
+    def __init__(self, size: int, dtype: np.dtype[Any] | type = np.float32) -> None:
+        if np.dtype(dtype) == np.float32:
+            self.wide = [np.empty(size, np.float64) for _ in range(2)]
+            self.bits32 = np.empty(size, np.int32)
+            self.narrow = np.empty(size, np.float32)
+        else:
+            self.wide = [np.empty(size, np.float64) for _ in range(6)]
         self.bits = np.empty(size, np.int64)
-        self.bits32 = np.empty(size, np.int32)
-        self.narrow = np.empty(size, np.float32)
-        self.flag = np.empty(size, np.bool_)
-        self.flag_2 = np.empty(size, np.bool_)
+        self.flags = [np.empty(size, np.bool_) for _ in range(3)]
 
 
 def _round_to_odd_sum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -62,59 +65,121 @@ def _round_to_odd_sum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return rounded_to_odd
 
 
+def _round_to_odd_sum_into(
+    a: np.ndarray, b: np.ndarray, total: np.ndarray, error: np.ndarray, work: np.ndarray, scratch: FmaScratch
+) -> None:
+    """``total = RO(a + b)`` in float64 through Knuth's TwoSum, in place in the scratch arrays."""
+    np.add(a, b, total)
+    np.subtract(total, a, error)  # b_virtual
+    np.subtract(total, error, work)  # a_virtual
+    np.subtract(a, work, work)  # a's rounding error
+    np.subtract(b, error, error)  # b's rounding error
+    np.add(work, error, error)  # a + b = total + error exactly
+    inexact_even, away, positive = (flag[: a.size] for flag in scratch.flags)
+    low_bit = scratch.bits[: a.size]
+    np.not_equal(error, 0, inexact_even)
+    bits = total.view(np.int64)
+    np.bitwise_and(bits, 1, low_bit)
+    np.equal(low_bit, 0, away)
+    np.logical_and(inexact_even, away, inexact_even)
+    if not inexact_even.any():
+        return
+    np.greater(error, 0, away)  # the exact sum lies above total ...
+    np.greater(total, 0, positive)
+    np.equal(away, positive, away)  # ... which is away from zero when total is positive
+    np.multiply(away, 2, low_bit)
+    np.subtract(low_bit, 1, low_bit)  # +1 away from zero, -1 towards it
+    np.multiply(low_bit, inexact_even, low_bit)
+    np.add(bits, low_bit, bits)
+
+
 def _fma_binary32(s: float, x: np.ndarray, y: np.ndarray, out: np.ndarray, scratch: FmaScratch) -> None:
     n = x.size
-    total, product = scratch.wide[:n], scratch.wide_2[:n]
+    total, product = scratch.wide[0][:n], scratch.wide[1][:n]
     np.copyto(product, x)
     np.multiply(product, np.float64(s), out=product)  # exact: 24 + 24 bits
     np.copyto(total, y)
     np.add(total, product, out=total)
     # Hazards: t on a float32 midpoint (the 29 bits below float32's precision read 1000...0), or a
     # result at the bottom of float32's range (exponent field 0 or 1), where midpoints lie higher.
-    low, midpoint = scratch.bits[:n], scratch.flag[:n]
+    low, midpoint = scratch.bits[:n], scratch.flags[0][:n]
     np.bitwise_and(total.view(np.int64), _BELOW_BINARY32, out=low)
     np.equal(low, _MIDPOINT, out=midpoint)
     rounded = scratch.narrow[:n]
     np.copyto(rounded, total, casting="same_kind")  # RN32(t); out may be y, so not written yet
-    exponent, tiny = scratch.bits32[:n], scratch.flag_2[:n]
+    exponent, tiny = scratch.bits32[:n], scratch.flags[1][:n]
     np.bitwise_and(rounded.view(np.int32), _EXPONENT_BINARY32, out=exponent)
     np.less_equal(exponent, _SMALLEST_NORMAL_EXPONENT, out=tiny)
     if midpoint.any() or tiny.any():
-        where = np.flatnonzero(midpoint | tiny)
+        where = np.flatnonzero(np.logical_or(midpoint, tiny, out=midpoint))
         where = where[total[where] != 0]  # an exact zero sum needs no repair
         exact_product = x[where].astype(np.float64) * np.float64(s)
         rounded[where] = _round_to_odd_sum(exact_product, y[where].astype(np.float64))
     np.copyto(out, rounded)
 
 
-def _split(a: np.ndarray | np.float64) -> tuple[np.ndarray, np.ndarray]:
-    """Veltkamp's split: ``a = hi + lo`` exactly, each with at most 26 significant bits."""
-    t = np.multiply(a, _SPLITTER)
+def _split(a: float) -> tuple[float, float]:
+    """Veltkamp's split of a binary64 scalar: ``a = hi + lo`` exactly, each with at most 26
+    significant bits."""
+    t = a * _SPLITTER
     hi = t - (t - a)
     return hi, a - hi
 
 
-def _fma_binary64(s: float, x: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
-    s_hi, s_lo = _split(np.float64(s))
-    x_hi, x_lo = _split(x)
-    uh = x * s
-    ul = ((s_hi * x_hi - uh) + s_hi * x_lo + s_lo * x_hi) + s_lo * x_lo  # uh + ul = s * x
-    th = y + uh
-    b_virtual = th - y
-    tl = (y - (th - b_virtual)) + (uh - b_virtual)  # th + tl = y + uh
-    v = _round_to_odd_sum(tl, ul)
-    result = np.where(v == 0, th, th + v)  # th + (+0) would lose th = -0
+def _fma_binary64(s: float, x: np.ndarray, y: np.ndarray, out: np.ndarray, scratch: FmaScratch) -> None:
+    n = x.size
+    x_hi, x_lo, uh, ul, th, tl = (array[:n] for array in scratch.wide)
+    s_hi, s_lo = _split(s)
+    np.multiply(x, _SPLITTER, x_hi)  # Veltkamp's split of x
+    np.subtract(x_hi, x, x_lo)
+    np.subtract(x_hi, x_lo, x_hi)
+    np.subtract(x, x_hi, x_lo)
+    np.multiply(x, s, uh)  # Dekker's TwoProduct: uh + ul = s * x
+    np.multiply(x_hi, s_hi, ul)
+    np.subtract(ul, uh, ul)
+    np.multiply(x_lo, s_hi, th)
+    np.add(ul, th, ul)
+    np.multiply(x_hi, s_lo, th)
+    np.add(ul, th, ul)
+    np.multiply(x_lo, s_lo, th)
+    np.add(ul, th, ul)
 
-    outside_proof = ~(np.isfinite(x) & np.isfinite(y))
-    outside_proof |= np.abs(x) >= _SPLIT_LIMIT
-    outside_proof |= (np.abs(uh) < _PRODUCT_FLOOR) & (x != 0)
-    outside_proof |= (np.abs(uh) >= _SUM_LIMIT) | (np.abs(y) >= _SUM_LIMIT)
+    # Outside the proof's range: non-finite or huge operands, products too small for their low
+    # part. NaN compares false, so "not (|v| < limit)" also catches NaN and Inf.
+    inside, flag = scratch.flags[0][:n], scratch.flags[1][:n]
+    np.abs(x, x_hi)
+    np.less(x_hi, _SPLIT_LIMIT, inside)
+    np.abs(y, x_hi)
+    np.less(x_hi, _SUM_LIMIT, flag)
+    np.logical_and(inside, flag, inside)
+    np.abs(uh, x_hi)
+    np.less(x_hi, _SUM_LIMIT, flag)
+    np.logical_and(inside, flag, inside)
+    zero = scratch.flags[2][:n]
+    np.greater_equal(x_hi, _PRODUCT_FLOOR, flag)  # a product below the floor is fine when x is 0
+    np.equal(x, 0, zero)
+    np.logical_or(flag, zero, flag)
+    np.logical_and(inside, flag, inside)
     if not (np.isfinite(s) and abs(s) < _SPLIT_LIMIT):
-        outside_proof[...] = True
-    for index in np.flatnonzero(outside_proof):
-        x_i, y_i = float(x.flat[index]), float(y.flat[index])
-        result.flat[index] = rounding.fma(rounding.BINARY64, float(s), x_i, y_i)
-    np.copyto(out, result)
+        inside[...] = False
+    outside = None if inside.all() else np.flatnonzero(np.logical_not(inside, out=flag))
+    exact = None
+    if outside is not None:  # read before out, which may be y, is written
+        exact = [rounding.fma(rounding.BINARY64, s, float(x[i]), float(y[i])) for i in outside]
+
+    np.add(y, uh, th)  # Knuth's TwoSum: th + tl = y + uh
+    np.subtract(th, y, x_lo)  # b_virtual
+    np.subtract(th, x_lo, tl)
+    np.subtract(y, tl, tl)
+    np.subtract(uh, x_lo, x_lo)
+    np.add(tl, x_lo, tl)
+    _round_to_odd_sum_into(tl, ul, x_hi, uh, x_lo, scratch)  # v = RO(tl + ul), in x_hi
+    v = x_hi
+    np.equal(v, 0, flag)
+    np.add(th, v, out)
+    np.copyto(out, th, where=flag)  # th + (+0) would lose th = -0
+    if outside is not None and exact is not None:
+        out[outside] = exact
 
 
 def fused_multiply_add(
@@ -127,9 +192,9 @@ def fused_multiply_add(
     """
     with np.errstate(all="ignore"):
         if x.dtype == np.float32:
-            _fma_binary32(s, x, y, out, scratch or FmaScratch(x.size))
+            _fma_binary32(s, x, y, out, scratch or FmaScratch(x.size, np.float32))
         elif x.dtype == np.float64:
-            _fma_binary64(s, x, y, out)
+            _fma_binary64(s, x, y, out, scratch or FmaScratch(x.size, np.float64))
         else:
             raise TypeError(f"fused_multiply_add supports float32 and float64, got {x.dtype.name}")
     return out

@@ -86,7 +86,7 @@ class Workspace:
 
     def __init__(self, size: int, dtype: np.dtype[Any]) -> None:
         self.work = np.empty(size, dtype)
-        self.fma = FmaScratch(size) if dtype == np.float32 else None
+        self.fma = FmaScratch(size, dtype) if dtype in (np.float32, np.float64) else None
 
 
 _local = threading.local()

@@ -140,34 +140,32 @@ def test_pack_keeps_values_and_shapes_and_refuses_mixed_dtypes() -> None:
         optimized.pack([])
 
 
-def test_steady_steps_allocate_nothing_proportional_to_the_model() -> None:
-    """32 MiB of float32 parameters, momentum and averaging on: the traced peak of steady steps
-    stays under 2 MiB (the per-thread block workspaces are made on the first steps)."""
-    sizes = [2_000_000, 3_000_000, 2_388_608]  # with the strided one: 8,388,608 float32 = 32 MiB
+@pytest.mark.parametrize("numerics", ["fast", "torch"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_steady_steps_allocate_nothing_proportional_to_the_model(dtype: str, numerics: str) -> None:
+    """32 MiB of parameters, momentum and averaging on: the traced peak of steady steps stays
+    under 2 MiB (the per-thread block workspaces are made on the first steps)."""
+    # with the strided 1000 x 1000 parameter: 8,388,608 float32 or 4,194,304 float64 = 32 MiB
+    sizes = [2_000_000, 3_000_000, 2_388_608] if dtype == "float32" else [1_000_000, 1_000_000, 1_194_304]
     rng = np.random.default_rng(0)
-    params = [rng.standard_normal(n).astype(np.float32) for n in sizes]
-    grads = [rng.standard_normal(n).astype(np.float32) for n in sizes]
-    grads.append(rng.standard_normal((1000, 1000)).astype(np.float32))
-    for numerics in ("fast", "torch"):
-        strided = rng.standard_normal((1000, 2000)).astype(np.float32)[:, ::2]  # not contiguous
-        optimizer = optimized.ASGD(
-            [*(p.copy() for p in params), strided],
-            lr=1e-3,
-            t0=1,
-            momentum=0.9,
-            weight_decay=1e-4,
-            numerics=numerics,
-        )
+    params = [rng.standard_normal(n).astype(dtype) for n in sizes]
+    grads = [rng.standard_normal(n).astype(dtype) for n in sizes]
+    grads.append(rng.standard_normal((1000, 1000)).astype(dtype))
+    strided = rng.standard_normal((1000, 2000)).astype(dtype)[:, ::2]  # not contiguous
+    assert sum(p.nbytes for p in params) + strided.nbytes == 32 * 2**20
+    optimizer = optimized.ASGD(
+        [*params, strided], lr=1e-3, t0=1, momentum=0.9, weight_decay=1e-4, numerics=numerics
+    )
+    for _ in range(3):
+        optimizer.step(grads)
+    tracemalloc.start()
+    try:
         for _ in range(3):
             optimizer.step(grads)
-        tracemalloc.start()
-        try:
-            for _ in range(3):
-                optimizer.step(grads)
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
-        assert peak < 2 * 2**20, f"{numerics}: traced peak {peak / 2**20:.2f} MiB"
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * 2**20, f"{dtype} {numerics}: traced peak {peak / 2**20:.2f} MiB"
 
 
 def test_kernel_options_are_validated() -> None:
