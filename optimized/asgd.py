@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -193,7 +195,7 @@ class ASGD(ASGDOptimizer):
     def _step_packed(self, grads: Packed) -> None:
         """A step whose gradients tile one buffer like the parameters: no per-array work."""
         work = []
-        for group_index, (group, _) in enumerate(self._indexed_groups()):
+        for group_index, group in enumerate(self.param_groups):
             hyperparameters = self._checked_hyperparameters(group, f"param_groups[{group_index}]")
             work.append((hyperparameters, numerics_named(hyperparameters["numerics"])))
         group_of = self._group_of_segment_start()
@@ -215,8 +217,11 @@ class ASGD(ASGDOptimizer):
 
     def _group_of_segment_start(self) -> dict[int, int]:
         """The group of each segment's first parameter (segments never cross groups)."""
-        starts = {segment.indices[0] for segment in self._segments}
-        return {i: g for g, (_, indices) in enumerate(self._indexed_groups()) for i in indices if i in starts}
+        group_starts = list(itertools.accumulate((len(g["params"]) for g in self.param_groups), initial=0))
+        return {
+            segment.indices[0]: bisect.bisect_right(group_starts, segment.indices[0]) - 1
+            for segment in self._segments
+        }
 
     def _apply(self, work: list[StepWork]) -> None:
         gradients: dict[int, np.ndarray | None] = {}

@@ -3,6 +3,7 @@ And a steady step allocates nothing proportional to the model."""
 
 from __future__ import annotations
 
+import threading
 import tracemalloc
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 import optimized
 import reference
+from optimized import kernel
 from tests.assertions import assert_same_bits
 from tests.problems import Problem
 
@@ -41,12 +43,25 @@ def test_block_size_and_thread_count_change_no_bit(numerics: str) -> None:
             assert_same_bits(a, b, f"average, block {block_size}, threads {threads}")
 
 
-def test_many_threads_share_one_large_step() -> None:
-    """Above the per-thread minimum, the work really is split; the bits stay the same."""
+def test_many_threads_share_one_large_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above the per-thread minimum, the blocks really are shared out, in about equal bytes, and
+    the bits stay the same."""
+    shares: list[tuple[int, int]] = []
+    run_blocks = kernel._run_blocks
+
+    def recording(blocks: list[kernel.Block], block_size: int | None) -> None:
+        shares.append((threading.get_ident(), sum(stop - start for _, start, stop in blocks)))
+        run_blocks(blocks, block_size)
+
+    monkeypatch.setattr(kernel, "_run_blocks", recording)
     problem = Problem("large", "float32", ((600_000,), (5,)), steps=3)
     one, two = problem.initial_parameters(), problem.initial_parameters()
     run(one, problem, threads=1, block_size=10_000)
+    assert len(shares) == 3 and shares[0][1] == 600_005
+    shares.clear()
     run(two, problem, threads=2, block_size=10_000)
+    assert len(shares) == 6 and len({ident for ident, _ in shares}) == 2
+    assert sorted(size for _, size in shares[:2]) == [300_000, 300_005]
     for a, b in zip(one, two, strict=True):
         assert_same_bits(a, b)
 
@@ -70,6 +85,29 @@ def test_packed_parameters_match_separate_ones_and_the_reference(numerics: str) 
         assert_same_bits(a, c, "packed vs reference")
     for a, b in zip(optimizer.averages(), reference_optimizer.averages(), strict=True):
         assert_same_bits(a, b, "averages")
+
+
+def test_packed_gradients_step_each_group_with_its_own_hyperparameters() -> None:
+    """One packed buffer shared by two groups: the packed-gradient path finds each segment's group."""
+    problem = Problem("groups", "float32", ((4, 5), (3,), (2, 2, 2), (6,)), steps=8)
+    packed = optimized.pack(problem.initial_parameters())
+    groups = [
+        {"params": packed[:2]},
+        {"params": packed[2:], "lr": 0.5, "weight_decay": 0.0, "maximize": True},
+    ]
+    optimizer = optimized.ASGD(groups, lr=0.02, t0=3, weight_decay=0.01)
+    assert len(optimizer._segments) == 2
+    spec = problem.initial_parameters()
+    spec_groups = [
+        {"params": spec[:2]},
+        {"params": spec[2:], "lr": 0.5, "weight_decay": 0.0, "maximize": True},
+    ]
+    reference_optimizer = reference.ASGD(spec_groups, lr=0.02, t0=3, weight_decay=0.01)
+    for row in problem.gradients():
+        optimizer.step(optimized.pack(row))
+        reference_optimizer.step(row)
+    for a, b in zip(packed, spec, strict=True):
+        assert_same_bits(a, b, "packed groups vs reference")
 
 
 def test_a_missing_gradient_splits_a_packed_range_and_keeps_the_bits() -> None:
