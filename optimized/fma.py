@@ -52,19 +52,6 @@ class FmaScratch:
         self.flags = [np.empty(size, np.bool_) for _ in range(3)]
 
 
-def _round_to_odd_sum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``RO(a + b)`` in float64: an inexact sum gets an odd last bit (allocates; used on few elements)."""
-    total = a + b
-    b_virtual = total - a
-    error = (a - (total - b_virtual)) + (b - b_virtual)
-    bits = total.view(np.int64)
-    inexact_even = ((error > 0) | (error < 0)) & ((bits & 1) == 0)
-    away_from_zero = (error > 0) == (total > 0)
-    bits += np.where(inexact_even, np.where(away_from_zero, 1, -1), 0)
-    rounded_to_odd: np.ndarray = total
-    return rounded_to_odd
-
-
 def _round_to_odd_sum_into(
     a: np.ndarray, b: np.ndarray, total: np.ndarray, error: np.ndarray, work: np.ndarray, scratch: FmaScratch
 ) -> None:
@@ -114,7 +101,9 @@ def _fma_binary32(s: float, x: np.ndarray, y: np.ndarray, out: np.ndarray, scrat
         where = np.flatnonzero(np.logical_or(midpoint, tiny, out=midpoint))
         where = where[total[where] != 0]  # an exact zero sum needs no repair
         exact_product = x[where].astype(np.float64) * np.float64(s)
-        rounded[where] = _round_to_odd_sum(exact_product, y[where].astype(np.float64))
+        odd, error, work = (np.empty_like(exact_product) for _ in range(3))  # few elements
+        _round_to_odd_sum_into(exact_product, y[where].astype(np.float64), odd, error, work, scratch)
+        rounded[where] = odd
     np.copyto(out, rounded)
 
 
