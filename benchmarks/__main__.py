@@ -24,7 +24,8 @@ import torch
 
 import optimized
 from benchmarks.models import resnet50_shapes
-from optimized.kernel import BLOCK_BYTES, DEFAULT_THREADS, block_length
+from optimized.numpy_kernel import BLOCK_BYTES, block_length
+from optimized.threads import DEFAULT_THREADS
 
 WEIGHT_DECAY = 1e-4
 

@@ -11,33 +11,32 @@ Each step of a parameter with a gradient (``theta`` is the parameter, ``g`` its 
 7. ``ax = theta`` if ``mu == 1``, else ``ax = ax + mu * (theta - ax)``
 8. ``eta = lr / (1 + lambd * lr * step) ** alpha``; ``mu = 1 / max(1, step - t0)``
 
-With momentum 0 this is ``torch.optim.ASGD``. Lines 2 to 7 run on each real scalar of the
-parameter (a complex one is a pair of reals), each operation rounded by :mod:`reference.rounding`
-as the numerics profile says (:mod:`reference.numerics`).
+With momentum 0 this is ``torch.optim.ASGD``. The optimizer core (:mod:`reference.optimizer`) runs
+lines 1 and 8; lines 2 to 7 run here on each real scalar of the parameter (a complex one is a pair of
+reals), each operation rounded by :mod:`reference.rounding` as the numerics profile says
+(:mod:`reference.numerics`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from reference.numerics import Numerics
 from reference.optimizer import ASGDOptimizer
-from reference.rounding import BinaryFormat, add, convert, format_of, mul, sub
-from reference.state import ParameterState
+from reference.plan import StepScalars, Task
+from reference.rounding import BinaryFormat, add, convert, fma, format_of, mul, sub
 
-__all__ = ["ASGD"]
+__all__ = ["ASGD", "ScalarBackend"]
 
 
 @dataclass(frozen=True)
 class Coefficients:
-    """The scalars of one parameter's step, each a value of the parameter's format.
+    """The scalars of one step, each rounded once to the parameters' format.
 
-    They are computed in binary64 from the hyperparameters and the stored state, and rounded once
-    to the parameter's format, as NumPy does with a Python float and ATen with a scalar argument.
+    The optimizer computes them in binary64 from the hyperparameters and the stored state
+    (:class:`reference.plan.StepScalars`); rounding them to the parameters' format is what NumPy
+    does with a Python float and ATen with a scalar argument.
     """
 
     weight_decay: float
@@ -47,41 +46,44 @@ class Coefficients:
     eta: float
     mu: float
     averaging: bool
-    """``mu != 1``, judged on the stored ``mu`` (before rounding to the parameter's format)."""
+    """``mu != 1``, judged on the stored ``mu`` (before rounding to the parameters' format)."""
+    maximize: bool
+    fused: bool
 
     @classmethod
-    def of(cls, fmt: BinaryFormat, hyper: Mapping[str, Any], state: ParameterState) -> Coefficients:
+    def of(cls, fmt: BinaryFormat, scalars: StepScalars) -> Coefficients:
         return cls(
-            weight_decay=convert(fmt, hyper["weight_decay"]),
-            momentum=convert(fmt, hyper["momentum"]),
-            decay=convert(fmt, 1 - hyper["lambd"] * state.eta),
-            eta=convert(fmt, state.eta),
-            mu=convert(fmt, state.mu),
-            averaging=state.mu != 1,
+            weight_decay=convert(fmt, scalars.weight_decay),
+            momentum=convert(fmt, scalars.momentum),
+            decay=convert(fmt, scalars.decay),
+            eta=convert(fmt, scalars.eta),
+            mu=convert(fmt, scalars.mu),
+            averaging=scalars.averaging,
+            maximize=scalars.maximize,
+            fused=scalars.fused,
         )
+
+    def multiply_add(self, fmt: BinaryFormat, x: float, s: float, y: float) -> float:
+        """``x + s * y`` in ``fmt``: one rounding in the torch profile, two in the fast one."""
+        if self.fused:
+            return fma(fmt, s, y, x)
+        return add(fmt, x, mul(fmt, s, y))
 
 
 def update_scalar(
-    theta: float,
-    g: float,
-    ax: float,
-    buf: float | None,
-    *,
-    c: Coefficients,
-    maximize: bool,
-    fmt: BinaryFormat,
-    numerics: Numerics,
+    theta: float, g: float, ax: float, buf: float | None, *, c: Coefficients, fmt: BinaryFormat
 ) -> tuple[float, float, float | None]:
-    """Lines 2 to 7 for one real scalar: the new ``(theta, ax, buf)``."""
-    if maximize:
+    """Lines 2 to 7 for one real scalar: the new ``(theta, ax, buf)``; ``buf`` is ``None`` before
+    the first step with momentum."""
+    if c.maximize:
         g = -g  # 2 (exact)
     if c.weight_decay != 0:
-        g = numerics.multiply_add(fmt, g, c.weight_decay, theta)  # 3: g + wd * theta
+        g = c.multiply_add(fmt, g, c.weight_decay, theta)  # 3: g + wd * theta
     if c.momentum != 0:
         buf = g if buf is None else add(fmt, mul(fmt, c.momentum, buf), g)  # 4
         g = buf
     theta = mul(fmt, theta, c.decay)  # 5
-    theta = numerics.multiply_add(fmt, theta, -c.eta, g)  # 6: theta - eta * g
+    theta = c.multiply_add(fmt, theta, -c.eta, g)  # 6: theta - eta * g
     if c.averaging:
         ax = add(fmt, ax, mul(fmt, sub(fmt, theta, ax), c.mu))  # 7
     else:
@@ -89,22 +91,28 @@ def update_scalar(
     return theta, ax, buf
 
 
-def real_scalars(array: np.ndarray) -> list[float]:
-    """The array's real scalars in C order, a complex element giving its real then imaginary part."""
-    flat = array.reshape(-1)
-    if np.iscomplexobj(flat):
-        return [part for z in flat.tolist() for part in (z.real, z.imag)]
-    return [float(x) for x in flat.tolist()]
+class ScalarBackend:
+    """Lines 2 to 7 one real scalar at a time, each operation rounded by :mod:`reference.rounding`."""
 
+    name = "reference"
+    packs = False
 
-def store_real_scalars(array: np.ndarray, scalars: list[float]) -> None:
-    """Write ``scalars`` (as :func:`real_scalars` orders them) into ``array`` in place."""
-    if np.iscomplexobj(array):
-        pairs = zip(scalars[::2], scalars[1::2], strict=True)
-        values = np.array([complex(re, im) for re, im in pairs], array.dtype)
-    else:
-        values = np.array(scalars, array.dtype)
-    array[...] = values.reshape(array.shape)
+    def run(self, tasks: Sequence[Task]) -> None:
+        for task in tasks:
+            fmt = format_of(task.theta.dtype)
+            c = Coefficients.of(fmt, task.scalars)
+            thetas, gs, axs = task.theta.tolist(), task.grad.tolist(), task.ax.tolist()
+            bufs: list[float | None]
+            if task.buf is None or task.first_momentum_step:
+                bufs = [None] * len(thetas)
+            else:
+                bufs = list(task.buf.tolist())
+            for i, (theta, g, ax, buf) in enumerate(zip(thetas, gs, axs, bufs, strict=True)):
+                thetas[i], axs[i], bufs[i] = update_scalar(theta, g, ax, buf, c=c, fmt=fmt)
+            task.theta[:] = thetas  # each value is already one of the dtype: stored exactly
+            task.ax[:] = axs
+            if task.buf is not None:
+                task.buf[:] = bufs
 
 
 class ASGD(ASGDOptimizer):
@@ -138,41 +146,4 @@ class ASGD(ASGDOptimizer):
             maximize=maximize,
             numerics=numerics,
         )
-        super().__init__(params, defaults)
-
-    def _update(
-        self,
-        parameter: np.ndarray,
-        gradient: np.ndarray,
-        state: ParameterState,
-        hyperparameters: Mapping[str, Any],
-        numerics: Numerics,
-    ) -> None:
-        fmt = format_of(parameter.dtype)
-        state.step = numerics.increment(state.step)  # 1
-        c = Coefficients.of(fmt, hyperparameters, state)
-
-        thetas, gs, axs = real_scalars(parameter), real_scalars(gradient), real_scalars(state.ax)
-        bufs: list[float | None]
-        if state.momentum_buffer is None:
-            bufs = [None] * len(thetas)
-        else:
-            bufs = list(real_scalars(state.momentum_buffer))
-        for i, (theta, g, ax, buf) in enumerate(zip(thetas, gs, axs, bufs, strict=True)):
-            thetas[i], axs[i], bufs[i] = update_scalar(
-                theta, g, ax, buf, c=c, maximize=hyperparameters["maximize"], fmt=fmt, numerics=numerics
-            )
-        store_real_scalars(parameter, thetas)
-        store_real_scalars(state.ax, axs)
-        if c.momentum != 0:
-            if state.momentum_buffer is None:
-                state.momentum_buffer = np.zeros(parameter.shape, parameter.dtype)
-            store_real_scalars(state.momentum_buffer, [b for b in bufs if b is not None])
-
-        state.eta, state.mu = numerics.schedule(  # 8
-            state.step,
-            lr=hyperparameters["lr"],
-            lambd=hyperparameters["lambd"],
-            alpha=hyperparameters["alpha"],
-            t0=hyperparameters["t0"],
-        )
+        super().__init__(params, defaults, ScalarBackend())

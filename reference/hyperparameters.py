@@ -10,16 +10,18 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final
+
+from reference.numerics import NUMERICS_PROFILES, Numerics, numerics_named
 
 __all__ = [
     "DEFAULTS",
     "NUMERICS_PROFILES",
+    "Hyperparameters",
     "validate_hyperparameter",
     "validate_hyperparameters",
 ]
-
-NUMERICS_PROFILES: Final = ("fast", "torch")
 
 DEFAULTS: Final[Mapping[str, Any]] = {
     "lr": 1e-3,
@@ -70,3 +72,30 @@ def validate_hyperparameter(name: str, value: object) -> Any:
 def validate_hyperparameters(values: Mapping[str, object]) -> dict[str, Any]:
     """All of ``values`` validated; the first invalid one raises before anything is returned."""
     return {name: validate_hyperparameter(name, value) for name, value in values.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Hyperparameters:
+    """One param group's hyperparameters, validated, with its numerics profile resolved."""
+
+    lr: float
+    momentum: float
+    weight_decay: float
+    alpha: float
+    t0: float
+    lambd: float
+    maximize: bool
+    numerics: Numerics
+
+    @classmethod
+    def of(cls, group: Mapping[str, Any], where: str) -> Hyperparameters:
+        """The hyperparameters of a param group (a mapping with every key of :data:`DEFAULTS`)."""
+        missing = [name for name in DEFAULTS if name not in group]
+        if missing:
+            raise ValueError(f"{where} lacks the hyperparameters {missing}")
+        values = validate_hyperparameters({name: group[name] for name in DEFAULTS})
+        return cls(**{**values, "numerics": numerics_named(values["numerics"])})
+
+    def schedule(self, step: int | float) -> tuple[float, float]:
+        """Line 8: ``(eta, mu)`` after ``step`` steps, stored in the profile's scalar format."""
+        return self.numerics.schedule(step, lr=self.lr, lambd=self.lambd, alpha=self.alpha, t0=self.t0)

@@ -20,7 +20,7 @@ from typing import Final
 from reference import rounding
 from reference.rounding import BinaryFormat
 
-__all__ = ["FAST", "TORCH", "Numerics", "numerics_named"]
+__all__ = ["FAST", "NUMERICS_PROFILES", "TORCH", "Numerics", "numerics_named"]
 
 
 @dataclass(frozen=True)
@@ -59,12 +59,6 @@ class Numerics:
         mu = 1 / max(1, step - t0)
         return rounding.convert(self.scalar_format, eta), rounding.convert(self.scalar_format, mu)
 
-    def multiply_add(self, fmt: BinaryFormat, x: float, s: float, y: float) -> float:
-        """``x + s * y`` in ``fmt``."""
-        if self.fused_multiply_add:
-            return rounding.fma(fmt, s, y, x)
-        return rounding.add(fmt, x, rounding.mul(fmt, s, y))
-
 
 def _power(base: float, exponent: float) -> float:
     """``base ** exponent`` for ``base >= 1``, +inf where binary64 overflows.
@@ -94,6 +88,7 @@ TORCH: Final = Numerics(
 )
 
 _BY_NAME: Final = {profile.name: profile for profile in (FAST, TORCH)}
+NUMERICS_PROFILES: Final = tuple(_BY_NAME)
 
 
 def numerics_named(name: str) -> Numerics:

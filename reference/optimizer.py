@@ -1,24 +1,36 @@
-"""The optimizer API that the reference and the production ASGD share.
+"""The optimizer core that every ASGD implementation shares; only its backend differs.
 
-It owns everything that is not arithmetic: parameter groups, the gradient protocol of ``step``,
-validation, ``state_dict``/``load_state_dict`` in torch's layout, and the averages. A subclass
-supplies the arithmetic: ``_update`` for one parameter at a time (the reference), or ``_apply``
-for a whole checked step (the production kernel, which updates runs of parameters together).
-Every check of a call runs before the first thing changes, so a refused call leaves parameters
-and state exactly as they were.
+The core owns everything that is not arithmetic: parameter groups, the gradient protocol of
+``step``, validation, the state and ``state_dict``/``load_state_dict`` in torch's layout, and the
+averages. At each step it resolves the parameter arrays afresh from ``param_groups`` (so a replaced
+``.data``, a replaced list entry or an appended parameter is what gets updated), checks every input,
+advances the clocks (lines 1 and 8 of the algorithm) and hands the rest to its backend as a list of
+:class:`reference.plan.Task` on flat arrays. Every check runs before the first thing changes, so a
+refused call leaves parameters and state exactly as they were.
+
+What does not change between steps (the resolved arrays and their segments, the validated
+hyperparameters, a packed gradient list's slices) is remembered and reused while the objects it
+came from are the same objects; any change is noticed at the next step and rebuilt from scratch.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import operator
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from reference.hyperparameters import DEFAULTS, validate_hyperparameters
+from reference import rounding
+from reference.hyperparameters import DEFAULTS, Hyperparameters, validate_hyperparameters
+from reference.layout import Segment, build_layout, flat_real, real_view
 from reference.numerics import Numerics, numerics_named
+from reference.packing import Packed
 from reference.parameters import (
     check_distinct,
     check_gradient,
@@ -27,30 +39,67 @@ from reference.parameters import (
     gradient_of,
     has_grad_attribute,
 )
-from reference.state import ParameterState, parse_parameter_state
+from reference.plan import Backend, StepScalars, Task
+from reference.state import Clock, ParameterState, parse_parameter_state
 
-__all__ = ["ASGDOptimizer", "StepWork"]
+__all__ = ["ASGDOptimizer"]
 
 ParamGroup = dict[str, Any]
 
+_WRITEABLE = operator.attrgetter("flags.writeable")
 
-@dataclass(frozen=True)
-class StepWork:
-    """One group's share of a checked step."""
 
-    hyperparameters: dict[str, Any]
-    numerics: Numerics
-    gradients: list[tuple[int, np.ndarray | None]]
-    """``(global parameter index, gradient or None)`` for each parameter of the group."""
+@functools.cache
+def _momentum_used(momentum: float, dtype: np.dtype[Any]) -> bool:
+    """Whether line 4 runs: the momentum, rounded to the parameters' dtype, is not 0."""
+    return rounding.convert(rounding.format_of(dtype), momentum) != 0
+
+
+@dataclass(eq=False)
+class _Layout:
+    """The resolved parameters of every group and their segments, valid while nothing changed."""
+
+    objects: list[list[Any]]
+    """The entries of each group's ``params`` list, compared by identity at each step."""
+    arrays: list[list[np.ndarray]]
+    bare: list[bool]
+    """Whether a group's entries are the arrays themselves (no ``.data`` to read again)."""
+    numerics: list[Numerics]
+    state_version: int
+    segments: list[Segment]
+    all_arrays: list[np.ndarray] = field(init=False)
+    packed_gradients: tuple[weakref.ref[Packed], list[np.ndarray] | None] | None = None
+    """The last packed gradient list seen, and its flat slice per segment (``None``: no fit)."""
+
+    def __post_init__(self) -> None:
+        self.all_arrays = [array for arrays in self.arrays for array in arrays]
+
+
+@dataclass(eq=False, slots=True)
+class _Planned:
+    """One segment's share of a checked step, and what to commit once the backend is done."""
+
+    segment: Segment
+    task: Task
+    clock: Clock
+    next_clock: tuple[int | float, float, float]
+    new_states: dict[int, ParameterState] | None
+    """States to install (the segment's first step, first momentum step, or a split)."""
 
 
 class ASGDOptimizer:
-    """Parameter groups, state and the ``step`` protocol of an ASGD implementation."""
+    """Parameter groups, state and the ``step`` protocol of an ASGD implementation over a backend."""
 
-    def __init__(self, params: Iterable[Any], defaults: Mapping[str, Any]) -> None:
+    def __init__(self, params: Iterable[Any], defaults: Mapping[str, Any], backend: Backend) -> None:
         self.defaults: dict[str, Any] = validate_hyperparameters(defaults)
         self.param_groups: list[ParamGroup] = []
         self.state: dict[int, ParameterState] = {}
+        self._backend = backend
+        # Held by every public method that reads or changes parameters or state: one call at a time.
+        self._lock = threading.RLock()
+        self._state_version = 0
+        self._layout: _Layout | None = None
+        self._hyperparameters: dict[int, tuple[tuple[Any, ...], Hyperparameters]] = {}
         if isinstance(params, (np.ndarray, str, bytes)):
             raise TypeError(
                 "params must be an iterable of arrays or of param-group dicts, "
@@ -66,6 +115,11 @@ class ASGDOptimizer:
         for group in groups:
             built.append(self._new_group(group, already=[p for g in built for p in g["params"]]))
         self.param_groups = built
+
+    @property
+    def backend(self) -> str:
+        """The name of the backend that does the arithmetic."""
+        return self._backend.name
 
     # ----------------------------------------------------------------------------------- groups
 
@@ -86,7 +140,8 @@ class ASGDOptimizer:
 
     def add_param_group(self, param_group: Mapping[str, Any]) -> None:
         """Add a group of parameters with its own hyperparameters (defaults fill the rest)."""
-        self.param_groups.append(self._new_group(param_group, already=self._parameters()))
+        with self._lock:
+            self.param_groups.append(self._new_group(param_group, already=self._parameters()))
 
     def _parameters(self) -> list[Any]:
         return [p for group in self.param_groups for p in group["params"]]
@@ -100,26 +155,81 @@ class ASGDOptimizer:
             start += count
         return indexed
 
-    def _checked_hyperparameters(self, group: ParamGroup, where: str) -> dict[str, Any]:
-        missing = [name for name in DEFAULTS if name not in group]
-        if missing:
-            raise ValueError(f"{where} lacks the hyperparameters {missing}")
-        return validate_hyperparameters({name: group[name] for name in DEFAULTS})
+    def _group_hyperparameters(self, group_index: int) -> Hyperparameters:
+        """The group's hyperparameters, validated again only when one of its values was replaced."""
+        group = self.param_groups[group_index]
+        values = tuple(group.get(name) for name in DEFAULTS)
+        cached = self._hyperparameters.get(group_index)
+        if cached is not None and all(map(operator.is_, values, cached[0])):
+            return cached[1]
+        hyperparameters = Hyperparameters.of(group, f"param_groups[{group_index}]")
+        self._hyperparameters[group_index] = (values, hyperparameters)
+        return hyperparameters
 
-    # ------------------------------------------------------------------------------------- step
+    # ----------------------------------------------------------------------------- parameters
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        """Clear the ``.grad`` of parameter objects (bare arrays carry no gradient)."""
-        for parameter in self._parameters():
-            if not has_grad_attribute(parameter) or parameter.grad is None:
-                continue
-            if set_to_none:
-                parameter.grad = None
-            else:
-                parameter.grad[...] = 0
+    def _resolved(self, hyperparameters: Sequence[Hyperparameters]) -> _Layout:
+        """The parameter arrays as they are now, checked, and their segments."""
+        layout = self._layout
+        if layout is not None and self._unchanged(layout, hyperparameters):
+            return layout
+        layout = self._new_layout(hyperparameters)
+        self._layout = layout
+        return layout
 
-    def _gradients(self, grads: Sequence[np.ndarray | None] | None) -> list[np.ndarray | None]:
-        parameters = self._parameters()
+    def _unchanged(self, layout: _Layout, hyperparameters: Sequence[Hyperparameters]) -> bool:
+        """Whether every parameter is still the array it was, of the same profile, and writable."""
+        if layout.state_version != self._state_version or len(layout.objects) != len(self.param_groups):
+            return False
+        for group, objects, arrays, bare, numerics, hyper in zip(
+            self.param_groups, layout.objects, layout.arrays, layout.bare, layout.numerics,
+            hyperparameters, strict=True,
+        ):  # fmt: skip
+            params = group["params"]
+            if hyper.numerics is not numerics or len(params) != len(objects):
+                return False
+            if not all(map(operator.is_, params, objects)):
+                return False
+            if not bare and not all(map(operator.is_, map(data_of, params), arrays)):
+                return False
+        return all(map(_WRITEABLE, layout.all_arrays))
+
+    def _new_layout(self, hyperparameters: Sequence[Hyperparameters]) -> _Layout:
+        objects, arrays_of_groups, index = [], [], 0
+        for group, hyper in zip(self.param_groups, hyperparameters, strict=True):
+            params = list(group["params"])
+            arrays = []
+            for parameter in params:
+                check_parameter(parameter, index, hyper.numerics.dtypes)
+                array = data_of(parameter)
+                state = self.state.get(index)
+                if state is not None and (state.ax.shape != array.shape or state.ax.dtype != array.dtype):
+                    raise ValueError(
+                        f"params[{index}] has shape {array.shape} and dtype {array.dtype.name}, but its "
+                        f"state was made for shape {state.ax.shape} and dtype {state.ax.dtype.name}"
+                    )
+                arrays.append(array)
+                index += 1
+            objects.append(params)
+            arrays_of_groups.append(arrays)
+        check_distinct([a for arrays in arrays_of_groups for a in arrays])
+        segments = build_layout(arrays_of_groups, self.state, self._backend.packs)
+        return _Layout(
+            objects=objects,
+            arrays=arrays_of_groups,
+            bare=[all(type(p) is np.ndarray for p in params) for params in objects],
+            numerics=[hyper.numerics for hyper in hyperparameters],
+            state_version=self._state_version,
+            segments=segments,
+        )
+
+    # ------------------------------------------------------------------------------ gradients
+
+    def _gradient_list(
+        self, grads: Sequence[np.ndarray | None] | None, layout: _Layout
+    ) -> list[np.ndarray | None]:
+        """One checked gradient (or ``None``) per parameter."""
+        parameters = [p for objects in layout.objects for p in objects]
         if grads is None:
             for index, parameter in enumerate(parameters):
                 if not has_grad_attribute(parameter):
@@ -133,10 +243,47 @@ class ASGDOptimizer:
                     f"grads has {len(grads)} entries, but the optimizer has {len(parameters)} params"
                 )
             gathered = list(grads)
-        for index, (gradient, parameter) in enumerate(zip(gathered, parameters, strict=True)):
+        for index, (gradient, array) in enumerate(zip(gathered, layout.all_arrays, strict=True)):
             if gradient is not None:
-                check_gradient(gradient, parameter, index)
+                check_gradient(gradient, array, index)
         return gathered
+
+    def _packed_gradients(self, grads: Packed, layout: _Layout) -> list[np.ndarray] | None:
+        """Each segment's slice of a packed gradient buffer laid out exactly like the parameters
+        (checked once per packed list), or ``None`` if it is not."""
+        if not grads.intact():
+            return None
+        if layout.packed_gradients is not None and layout.packed_gradients[0]() is grads:
+            return layout.packed_gradients[1]
+        arrays = layout.all_arrays
+        fits = (
+            len(arrays) == len(grads)
+            and grads.buffer.flags.c_contiguous
+            and all(a.shape == g.shape and a.dtype == g.dtype for a, g in zip(arrays, grads, strict=False))
+        )
+        slices = None
+        if fits:
+            flat = real_view(grads.buffer.reshape(-1))
+            scale = 2 if grads.buffer.dtype.kind == "c" else 1
+            slices = []
+            for segment in layout.segments:
+                start = grads.offsets[segment.indices[0]] * scale
+                slices.append(flat[start : start + segment.theta.size])
+        layout.packed_gradients = (weakref.ref(grads), slices)
+        return slices
+
+    # ----------------------------------------------------------------------------------- step
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear the ``.grad`` of parameter objects (bare arrays carry no gradient)."""
+        with self._lock:
+            for parameter in self._parameters():
+                if not has_grad_attribute(parameter) or parameter.grad is None:
+                    continue
+                if set_to_none:
+                    parameter.grad = None
+                else:
+                    parameter.grad[...] = 0
 
     def step(
         self,
@@ -151,46 +298,91 @@ class ASGDOptimizer:
         is used.
         """
         loss = closure() if closure is not None else None
-        self._apply(self._checked_work(grads))
+        with self._lock:
+            self._execute(self._plan(grads))
         return loss
 
-    def _checked_work(self, grads: Sequence[np.ndarray | None] | None) -> list[StepWork]:
-        """Everything a step needs, checked before anything changes: per group, its hyperparameters,
-        its profile, and the ``(index, gradient)`` of each of its parameters."""
-        gradients = self._gradients(grads)
-        work = []
-        for group_index, (group, indices) in enumerate(self._indexed_groups()):
-            hyperparameters = self._checked_hyperparameters(group, f"param_groups[{group_index}]")
-            numerics = numerics_named(hyperparameters["numerics"])
-            for index in indices:
-                check_parameter(group["params"][index - indices[0]], index, numerics.dtypes)
-            work.append(StepWork(hyperparameters, numerics, [(i, gradients[i]) for i in indices]))
-        return work
+    def _plan(self, grads: Sequence[np.ndarray | None] | None) -> list[_Planned]:
+        """The step, checked and cut into backend tasks; nothing is changed yet."""
+        hyperparameters = [self._group_hyperparameters(i) for i in range(len(self.param_groups))]
+        layout = self._resolved(hyperparameters)
+        flat = self._packed_gradients(grads, layout) if isinstance(grads, Packed) else None
+        scalars: dict[tuple[Any, ...], tuple[StepScalars, tuple[int | float, float, float]]] = {}
+        planned = []
+        if flat is not None:
+            for segment, gradient in zip(layout.segments, flat, strict=True):
+                planned.append(self._planned(segment, gradient, hyperparameters[segment.group], scalars))
+            return planned
+        gradients = self._gradient_list(grads, layout)
+        for segment in layout.segments:
+            present = [gradients[index] for index in segment.indices]
+            if all(g is None for g in present):
+                continue
+            hyper = hyperparameters[segment.group]
+            if any(g is None for g in present):  # some of a packed run step: each goes its own way
+                for piece, gradient in _split(segment, present):
+                    planned.append(self._planned(piece, gradient, hyper, scalars, split=True))
+                continue
+            planned.append(self._planned(segment, _flat_gradient(segment, present), hyper, scalars))
+        return planned
 
-    def _apply(self, work: list[StepWork]) -> None:
-        """Update each parameter that has a gradient, one at a time, through ``_update``."""
-        parameters = self._parameters()
-        for item in work:
-            for index, gradient in item.gradients:
-                if gradient is None:
-                    continue
-                array = data_of(parameters[index])
-                state = self.state.get(index)
-                if state is None:
-                    state = ParameterState.initial(array, item.hyperparameters["lr"], item.numerics)
-                    self.state[index] = state
-                self._update(array, gradient, state, item.hyperparameters, item.numerics)
-
-    def _update(
+    def _planned(
         self,
-        parameter: np.ndarray,
+        segment: Segment,
         gradient: np.ndarray,
-        state: ParameterState,
-        hyperparameters: Mapping[str, Any],
-        numerics: Numerics,
-    ) -> None:
-        """One ASGD step of one parameter, in place, in the rounding of ``numerics``."""
-        raise NotImplementedError
+        hyper: Hyperparameters,
+        scalars: dict[tuple[Any, ...], tuple[StepScalars, tuple[int | float, float, float]]],
+        split: bool = False,
+    ) -> _Planned:
+        """One segment's task: its clock (new at its first step), lines 1 and 8, its buffers."""
+        new_state = split or segment.clock is None
+        clock = segment.clock or Clock.initial(hyper.lr, hyper.numerics)
+        ax = segment.ax if segment.ax is not None else np.zeros_like(segment.theta)
+        # The scalars are the same for every segment of a group stepping in lockstep.
+        key = (id(hyper), clock.step, clock.eta, clock.mu)
+        if key not in scalars:
+            step = hyper.numerics.increment(clock.step)  # 1
+            scalars[key] = (
+                StepScalars(
+                    maximize=hyper.maximize,
+                    weight_decay=hyper.weight_decay,
+                    momentum=hyper.momentum,
+                    decay=1 - hyper.lambd * clock.eta,
+                    eta=clock.eta,
+                    mu=clock.mu,
+                    fused=hyper.numerics.fused_multiply_add,
+                ),
+                (step, *hyper.schedule(step)),  # 8
+            )
+        step_scalars, next_clock = scalars[key]
+        buf, first_momentum_step = None, False
+        if _momentum_used(hyper.momentum, segment.dtype):
+            buf = segment.buf
+            if buf is None:
+                buf, first_momentum_step, new_state = np.zeros_like(segment.theta), True, True
+        return _Planned(
+            segment=segment,
+            task=Task(segment.theta, gradient, ax, buf, step_scalars, first_momentum_step),
+            clock=clock,
+            next_clock=next_clock,
+            new_states=segment.states(clock, ax, buf if buf is not None else segment.buf)
+            if new_state
+            else None,
+        )
+
+    def _execute(self, planned: list[_Planned]) -> None:
+        """Run the backend on a checked plan, then commit the clocks and any new state."""
+        for item in planned:
+            if item.segment.gathered is not None:
+                np.copyto(item.segment.parameter_view(item.segment.theta, 0), item.segment.gathered)
+        self._backend.run([item.task for item in planned])  # 2 to 7
+        for item in planned:
+            if item.segment.gathered is not None:
+                np.copyto(item.segment.gathered, item.segment.parameter_view(item.segment.theta, 0))
+            item.clock.step, item.clock.eta, item.clock.mu = item.next_clock
+            if item.new_states is not None:
+                self.state.update(item.new_states)
+                self._state_version += 1
 
     # ------------------------------------------------------------------------------- averages
 
@@ -199,10 +391,11 @@ class ASGDOptimizer:
 
         A parameter that has not stepped yet is its own average.
         """
-        return [
-            (self.state[index].ax if index in self.state else data_of(parameter)).copy()
-            for index, parameter in enumerate(self._parameters())
-        ]
+        with self._lock:
+            return [
+                (self.state[index].ax if index in self.state else data_of(parameter)).copy()
+                for index, parameter in enumerate(self._parameters())
+            ]
 
     @contextlib.contextmanager
     def averaged_parameters(self) -> Iterator[None]:
@@ -210,15 +403,16 @@ class ASGDOptimizer:
 
         On exit, normal or by an exception, every parameter gets back its exact bits.
         """
-        arrays = [data_of(parameter) for parameter in self._parameters()]
-        saved = [array.copy() for array in arrays]
-        try:
-            for array, average in zip(arrays, self.averages(), strict=True):
-                array[...] = average
-            yield
-        finally:
-            for array, original in zip(arrays, saved, strict=True):
-                array[...] = original
+        with self._lock:
+            arrays = [data_of(parameter) for parameter in self._parameters()]
+            saved = [array.copy() for array in arrays]
+            try:
+                for array, average in zip(arrays, self.averages(), strict=True):
+                    array[...] = average
+                yield
+            finally:
+                for array, original in zip(arrays, saved, strict=True):
+                    array[...] = original
 
     # ----------------------------------------------------------------------------- state dict
 
@@ -227,6 +421,10 @@ class ASGDOptimizer:
 
         Arrays are copies, so the dict can be kept while the optimizer goes on.
         """
+        with self._lock:
+            return self._state_dict()
+
+    def _state_dict(self) -> dict[str, Any]:
         state: dict[int, dict[str, Any]] = {}
         groups: list[dict[str, Any]] = []
         for group, indices in self._indexed_groups():
@@ -243,6 +441,10 @@ class ASGDOptimizer:
         Saved groups are matched to this optimizer's groups by position, and saved parameter ids
         to its parameters by their order within the groups, as torch does.
         """
+        with self._lock:
+            self._load_state_dict(state_dict)
+
+    def _load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
         for key in ("state", "param_groups"):
@@ -275,15 +477,14 @@ class ASGDOptimizer:
                 raise ValueError(
                     f"{where}['params'] must list {len(indices)} parameter ids to match the optimizer's group"
                 )
-            hyperparameters = self._checked_hyperparameters(dict(saved), where)
-            numerics = numerics_named(hyperparameters["numerics"])
+            hyper = Hyperparameters.of(saved, where)
             for saved_id, index in zip(saved_ids, indices, strict=True):
                 if saved_id in index_of_saved_id:
                     raise ValueError(f"{where}['params'] repeats the parameter id {saved_id!r}")
-                check_parameter(group["params"][index - indices[0]], index, numerics.dtypes)
+                check_parameter(group["params"][index - indices[0]], index, hyper.numerics.dtypes)
                 index_of_saved_id[saved_id] = index
-                numerics_of_index[index] = numerics
-            new_hyperparameters.append(hyperparameters)
+                numerics_of_index[index] = hyper.numerics
+            new_hyperparameters.append(validate_hyperparameters({name: saved[name] for name in DEFAULTS}))
 
         parameters = self._parameters()
         new_state: dict[int, ParameterState] = {}
@@ -301,3 +502,57 @@ class ASGDOptimizer:
         for group, hyperparameters in zip(self.param_groups, new_hyperparameters, strict=True):
             group.update(hyperparameters)
         self.state = new_state
+        self._state_version += 1
+
+    # -------------------------------------------------------------------------------- copying
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled and deep-copied without the derived layout (its views would become copies)."""
+        with self._lock:
+            state = dict(self.__dict__)
+        state["_layout"], state["_hyperparameters"] = None, {}
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
+
+def _flat_gradient(segment: Segment, gradients: Sequence[np.ndarray | None]) -> np.ndarray:
+    """The segment's gradients as one flat real array: a view where possible, else gathered into
+    the segment's gradient buffer."""
+    if len(gradients) == 1:
+        gradient = gradients[0]
+        assert gradient is not None
+        if gradient.flags.c_contiguous:
+            return flat_real(gradient)
+    if segment.gradient_buffer is None:
+        segment.gradient_buffer = np.empty_like(segment.theta)
+    for position, gradient in enumerate(gradients):
+        assert gradient is not None
+        np.copyto(segment.parameter_view(segment.gradient_buffer, position), gradient)
+    return segment.gradient_buffer
+
+
+def _split(segment: Segment, gradients: Sequence[np.ndarray | None]) -> Iterator[tuple[Segment, np.ndarray]]:
+    """The parameters of a packed segment that have a gradient, each as its own segment with a
+    copy of the shared clock (the others keep the shared one), and its flat gradient."""
+    clock = segment.clock
+    for position, gradient in enumerate(gradients):
+        if gradient is None:
+            continue
+        a, b = segment.bounds[position], segment.bounds[position + 1]
+        piece = Segment(
+            group=segment.group,
+            indices=segment.indices[position : position + 1],
+            dtype=segment.dtype,
+            shapes=[segment.shapes[position]],
+            bounds=[0, b - a],
+            theta=segment.theta[a:b],
+            gathered=None,
+            clock=None if clock is None else Clock(clock.step, clock.eta, clock.mu),
+            ax=None if segment.ax is None else segment.ax[a:b],
+            buf=None if segment.buf is None else segment.buf[a:b],
+        )
+        yield piece, _flat_gradient(piece, [gradient])

@@ -30,7 +30,8 @@ settings.register_profile(
 settings.load_profile("ci")
 
 
-@pytest.fixture(params=["reference", "optimized"], scope="session")
+@pytest.fixture(params=list(IMPLEMENTATIONS), scope="session")
 def asgd_class(request: pytest.FixtureRequest) -> Any:
-    """Each ASGD implementation in turn; tests of the shared API take this fixture."""
+    """Each ASGD implementation in turn (the reference, the optimized ASGD on each kernel); tests
+    of the shared API take this fixture."""
     return IMPLEMENTATIONS[request.param]

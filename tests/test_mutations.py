@@ -7,8 +7,9 @@ tests pass elsewhere in the suite.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,67 +17,113 @@ import pytest
 from hypothesis import Phase, settings
 
 import reference
+from reference.hyperparameters import Hyperparameters
+from reference.plan import Task
 from tests import test_api, test_properties
 
 _calls = itertools.count()
 
 
-class IgnoresMaximize(reference.ASGD):
-    def _update(self, parameter: Any, gradient: Any, state: Any, hyper: Any, numerics: Any) -> None:
-        super()._update(parameter, gradient, state, {**hyper, "maximize": False}, numerics)
+class TaskMutant(reference.ASGD):
+    """The reference whose backend receives tasks changed by ``mutate`` (one fault per subclass)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        backend, mutate = self._backend, self.mutate
+
+        class Mutated:
+            name, packs = backend.name, backend.packs
+
+            def run(self, tasks: Sequence[Task]) -> None:
+                backend.run([mutate(task) for task in tasks])
+
+        self._backend = Mutated()
+
+    def mutate(self, task: Task) -> Task:
+        raise NotImplementedError
 
 
-class FusesWeightDecay(reference.ASGD):
+def with_scalars(task: Task, **changes: Any) -> Task:
+    return dataclasses.replace(task, scalars=dataclasses.replace(task.scalars, **changes))
+
+
+class IgnoresMaximize(TaskMutant):
+    def mutate(self, task: Task) -> Task:
+        return with_scalars(task, maximize=False)
+
+
+class FusesWeightDecay(TaskMutant):
     """Rounds line 3 once in the fast profile, as the torch profile does."""
 
-    def _update(self, parameter: Any, gradient: Any, state: Any, hyper: Any, numerics: Any) -> None:
-        if hyper["weight_decay"] and not numerics.fused_multiply_add:
-            wd = hyper["weight_decay"]
-            real = parameter.real.dtype
-            with np.errstate(all="ignore"):
-                fused = (gradient.reshape(-1).view(real).astype(np.float64) + real.type(wd).astype(np.float64)
-                         * parameter.reshape(-1).view(real).astype(np.float64)).astype(real)  # fmt: skip
-            gradient, hyper = (
-                fused.view(gradient.dtype).reshape(gradient.shape),
-                {**hyper, "weight_decay": 0.0},
-            )
-        super()._update(parameter, gradient, state, hyper, numerics)
+    def mutate(self, task: Task) -> Task:
+        s = task.scalars
+        if not s.weight_decay or s.fused:
+            return task
+        real = task.theta.dtype
+        with np.errstate(all="ignore"):
+            fused = (task.grad.astype(np.float64)
+                     + real.type(s.weight_decay).astype(np.float64) * task.theta.astype(np.float64)).astype(real)  # fmt: skip
+        return dataclasses.replace(with_scalars(task, weight_decay=0.0), grad=fused)
 
 
-class UpdatesWithZeroLr(reference.ASGD):
-    def _update(self, parameter: Any, gradient: Any, state: Any, hyper: Any, numerics: Any) -> None:
-        if state.eta == 0:
-            state.eta = 1e-3
-        super()._update(parameter, gradient, state, hyper, numerics)
+class UpdatesWithZeroLr(TaskMutant):
+    def mutate(self, task: Task) -> Task:
+        return with_scalars(task, eta=1e-3) if task.scalars.eta == 0 else task
 
 
-class DecaysWithoutLambd(reference.ASGD):
-    def _update(self, parameter: Any, gradient: Any, state: Any, hyper: Any, numerics: Any) -> None:
-        super()._update(parameter, gradient, state, {**hyper, "lambd": hyper["lambd"] or 0.5}, numerics)
+class DecaysWithoutLambd(TaskMutant):
+    def mutate(self, task: Task) -> Task:
+        return with_scalars(task, decay=1 - 0.5 * task.scalars.eta) if task.scalars.decay == 1 else task
 
 
-class AveragesFromTheStart(reference.ASGD):
-    def _update(self, parameter: Any, gradient: Any, state: Any, hyper: Any, numerics: Any) -> None:
-        super()._update(parameter, gradient, state, {**hyper, "t0": min(hyper["t0"], 0.0)}, numerics)
+class Nondeterministic(TaskMutant):
+    def mutate(self, task: Task) -> Task:
+        if next(_calls) % 2 and task.theta.size:
+            task.theta.view(np.uint8)[0] ^= 1
+        return task
 
 
-class MuOffByOne(reference.ASGD):
-    def _update(self, parameter: Any, gradient: Any, state: Any, hyper: Any, numerics: Any) -> None:
-        super()._update(parameter, gradient, state, hyper, numerics)
-        state.mu = 1 / max(1, state.step - hyper["t0"] + 1)
+class ScheduleMutant(reference.ASGD):
+    """The reference with each group's hyperparameters replaced by ``schedule_class``'s."""
+
+    schedule_class: type[Hyperparameters] = Hyperparameters
+
+    def _group_hyperparameters(self, group_index: int) -> Hyperparameters:
+        hyper = super()._group_hyperparameters(group_index)
+        fields = {f.name: getattr(hyper, f.name) for f in dataclasses.fields(hyper)}
+        return self.schedule_class(**{**fields, **self.changes(hyper)})
+
+    def changes(self, hyper: Hyperparameters) -> dict[str, Any]:
+        return {}
 
 
-class EtaIgnoresAlpha(reference.ASGD):
-    def _update(self, parameter: Any, gradient: Any, state: Any, hyper: Any, numerics: Any) -> None:
-        super()._update(parameter, gradient, state, hyper, numerics)
-        state.eta = hyper["lr"] / (1 + hyper["lambd"] * hyper["lr"] * state.step)
+class AveragesFromTheStart(ScheduleMutant):
+    def changes(self, hyper: Hyperparameters) -> dict[str, Any]:
+        return {"t0": min(hyper.t0, 0.0)}
 
 
-class Nondeterministic(reference.ASGD):
-    def _update(self, parameter: Any, gradient: Any, state: Any, hyper: Any, numerics: Any) -> None:
-        super()._update(parameter, gradient, state, hyper, numerics)
-        if next(_calls) % 2 and parameter.size:
-            parameter.reshape(-1).view(np.uint8)[0] ^= 1
+class MuOffByOneSchedule(Hyperparameters):
+    __slots__ = ()
+
+    def schedule(self, step: int | float) -> tuple[float, float]:
+        eta, _ = super().schedule(step)
+        return eta, 1 / max(1, step - self.t0 + 1)
+
+
+class MuOffByOne(ScheduleMutant):
+    schedule_class = MuOffByOneSchedule
+
+
+class EtaWithoutAlphaSchedule(Hyperparameters):
+    __slots__ = ()
+
+    def schedule(self, step: int | float) -> tuple[float, float]:
+        _, mu = super().schedule(step)
+        return self.lr / (1 + self.lambd * self.lr * step), mu
+
+
+class EtaIgnoresAlpha(ScheduleMutant):
+    schedule_class = EtaWithoutAlphaSchedule
 
 
 class AveragesInFloat64(reference.ASGD):
@@ -85,10 +132,12 @@ class AveragesInFloat64(reference.ASGD):
 
 
 class KeepsABuffer(reference.ASGD):
-    def _update(self, parameter: Any, gradient: Any, state: Any, hyper: Any, numerics: Any) -> None:
-        super()._update(parameter, gradient, state, hyper, numerics)
-        if state.momentum_buffer is None:
-            state.momentum_buffer = np.zeros_like(parameter)
+    def step(self, grads: Any = None, *, closure: Any = None) -> Any:
+        loss = super().step(grads, closure=closure)
+        for state in self.state.values():
+            if state.momentum_buffer is None:
+                state.momentum_buffer = np.zeros_like(state.ax)
+        return loss
 
 
 class ForgetsAveragesOnSave(reference.ASGD):

@@ -1,4 +1,5 @@
-"""``optimized.ASGD`` and ``reference.ASGD`` agree bit for bit, in both profiles, over random runs.
+"""``optimized.ASGD`` on each kernel and ``reference.ASGD`` agree bit for bit, in both profiles, over
+random runs.
 
 After every step: parameters, averages, momentum buffers and the scalar state (value and type).
 """
@@ -8,11 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import given
 
-import optimized
 import reference
 from tests.assertions import assert_same_bits
+from tests.implementations import OPTIMIZED
 from tests.strategies import Run, runs
 
 
@@ -31,9 +33,9 @@ def assert_same_state(ours: dict[str, Any], theirs: dict[str, Any], where: str) 
                 )
 
 
-def assert_runs_agree(run: Run) -> None:
+def assert_runs_agree(run: Run, kernel: str) -> None:
     fast_parameters, spec_parameters = run.parameters(), run.parameters()
-    fast = run.build(optimized.ASGD, fast_parameters)
+    fast = run.build(OPTIMIZED[kernel], fast_parameters)
     spec = run.build(reference.ASGD, spec_parameters)
     for step in range(len(run.gradients)):
         gradients = run.gradients_in_optimizer_order(step)
@@ -47,11 +49,13 @@ def assert_runs_agree(run: Run) -> None:
         assert_same_state(fast.state_dict(), spec.state_dict(), where)
 
 
+@pytest.mark.parametrize("kernel", list(OPTIMIZED))
 @given(run=runs("fast"))
-def test_fast_profile_agrees_with_the_reference(run: Run) -> None:
-    assert_runs_agree(run)
+def test_fast_profile_agrees_with_the_reference(kernel: str, run: Run) -> None:
+    assert_runs_agree(run, kernel)
 
 
+@pytest.mark.parametrize("kernel", list(OPTIMIZED))
 @given(run=runs("torch"))
-def test_torch_profile_agrees_with_the_reference(run: Run) -> None:
-    assert_runs_agree(run)
+def test_torch_profile_agrees_with_the_reference(kernel: str, run: Run) -> None:
+    assert_runs_agree(run, kernel)

@@ -1,5 +1,5 @@
-"""The production kernel's freedoms change no bit: block size, threads, packing, lazy averages.
-And a steady step allocates nothing proportional to the model."""
+"""The production optimizer's freedoms change no bit: kernel, block size, threads, packing.
+And a steady step allocates nothing proportional to the model, on every kernel."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ import pytest
 
 import optimized
 import reference
-from optimized import kernel
+from optimized import threads as threading_of_steps
+from reference.plan import StepScalars, Task
 from tests.assertions import assert_same_bits
 from tests.problems import Problem
 
 SHAPES = ((40, 50), (7,), (3, 3, 3), (1000,), ())
+KERNELS = ["numba", "numpy"]
 
 
 def run(
@@ -30,38 +32,63 @@ def run(
 
 
 @pytest.mark.parametrize("numerics", ["fast", "torch"])
-def test_block_size_and_thread_count_change_no_bit(numerics: str) -> None:
+def test_kernel_block_size_and_thread_count_change_no_bit(numerics: str) -> None:
     problem = Problem("blocks", "float32", SHAPES, steps=12)
     baseline_params = problem.initial_parameters()
-    baseline = run(baseline_params, problem, numerics=numerics, threads=1)  # default blocks
-    for block_size, threads in [(3, 1), (7, 2), (1000, 2), (4096, 2), (1 << 20, 2), (64, 3), (None, 2)]:
-        params = problem.initial_parameters()
-        other = run(params, problem, numerics=numerics, block_size=block_size, threads=threads)
-        for a, b in zip(params, baseline_params, strict=True):
-            assert_same_bits(a, b, f"block {block_size}, threads {threads}")
-        for a, b in zip(other.averages(), baseline.averages(), strict=True):
-            assert_same_bits(a, b, f"average, block {block_size}, threads {threads}")
+    baseline = run(baseline_params, problem, numerics=numerics, threads=1, kernel="numpy")
+    for kernel in KERNELS:
+        for block_size, threads in [(3, 1), (7, 2), (1000, 2), (4096, 2), (1 << 20, 2), (64, 3), (None, 2)]:
+            params = problem.initial_parameters()
+            other = run(
+                params, problem, numerics=numerics, block_size=block_size, threads=threads, kernel=kernel
+            )
+            where = f"kernel {kernel}, block {block_size}, threads {threads}"
+            for a, b in zip(params, baseline_params, strict=True):
+                assert_same_bits(a, b, where)
+            for a, b in zip(other.averages(), baseline.averages(), strict=True):
+                assert_same_bits(a, b, f"average, {where}")
 
 
-def test_many_threads_share_one_large_step(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Above the per-thread minimum, the blocks really are shared out, in about equal bytes, and
-    the bits stay the same."""
-    shares: list[tuple[int, int]] = []
-    run_blocks = kernel._run_blocks
+def test_a_large_step_is_shared_out_in_equal_bytes() -> None:
+    """Above the per-thread minimum, the ranges are cut into equal shares at cache-line
+    boundaries, and each share runs on its own thread."""
+    scalars = StepScalars(False, 0.0, 0.0, 1.0, 0.1, 1.0, False)
+    arrays = [np.zeros(n, np.float32) for n in (600_000, 5)]
+    tasks = [Task(a, a, a.copy(), None, scalars) for a in arrays]
+    one = threading_of_steps.shares(tasks, 1)
+    assert [[(start, stop) for _, start, stop in share] for share in one] == [[(0, 600_000), (0, 5)]]
+    two = threading_of_steps.shares(tasks, 2)
+    assert [[(task.theta.size, start, stop) for task, start, stop in share] for share in two] == [
+        [(600_000, 0, 300_000)],
+        [(600_000, 300_000, 600_000), (5, 0, 5)],
+    ]
+    small = threading_of_steps.shares(tasks[1:], 2)  # below the minimum: one share
+    assert len(small) == 1
 
-    def recording(blocks: list[kernel.Block], block_size: int | None) -> None:
-        shares.append((threading.get_ident(), sum(stop - start for _, start, stop in blocks)))
-        run_blocks(blocks, block_size)
 
-    monkeypatch.setattr(kernel, "_run_blocks", recording)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_two_threads_take_one_share_each(kernel: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    idents: list[int] = []
+    run_shared = threading_of_steps.run_shared
+
+    def recording(run_share: object, tasks: list[Task], threads: int) -> None:
+        def share_runner(share: list[threading_of_steps.Piece]) -> None:
+            idents.append(threading.get_ident())
+            run_share(share)  # type: ignore[operator]
+
+        run_shared(share_runner, tasks, threads)
+
+    from optimized import backends, numpy_kernel
+
+    monkeypatch.setattr(backends, "run_shared", recording)
+    monkeypatch.setattr(numpy_kernel, "run_shared", recording)
     problem = Problem("large", "float32", ((600_000,), (5,)), steps=3)
     one, two = problem.initial_parameters(), problem.initial_parameters()
-    run(one, problem, threads=1, block_size=10_000)
-    assert len(shares) == 3 and shares[0][1] == 600_005
-    shares.clear()
-    run(two, problem, threads=2, block_size=10_000)
-    assert len(shares) == 6 and len({ident for ident, _ in shares}) == 2
-    assert sorted(size for _, size in shares[:2]) == [300_000, 300_005]
+    run(one, problem, threads=1, kernel=kernel)
+    assert len(idents) == 3
+    idents.clear()
+    run(two, problem, threads=2, kernel=kernel)
+    assert len(idents) == 6 and len(set(idents)) == 2
     for a, b in zip(one, two, strict=True):
         assert_same_bits(a, b)
 
@@ -73,7 +100,7 @@ def test_packed_parameters_match_separate_ones_and_the_reference(numerics: str) 
     run(separate, problem, numerics=numerics)
     packed = optimized.pack(problem.initial_parameters())
     optimizer = run(packed, problem, grads_of=optimized.pack, numerics=numerics)
-    assert len(optimizer._segments) == 1  # one flat range
+    assert optimizer._layout is not None and len(optimizer._layout.segments) == 1  # one flat range
     spec = problem.initial_parameters()
     reference_optimizer = reference.ASGD(
         spec, lr=0.02, t0=5, momentum=0.9, weight_decay=0.01, numerics=numerics
@@ -96,7 +123,6 @@ def test_packed_gradients_step_each_group_with_its_own_hyperparameters() -> None
         {"params": packed[2:], "lr": 0.5, "weight_decay": 0.0, "maximize": True},
     ]
     optimizer = optimized.ASGD(groups, lr=0.02, t0=3, weight_decay=0.01)
-    assert len(optimizer._segments) == 2
     spec = problem.initial_parameters()
     spec_groups = [
         {"params": spec[:2]},
@@ -108,6 +134,7 @@ def test_packed_gradients_step_each_group_with_its_own_hyperparameters() -> None
         reference_optimizer.step(row)
     for a, b in zip(packed, spec, strict=True):
         assert_same_bits(a, b, "packed groups vs reference")
+    assert optimizer._layout is not None and len(optimizer._layout.segments) == 2
 
 
 def test_a_missing_gradient_splits_a_packed_range_and_keeps_the_bits() -> None:
@@ -121,7 +148,8 @@ def test_a_missing_gradient_splits_a_packed_range_and_keeps_the_bits() -> None:
         reference_optimizer.step(row)
         for a, b in zip(packed, spec, strict=True):
             assert_same_bits(a, b)
-    assert len(optimizer._segments) == 3
+    # the skipped parameter goes its own way; the two that still step in lockstep share one range
+    assert optimizer._layout is not None and len(optimizer._layout.segments) == 2
     saved, expected = optimizer.state_dict(), reference_optimizer.state_dict()
     assert [saved["state"][i]["step"] for i in range(3)] == [expected["state"][i]["step"] for i in range(3)]
     assert saved["state"][0]["step"] < saved["state"][1]["step"]
@@ -140,26 +168,14 @@ def test_packed_state_dict_round_trip_and_deepcopy() -> None:
     resumed_params = optimized.pack([p.copy() for p in packed])
     resumed = optimized.ASGD(resumed_params)
     resumed.load_state_dict(optimizer.state_dict())
-    assert len(resumed._segments) == 1
     for row in grads[5:]:
         optimizer.step(optimized.pack(row))
         twin.step(optimized.pack(row))
         resumed.step(optimized.pack(row))
+    assert resumed._layout is not None and len(resumed._layout.segments) == 1  # loaded states re-shared
     for a, b, c in zip(packed, resumed_params, twin.param_groups[0]["params"], strict=True):
         assert_same_bits(a, b)
         assert_same_bits(a, c)
-
-
-def test_lazy_averages_equal_the_parameters_until_averaging_starts() -> None:
-    parameter = np.linspace(-1, 1, 50).astype(np.float32)
-    optimizer = optimized.ASGD([parameter], lr=0.1, t0=4)
-    spec_parameter = parameter.copy()
-    spec = reference.ASGD([spec_parameter], lr=0.1, t0=4)
-    for step, (g,) in enumerate(Problem("g", "float32", ((50,),), steps=10).gradients(), 1):
-        optimizer.step([g])
-        spec.step([g])
-        assert optimizer._segments[0].ax_is_theta == (step <= 6)  # steps 1 .. t0 + 2 use mu = 1
-        assert_same_bits(optimizer.averages()[0], spec.averages()[0], f"step {step}")
 
 
 def test_pack_keeps_values_and_shapes_and_refuses_mixed_dtypes() -> None:
@@ -178,9 +194,12 @@ def test_pack_keeps_values_and_shapes_and_refuses_mixed_dtypes() -> None:
         optimized.pack([])
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("numerics", ["fast", "torch"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_steady_steps_allocate_nothing_proportional_to_the_model(dtype: str, numerics: str) -> None:
+def test_steady_steps_allocate_nothing_proportional_to_the_model(
+    dtype: str, numerics: str, kernel: str
+) -> None:
     """32 MiB of parameters, momentum and averaging on: the traced peak of steady steps stays
     under 2 MiB (the per-thread block workspaces are made on the first steps)."""
     # with the strided 1000 x 1000 parameter: 8,388,608 float32 or 4,194,304 float64 = 32 MiB
@@ -192,7 +211,7 @@ def test_steady_steps_allocate_nothing_proportional_to_the_model(dtype: str, num
     strided = rng.standard_normal((1000, 2000)).astype(dtype)[:, ::2]  # not contiguous
     assert sum(p.nbytes for p in params) + strided.nbytes == 32 * 2**20
     optimizer = optimized.ASGD(
-        [*params, strided], lr=1e-3, t0=1, momentum=0.9, weight_decay=1e-4, numerics=numerics
+        [*params, strided], lr=1e-3, t0=1, momentum=0.9, weight_decay=1e-4, numerics=numerics, kernel=kernel
     )
     for _ in range(3):
         optimizer.step(grads)
@@ -203,7 +222,7 @@ def test_steady_steps_allocate_nothing_proportional_to_the_model(dtype: str, num
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < 2 * 2**20, f"{dtype} {numerics}: traced peak {peak / 2**20:.2f} MiB"
+    assert peak < 2 * 2**20, f"{kernel} {dtype} {numerics}: traced peak {peak / 2**20:.2f} MiB"
 
 
 def test_kernel_options_are_validated() -> None:
@@ -211,3 +230,7 @@ def test_kernel_options_are_validated() -> None:
         optimized.ASGD([np.zeros(2)], block_size=0)
     with pytest.raises(ValueError, match=r"Invalid threads: 1.5"):
         optimized.ASGD([np.zeros(2)], threads=1.5)  # type: ignore[arg-type]
+    with pytest.raises(
+        ValueError, match=r"Invalid kernel: 'cuda' \(must be one of \('auto', 'numba', 'numpy'\)\)"
+    ):
+        optimized.ASGD([np.zeros(2)], kernel="cuda")

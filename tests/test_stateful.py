@@ -22,6 +22,7 @@ import optimized
 import reference
 from reference import DEFAULTS
 from tests.assertions import assert_same_bits
+from tests.implementations import OPTIMIZED
 from tests.strategies import arrays, dtypes, hyperparameters, shapes
 from tests.test_optimized_matches_reference import assert_same_state
 
@@ -35,7 +36,7 @@ def rebuilt(asgd_class: Any, optimizer: Any) -> Any:
 
 
 class OptimizedMatchesReference(RuleBasedStateMachine):
-    implementation: Any = optimized.ASGD
+    implementation: Any = OPTIMIZED["numba"]
 
     @initialize(numerics=st.sampled_from(["fast", "torch"]), data=st.data())
     def build(self, numerics: str, data: st.DataObject) -> None:
@@ -79,6 +80,20 @@ class OptimizedMatchesReference(RuleBasedStateMachine):
         self.fast.add_param_group({"params": [self.fast_params[-1]], **hyper})
         self.spec.add_param_group({"params": [self.spec_params[-1]], **hyper})
 
+    @rule(data=st.data())
+    def replace_a_parameter(self, data: st.DataObject) -> None:
+        """``param_groups[g]["params"][i] = new``: the new array is what the next step updates."""
+        index = data.draw(st.integers(0, len(self.spec_params) - 1), label="replaced parameter")
+        value = self.spec_params[index].copy()
+        value += 1
+        for params, optimizer in ((self.fast_params, self.fast), (self.spec_params, self.spec)):
+            old = params[index]
+            params[index] = value.copy()
+            for group in optimizer.param_groups:
+                for position, parameter in enumerate(group["params"]):
+                    if parameter is old:
+                        group["params"][position] = params[index]
+
     @rule(lr=st.one_of(st.just(0.0), st.floats(1e-4, 1.0)), data=st.data())
     def change_lr(self, lr: float, data: st.DataObject) -> None:
         group = data.draw(st.integers(0, len(self.spec.param_groups) - 1), label="group")
@@ -97,8 +112,16 @@ class OptimizedMatchesReference(RuleBasedStateMachine):
 
 
 STATEFUL = settings(stateful_step_count=12)  # example counts come from the ci / thorough profile
-TestOptimizedMatchesReference = OptimizedMatchesReference.TestCase
-TestOptimizedMatchesReference.settings = STATEFUL
+TestNumbaMatchesReference = OptimizedMatchesReference.TestCase
+TestNumbaMatchesReference.settings = STATEFUL
+
+
+class NumpyMatchesReference(OptimizedMatchesReference):
+    implementation = OPTIMIZED["numpy"]
+
+
+TestNumpyMatchesReference = NumpyMatchesReference.TestCase
+TestNumpyMatchesReference.settings = STATEFUL
 
 
 class PlantedDivergence(optimized.ASGD):
