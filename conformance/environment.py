@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import platform
 import sys
 from pathlib import Path
@@ -57,4 +58,22 @@ def describe_environment() -> dict[str, Any]:
     import scipy
 
     environment["scipy"] = scipy.__version__
+    environment["numba"] = _numba_version()
+    environment["optimized_kernel"] = _auto_kernel()
     return environment
+
+
+def _numba_version() -> str | None:
+    """numba's installed version, read from its metadata so numba is not imported for it."""
+    try:
+        return importlib.metadata.version("numba")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _auto_kernel() -> str:
+    """The backend ``optimized.ASGD(kernel="auto")`` resolves to on this machine."""
+    import optimized
+
+    backend: str = optimized.ASGD([np.zeros(1, np.float32)]).backend
+    return backend

@@ -55,15 +55,15 @@ def _counter_freeze(scenarios: Sequence[ScenarioResult]) -> Finding | None:
     details = []
     for scenario in late:
         steps = {run.name: run.final_step for run in scenario.implementations if run.status == "ran"}
-        if "torch-forloop" in steps and "optimized-fast" in steps:
-            comparison = _ran(scenario, "optimized-fast vs torch-forloop")
+        if "torch-forloop" in steps and "optimized-numba-fast" in steps:
+            comparison = _ran(scenario, "optimized-numba-fast vs torch-forloop")
             drift = (
                 "" if comparison is None else f", a drift of {comparison.max_normwise_ulp:.3g} normwise ULP"
             )
             details.append(
                 f"{scenario.name}: after {scenario.steps} steps from step {scenario.start_step}, torch's "
                 f"counter reads {steps['torch-forloop']:.0f} while the fast profile's reads "
-                f"{steps['optimized-fast']:.0f}{drift}"
+                f"{steps['optimized-numba-fast']:.0f}{drift}"
             )
     if not details:
         return None
@@ -83,11 +83,11 @@ def _counter_freeze(scenarios: Sequence[ScenarioResult]) -> Finding | None:
 def _eta_float32(scenarios: Sequence[ScenarioResult]) -> Finding | None:
     doubles = [
         (s, c) for s in scenarios if s.dtype in ("float64", "complex128") and not s.start_step
-        if (c := _ran(s, "optimized-fast vs torch-forloop"))
+        if (c := _ran(s, "optimized-numba-fast vs torch-forloop"))
     ]  # fmt: skip
     singles = [
         c for s in scenarios if s.dtype in ("float32", "complex64") and not s.start_step
-        if (c := _ran(s, "optimized-fast vs torch-forloop"))
+        if (c := _ran(s, "optimized-numba-fast vs torch-forloop"))
     ]  # fmt: skip
     if not doubles:
         return None

@@ -7,6 +7,7 @@ float16; no CUDA device), and the reason goes into the report.
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -71,17 +72,32 @@ def _late_state(scenario: Scenario, numerics: str, theta: np.ndarray) -> dict[st
 
 
 class NumpyImplementation(Implementation):
-    """``reference.ASGD`` or ``optimized.ASGD`` in one numerics profile."""
+    """``reference.ASGD`` or ``optimized.ASGD`` in one numerics profile.
 
-    def __init__(self, name: str, optimizer_class: Any, numerics: str, description: str) -> None:
-        self.name, self.optimizer_class, self.numerics, self.description = (
+    ``kernel`` (``"numba"`` or ``"numpy"``) is passed to the optimizer class only when given:
+    ``reference.ASGD`` takes none.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        optimizer_class: Any,
+        numerics: str,
+        description: str,
+        *,
+        kernel: str | None = None,
+    ) -> None:
+        self.name, self.optimizer_class, self.numerics, self.description, self.kernel = (
             name,
             optimizer_class,
             numerics,
             description,
+            kernel,
         )
 
     def skip_reason(self, scenario: Scenario) -> str | None:
+        if self.kernel == "numba" and importlib.util.find_spec("numba") is None:
+            return "numba is not installed"
         if scenario.dtype not in numerics_named(self.numerics).dtypes:
             return f"the {self.numerics} profile does not model {scenario.dtype}"
         return None
@@ -91,7 +107,8 @@ class NumpyImplementation(Implementation):
             scenario.problem, scenario.size, scenario.dtype, scenario.seed
         )
         theta = problem.initial()
-        optimizer = self.optimizer_class([theta], numerics=self.numerics, **scenario.hyper)
+        chosen = {} if self.kernel is None else {"kernel": self.kernel}
+        optimizer = self.optimizer_class([theta], numerics=self.numerics, **chosen, **scenario.hyper)
         if scenario.start_step:
             saved = optimizer.state_dict()
             saved["state"] = {0: _late_state(scenario, self.numerics, theta)}
@@ -160,8 +177,10 @@ class TorchImplementation(Implementation):
 IMPLEMENTATIONS: tuple[Implementation, ...] = (
     NumpyImplementation("reference-fast", reference.ASGD, "fast", "pure-Python specification, NumPy rounding"),
     NumpyImplementation("reference-torch", reference.ASGD, "torch", "pure-Python specification, torch rounding"),
-    NumpyImplementation("optimized-fast", optimized.ASGD, "fast", "production NumPy kernel, NumPy rounding"),
-    NumpyImplementation("optimized-torch", optimized.ASGD, "torch", "production NumPy kernel, torch rounding"),
+    NumpyImplementation("optimized-numba-fast", optimized.ASGD, "fast", "production ASGD, numba kernel, NumPy rounding", kernel="numba"),
+    NumpyImplementation("optimized-numba-torch", optimized.ASGD, "torch", "production ASGD, numba kernel, torch rounding", kernel="numba"),
+    NumpyImplementation("optimized-numpy-fast", optimized.ASGD, "fast", "production ASGD, NumPy kernel, NumPy rounding", kernel="numpy"),
+    NumpyImplementation("optimized-numpy-torch", optimized.ASGD, "torch", "production ASGD, NumPy kernel, torch rounding", kernel="numpy"),
     TorchImplementation("torch-forloop", foreach=False, device="cpu", description="torch.optim.ASGD(foreach=False), CPU"),
     TorchImplementation("torch-foreach", foreach=True, device="cpu", description="torch.optim.ASGD(foreach=True), CPU"),
     TorchImplementation("torch-cuda", foreach=False, device="cuda", description="torch.optim.ASGD on a CUDA device"),

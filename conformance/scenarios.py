@@ -60,7 +60,7 @@ _QUICK: Final = (
     Scenario("lr-zero", "random-stream", "float32", {"lr": 0.0, "t0": 5}, 60, purpose="lr = 0 leaves theta unchanged"),
     Scenario("late-run-f32", "random-stream", "float32", {"lr": 0.01, "t0": LATE_START - 10}, 8, start_step=LATE_START,
              purpose="torch's float32 step counter freezes at 2**24, and eta and mu with it",
-             expected_divergence=("optimized-fast vs torch-forloop",)),
+             expected_divergence=("optimized-numba-fast vs torch-forloop",)),
     # torch's own test configurations (common_optimizers.optim_inputs_func_asgd), run to 25 steps.
     Scenario("torch-config-default", "random-stream", "float32", {"lr": 1e-2}, 25, tags=("torch-config",)),
     Scenario("torch-config-lambd", "random-stream", "float32", {"lr": 1e-2, "lambd": 0.1}, 25, tags=("torch-config",)),
@@ -84,7 +84,7 @@ _FULL_ONLY: Final = (
              tags=("torch-config",)),
     Scenario("late-run-f64", "random-stream", "float64", {"lr": 0.01, "t0": LATE_START - 10}, 8, start_step=LATE_START,
              quick=False, purpose="the frozen counter with float64 parameters",
-             expected_divergence=("optimized-fast vs torch-forloop",)),
+             expected_divergence=("optimized-numba-fast vs torch-forloop",)),
 )  # fmt: skip
 
 SCENARIOS: Final = _QUICK + _FULL_ONLY

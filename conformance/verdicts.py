@@ -76,11 +76,14 @@ class Pair:
 
 
 PAIRS: Final = (
-    Pair("reference-fast", "optimized-fast", BIT_EXACT),
-    Pair("reference-torch", "optimized-torch", BIT_EXACT),
+    Pair("reference-fast", "optimized-numba-fast", BIT_EXACT),
+    Pair("reference-fast", "optimized-numpy-fast", BIT_EXACT),
+    Pair("reference-torch", "optimized-numba-torch", BIT_EXACT),
+    Pair("reference-torch", "optimized-numpy-torch", BIT_EXACT),
     Pair("reference-torch", "torch-forloop", BIT_EXACT),
-    Pair("optimized-torch", "torch-forloop", BIT_EXACT),
-    Pair("optimized-fast", "torch-forloop", FAST_VS_TORCH),
+    Pair("optimized-numba-torch", "torch-forloop", BIT_EXACT),
+    Pair("optimized-numpy-torch", "torch-forloop", BIT_EXACT),
+    Pair("optimized-numba-fast", "torch-forloop", FAST_VS_TORCH),
     Pair("torch-foreach", "torch-forloop", FOREACH_VS_FORLOOP),
     Pair("torch-cuda", "torch-forloop", DEVICE_VS_CPU),
 )

@@ -71,7 +71,13 @@ def test_results_json_follows_the_schema(quick_run: tuple[Path, float, Any]) -> 
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
     jsonschema.validate(data, SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
     names = {i["name"] for i in data["implementations"]}
-    assert {"reference-fast", "optimized-torch", "torch-forloop", "torch-foreach"} <= names
+    assert {
+        "reference-fast",
+        "optimized-numba-torch",
+        "optimized-numpy-torch",
+        "torch-forloop",
+        "torch-foreach",
+    } <= names
     exact = [
         c
         for s in data["scenarios"]
@@ -108,8 +114,8 @@ def test_a_broken_implementation_fails_the_run_and_the_report_says_where(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     broken = [
-        NumpyImplementation("optimized-fast", BrokenASGD, "fast", "deliberately broken")
-        if i.name == "optimized-fast"
+        NumpyImplementation("optimized-numba-fast", BrokenASGD, "fast", "deliberately broken", kernel="numba")
+        if i.name == "optimized-numba-fast"
         else i
         for i in IMPLEMENTATIONS
     ]
@@ -118,24 +124,24 @@ def test_a_broken_implementation_fails_the_run_and_the_report_says_where(
     )
     assert code == 1
     printed = capsys.readouterr().out
-    assert "FAIL random-f32-averaging: reference-fast vs optimized-fast from step 5" in printed
+    assert "FAIL random-f32-averaging: reference-fast vs optimized-numba-fast from step 5" in printed
     page = (tmp_path / "index.html").read_text()
     failures = page[page.index('id="failures"') : page.index('id="summary"')]
-    assert "random-f32-averaging" in failures and "reference-fast vs optimized-fast" in failures
+    assert "random-f32-averaging" in failures and "reference-fast vs optimized-numba-fast" in failures
     assert "step 5" in failures
     data = json.loads((tmp_path / "results.json").read_text())
     (failure,) = [c for s in data["scenarios"] for c in s["comparisons"] if c["status"] == "fails"]
-    assert failure["first_divergence"] == 5 and failure["pair"] == "reference-fast vs optimized-fast"
+    assert failure["first_divergence"] == 5 and failure["pair"] == "reference-fast vs optimized-numba-fast"
 
 
 def synthetic_result() -> RunResult:
     """A small fixed result, so the golden page depends on the template alone."""
     steps = 4
     comparisons = [
-        Comparison("demo", "reference-fast vs optimized-fast", "reference-fast", "optimized-fast", "bit-exact", "holds",
-                   "identical bits at every step", None, 0, 0, 0, None, 0, 0, 0.0, 0.0, 0.0, [0] * steps, [0] * steps),
-        Comparison("demo", "optimized-fast vs torch-forloop", "optimized-fast", "torch-forloop", "bounded", "fails",
-                   "300 normwise ULP exceeds the budget of 256", 256, 4096, 4096, 12, 2, 9, 0, 1e-5, 3e-4, 300.0,
+        Comparison("demo", "reference-fast vs optimized-numba-fast", "reference-fast", "optimized-numba-fast",
+                   "bit-exact", "holds", "identical bits at every step", None, 0, 0, 0, None, 0, 0, 0.0, 0.0, 0.0, [0] * steps, [0] * steps),
+        Comparison("demo", "optimized-numba-fast vs torch-forloop", "optimized-numba-fast", "torch-forloop",
+                   "bounded", "fails", "300 normwise ULP exceeds the budget of 256", 256, 4096, 4096, 12, 2, 9, 0, 1e-5, 3e-4, 300.0,
                    [0, 2, 40, 4096], [0, 1, 12, 12]),
         Comparison("demo", "torch-foreach vs torch-forloop", "torch-foreach", "torch-forloop", "bounded", "skipped",
                    "torch-foreach: not run"),
@@ -151,9 +157,10 @@ def synthetic_result() -> RunResult:
         schema_version=1, created="2026-01-01T00:00:00+00:00", command="asgd-conformance --only demo",
         selection={"set": "quick", "only": "demo", "seed": 0, "jobs": 1},
         environment={"python": "3.x", "platform": "p", "numpy": "n", "torch": "t", "scipy": "s",
-                     "aten_cpu_capability": "AVX2", "cuda": None, "cpu": {"model": "cpu", "flags": ["avx2", "fma"]}},
+                     "aten_cpu_capability": "AVX2", "cuda": None, "numba": "b", "optimized_kernel": "numba",
+                     "cpu": {"model": "cpu", "flags": ["avx2", "fma"]}},
         implementations=[{"name": "reference-fast", "description": "spec"}],
-        pairs=[{"name": "optimized-fast vs torch-forloop", "policy": "bounded", "ulp_budget": {"float32": 256},
+        pairs=[{"name": "optimized-numba-fast vs torch-forloop", "policy": "bounded", "ulp_budget": {"float32": 256},
                 "rationale": "two roundings against one"}],
         scenarios=[scenario],
         findings=[Finding("demo-finding", "A finding", "Measured, not judged.", ["demo"])],
