@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+MLP_SHAPES: list[tuple[int, ...]] = [(64, 20), (64,), (32, 64), (32,), (1, 32), (1,)]
+"""A small real model: a 20-64-32-1 perceptron, six tensors, 3,457 values."""
+
 
 def resnet50_shapes() -> list[tuple[int, ...]]:
     """The parameter shapes of torchvision's ResNet-50: 161 tensors, 25,557,032 values."""

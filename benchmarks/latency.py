@@ -1,0 +1,44 @@
+"""First-step latency: how long a new process takes to reach the end of its first step.
+
+Compared, in interleaved rounds, with a process that only imports numba: with numba's on-disk cache
+warm, the first step should cost little more than that import. The cold case (an empty cache, so
+the kernel is compiled) is measured and reported too.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+_FIRST_STEP = """
+import numpy as np
+import optimized
+params = [np.zeros(s, np.float32) for s in ((64, 20), (64,), (32, 64), (32,), (1, 32), (1,))]
+optimizer = optimized.ASGD(params, lr=0.01, kernel="numba")
+optimizer.step([np.ones_like(p) for p in params])
+"""
+_IMPORT_NUMBA = "import numba"
+
+
+def _wall(code: str, env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=Path(__file__).parents[1])
+    return time.perf_counter() - started
+
+
+def first_step_latency(rounds: int = 5) -> dict[str, float]:
+    """Median seconds of each kind of process over ``rounds`` interleaved rounds."""
+    env = dict(os.environ)
+    _wall(_FIRST_STEP, env)  # warms the cache
+    times: dict[str, list[float]] = {"import numba": [], "first step, warm cache": [], "first step, cold": []}
+    for _ in range(rounds):
+        times["import numba"].append(_wall(_IMPORT_NUMBA, env))
+        times["first step, warm cache"].append(_wall(_FIRST_STEP, env))
+        with tempfile.TemporaryDirectory() as empty:
+            times["first step, cold"].append(_wall(_FIRST_STEP, {**env, "NUMBA_CACHE_DIR": empty}))
+    return {label: statistics.median(values) for label, values in times.items()}

@@ -1,0 +1,254 @@
+"""The step as plan → backend: the arrays resolved at every step, the kernels chosen by ``kernel=``,
+the compiled kernel's rounding (no contraction in the fast profile) and its on-disk cache."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import optimized
+import reference
+from optimized import backends
+from tests.assertions import assert_same_bits
+from tests.implementations import OPTIMIZED
+
+ROOT = Path(__file__).resolve().parents[1]
+HYPER = {"lr": 0.1, "t0": 1, "momentum": 0.5, "weight_decay": 0.01}
+
+
+def both(asgd_class: Any, make: Callable[[Any], list[np.ndarray]]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Run the same program (``make`` builds and drives an optimizer, returning the arrays to
+    compare) on ``asgd_class`` and on the reference."""
+    return make(asgd_class), make(reference.ASGD)
+
+
+def gradient(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(n).astype(np.float32)
+
+
+# ----------------------------------------------------------------- parameters resolved at each step
+
+
+def test_a_replaced_data_array_is_the_one_updated(asgd_class: Any) -> None:
+    def program(cls: Any) -> list[np.ndarray]:
+        old, new = np.ones(5, np.float32), np.full(5, 2.0, np.float32)
+        w = optimized.Parameter(old)
+        optimizer = cls([w], **HYPER)
+        w.grad = gradient(5, 0)
+        optimizer.step()
+        before = old.copy()
+        w.data = new
+        w.grad = gradient(5, 1)
+        optimizer.step()
+        assert_same_bits(old, before, "the replaced array is no longer touched")
+        return [new, *optimizer.averages()]
+
+    ours, spec = both(asgd_class, program)
+    assert not (ours[0] == 2.0).all(), "the new array was not updated"
+    for a, b in zip(ours, spec, strict=True):
+        assert_same_bits(a, b)
+
+
+def test_a_replaced_list_entry_and_an_appended_parameter_are_updated(asgd_class: Any) -> None:
+    def program(cls: Any) -> list[np.ndarray]:
+        a, b, c = np.ones(3, np.float32), np.full(3, 2.0, np.float32), np.full(4, 3.0, np.float32)
+        optimizer = cls([a], **HYPER)
+        optimizer.step([gradient(3, 0)])
+        stepped_once = a.copy()
+        optimizer.param_groups[0]["params"][0] = b
+        optimizer.step([gradient(3, 1)])
+        optimizer.param_groups[0]["params"].append(c)
+        optimizer.step([gradient(3, 2), gradient(4, 3)])
+        optimizer.step([gradient(3, 4), gradient(4, 5)])
+        assert_same_bits(a, stepped_once, "the replaced array is no longer touched")
+        return [b, c, *optimizer.averages()]
+
+    ours, spec = both(asgd_class, program)
+    assert not (ours[0] == 2.0).any() and not (ours[1] == 3.0).any()
+    for x, y in zip(ours, spec, strict=True):
+        assert_same_bits(x, y)
+
+
+def test_a_replaced_array_of_another_shape_is_refused_before_anything_changes(asgd_class: Any) -> None:
+    a, b = np.ones(3, np.float32), np.ones(4, np.float32)
+    optimizer = asgd_class([a], **HYPER)
+    optimizer.step([gradient(3, 0)])
+    optimizer.param_groups[0]["params"][0] = b
+    with pytest.raises(ValueError, match=r"params\[0\] has shape \(4,\).*state was made for shape \(3,\)"):
+        optimizer.step([gradient(4, 1)])
+    assert (b == 1).all() and optimizer.state[0].step == 1
+
+
+@pytest.mark.parametrize("kernel", list(OPTIMIZED))
+def test_a_read_only_packed_parameter_is_refused_on_the_packed_path(kernel: str) -> None:
+    params = optimized.pack([np.ones(3, np.float32), np.ones((2, 2), np.float32)])
+    grads = optimized.pack([np.ones(3, np.float32), np.ones((2, 2), np.float32)])
+    optimizer = OPTIMIZED[kernel](params, **HYPER)
+    optimizer.step(grads)
+    before = [p.copy() for p in params], optimizer.state_dict()
+    params[1].flags.writeable = False
+    with pytest.raises(ValueError, match=r"params\[1\] is read-only"):
+        optimizer.step(grads)
+    for p, q in zip(params, before[0], strict=True):
+        assert_same_bits(p, q)
+    for index, entry in optimizer.state_dict()["state"].items():
+        assert_same_bits(entry["ax"], before[1]["state"][index]["ax"])
+        assert entry["step"] == 1
+
+
+@pytest.mark.parametrize("kernel", list(OPTIMIZED))
+def test_state_dict_from_another_thread_never_disturbs_a_step(kernel: str) -> None:
+    """Averaging starts during the run; ``state_dict()`` is called in a loop from a second thread.
+    Every snapshot is the state after some whole step, and the run ends as it would alone."""
+    n, steps = 2_000_000, 6
+    grads = [gradient(n, seed) for seed in range(steps)]
+    alone = np.linspace(-1, 1, n, dtype=np.float32)
+    sequential = OPTIMIZED[kernel]([alone], lr=0.01, t0=2)
+    after_step = {0: None}
+    for number, g in enumerate(grads, 1):
+        sequential.step([g])
+        after_step[number] = sequential.averages()[0]
+
+    theta = np.linspace(-1, 1, n, dtype=np.float32)
+    optimizer = OPTIMIZED[kernel]([theta], lr=0.01, t0=2)
+    done, snapshots = threading.Event(), []
+
+    def read() -> None:
+        while not done.is_set():
+            snapshots.append(optimizer.state_dict())
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for g in grads:
+            optimizer.step([g])
+    finally:
+        done.set()
+        reader.join()
+    assert_same_bits(theta, alone, "parameters")
+    assert_same_bits(optimizer.averages()[0], sequential.averages()[0], "averages")
+    assert snapshots
+    for snapshot in snapshots:
+        if snapshot["state"]:
+            entry = snapshot["state"][0]
+            assert_same_bits(entry["ax"], after_step[entry["step"]], f"snapshot at step {entry['step']}")
+
+
+# ----------------------------------------------------------------------------- choosing a kernel
+
+
+def test_kernel_choice_is_reported_and_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert optimized.ASGD([np.zeros(2)], kernel="numpy").backend == "numpy"
+    assert optimized.ASGD([np.zeros(2)], kernel="numba").backend == "numba"
+    assert "kernel='numba'" in repr(optimized.ASGD([np.zeros(2)]))
+    monkeypatch.setattr(backends, "_numba_importable", lambda: False)
+    assert optimized.ASGD([np.zeros(2)]).backend == "numpy"
+    with pytest.raises(ValueError, match=r"Invalid kernel: 'numba' \(numba is not installed"):
+        optimized.ASGD([np.zeros(2)], kernel="numba")
+
+
+def test_auto_falls_back_to_numpy_when_numba_fails_to_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "optimized.numba_kernel", None)  # the import raises ImportError
+    theta, spec = np.linspace(-1, 1, 7), np.linspace(-1, 1, 7)
+    optimizer = optimized.ASGD([theta], **HYPER)
+    with pytest.warns(RuntimeWarning, match="numba failed to import"):
+        optimizer.step([np.ones(7)])
+    assert optimizer.backend == "numpy"
+    reference.ASGD([spec], **HYPER).step([np.ones(7)])
+    assert_same_bits(theta, spec)
+    explicit = optimized.ASGD([np.zeros(2)], kernel="numba")
+    with pytest.raises(ImportError):
+        explicit.step([np.ones(2)])
+
+
+def test_importing_optimized_does_not_import_numba() -> None:
+    script = textwrap.dedent(
+        """
+        import sys
+        import numpy as np
+        import optimized
+        optimizer = optimized.ASGD([np.zeros(3, np.float32)])
+        print("numba" in sys.modules, optimizer.backend)
+        optimizer.step([np.ones(3, np.float32)])
+        print("numba" in sys.modules)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.split() == ["False", "numba", "True"]
+
+
+# ----------------------------------------------------------------------- the compiled kernel's bits
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_fast_profile_is_not_contracted_into_fused_multiply_adds(dtype: str) -> None:
+    """Lines 3 and 6 on values where one rounding and two differ: the numba kernel's fast profile
+    must give NumPy's two roundings, and its torch profile the single one."""
+    rng = np.random.default_rng(7)
+    theta = rng.uniform(-1, 1, 100_000).astype(dtype)
+    grad = rng.uniform(-1, 1, 100_000).astype(dtype)
+    wd, eta = float(np.float32(0.3)), float(np.float32(0.7))  # the same value in every format
+    runs = {}
+    for numerics in ("fast", "torch"):
+        values = theta.copy()
+        optimizer = optimized.ASGD([values], lr=eta, lambd=0.0, weight_decay=wd, numerics=numerics, kernel="numba")
+        optimizer.step([grad])
+        runs[numerics] = values
+    scalar = np.dtype(dtype).type
+    g = grad + scalar(wd) * theta  # NumPy: multiply, then add, each rounded
+    assert_same_bits(runs["fast"], theta - scalar(eta) * g, "fast profile vs NumPy's two roundings")
+    differing = np.count_nonzero(runs["fast"] != runs["torch"])
+    assert differing > 1000, f"only {differing} elements tell fused from unfused: the check could not fail"
+    spec = theta[:200].copy()
+    reference.ASGD([spec], lr=eta, lambd=0.0, weight_decay=wd, numerics="torch").step([grad[:200]])
+    assert_same_bits(runs["torch"][:200], spec, "torch profile vs the reference's fma")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="uses POSIX permissions")
+def test_the_numba_cache_works_from_a_read_only_install(tmp_path: Path) -> None:
+    """With the package directory not writable, numba caches in the user cache directory, and a
+    second process loads the compiled kernel from there instead of compiling it again."""
+    site = tmp_path / "site"
+    for package in ("reference", "optimized"):
+        shutil.copytree(ROOT / package, site / package, ignore=shutil.ignore_patterns("__pycache__"))
+        # Root ignores permissions; a file where numba wants its cache directory stops it alike.
+        (site / package / "__pycache__").write_text("not a directory")
+    for path in site.rglob("*"):
+        path.chmod(0o444 if path.is_file() else 0o555)
+    site.chmod(0o555)
+    cache = tmp_path / "cache"
+    script = textwrap.dedent(
+        """
+        import numpy as np
+        import optimized
+        from optimized.numba_kernel import kernel
+        optimizer = optimized.ASGD([np.zeros(8, np.float32)], lr=0.1, kernel="numba")
+        optimizer.step([np.ones(8, np.float32)])
+        stats = kernel(False, False, False, False, False, False).stats
+        print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(site), "XDG_CACHE_HOME": str(cache), "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("NUMBA_CACHE_DIR", None)
+    try:
+        first = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, cwd=tmp_path)
+        second = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, cwd=tmp_path)
+    finally:
+        for path in [site, *site.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    assert first.stdout.split() == ["0", "1"], "the first process compiles"
+    assert second.stdout.split() == ["1", "0"], "the second loads the cached kernel"
+    assert list((cache / "numba").rglob("*.nbi")), "the cache index lies in the user cache directory"
+    assert not [p for p in site.rglob("*.nbi")], "nothing was written into the package"
