@@ -39,11 +39,10 @@ def bound_step(
 ) -> Callable[[], None]:
     """One step of the bound over arrays of ``sizes`` elements."""
     rng = np.random.default_rng(0)
-    tasks = [
-        Task(rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype), np.zeros(n, dtype), None,
-             _NO_SCALARS)
-        for n in sizes
-    ]  # fmt: skip
+    tasks = []
+    for n in sizes:
+        theta, grad = rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype)
+        tasks.append(Task(theta, grad, np.zeros(n, dtype), None, _NO_SCALARS))
     loop = _stream_averaging if averaging else _stream
 
     def run_share(share: list[Piece]) -> None:

@@ -72,19 +72,20 @@ class NumbaBackend:
         if not compiled:
             return
         loops: dict[tuple[int, np.dtype[Any], bool], tuple[Any, tuple[Any, ...]]] = {}
+        calls: dict[int, tuple[Any, tuple[Any, ...]]] = {}
         for task in compiled:
             key = (id(task.scalars), task.theta.dtype, task.first_momentum_step)
-            if key not in loops:
-                loops[key] = self._loop(task)
-        run_shared(lambda share: self._run_share(share, loops), compiled, self.threads)
+            call = loops.get(key)
+            if call is None:
+                call = loops[key] = self._loop(task)
+            calls[id(task)] = call
+        run_shared(lambda share: self._run_share(share, calls), compiled, self.threads)
 
     @staticmethod
-    def _run_share(
-        share: list[Piece], loops: dict[tuple[int, np.dtype[Any], bool], tuple[Any, tuple[Any, ...]]]
-    ) -> None:
+    def _run_share(share: list[Piece], calls: dict[int, tuple[Any, tuple[Any, ...]]]) -> None:
         """One thread's pieces, each one call of the compiled loop its task's choices select."""
         for task, start, stop in share:
-            loop, coefficients = loops[id(task.scalars), task.theta.dtype, task.first_momentum_step]
+            loop, coefficients = calls[id(task)]
             buf = task.buf if task.buf is not None else task.ax[:0]
             loop(task.theta, task.grad, task.ax, buf, start, stop, *coefficients)
 

@@ -46,6 +46,8 @@ class Numerics:
         """``step + 1``: an exact integer, or a binary32 sum that stops growing at 2**24."""
         if self.exact_step_counter:
             return int(step) + 1
+        if step < 2**self.scalar_format.precision:
+            return float(step) + 1.0  # an integer below 2**precision, plus one, is exact in the format
         return rounding.add(self.scalar_format, float(step), 1.0)
 
     def initial_eta(self, lr: float) -> float:

@@ -28,7 +28,7 @@ import numpy as np
 
 from reference import rounding
 from reference.hyperparameters import DEFAULTS, Hyperparameters, validate_hyperparameters
-from reference.layout import Segment, build_layout, flat_real, real_view
+from reference.layout import Segment, build_layout, real_view
 from reference.numerics import Numerics, numerics_named
 from reference.packing import Packed
 from reference.parameters import (
@@ -244,8 +244,12 @@ class ASGDOptimizer:
                 )
             gathered = list(grads)
         for index, (gradient, array) in enumerate(zip(gathered, layout.all_arrays, strict=True)):
-            if gradient is not None:
-                check_gradient(gradient, array, index)
+            if gradient is not None and not (
+                type(gradient) is np.ndarray
+                and gradient.shape == array.shape
+                and gradient.dtype == array.dtype
+            ):
+                check_gradient(gradient, array, index)  # raises, naming what is wrong
         return gathered
 
     def _packed_gradients(self, grads: Packed, layout: _Layout) -> list[np.ndarray] | None:
@@ -315,11 +319,20 @@ class ASGDOptimizer:
             return planned
         gradients = self._gradient_list(grads, layout)
         for segment in layout.segments:
-            present = [gradients[index] for index in segment.indices]
-            if all(g is None for g in present):
-                continue
+            indices = segment.indices
             hyper = hyperparameters[segment.group]
-            if any(g is None for g in present):  # some of a packed run step: each goes its own way
+            if len(indices) == 1:
+                gradient = gradients[indices.start]
+                if gradient is not None:
+                    planned.append(
+                        self._planned(segment, _flat_gradient(segment, [gradient]), hyper, scalars)
+                    )
+                continue
+            present = gradients[indices.start : indices.stop]
+            missing = sum(g is None for g in present)
+            if missing == len(present):
+                continue
+            if missing:  # some of a packed run step: each goes its own way
                 for piece, gradient in _split(segment, present):
                     planned.append(self._planned(piece, gradient, hyper, scalars, split=True))
                 continue
@@ -335,40 +348,48 @@ class ASGDOptimizer:
         split: bool = False,
     ) -> _Planned:
         """One segment's task: its clock (new at its first step), lines 1 and 8, its buffers."""
-        new_state = split or segment.clock is None
-        clock = segment.clock or Clock.initial(hyper.lr, hyper.numerics)
-        ax = segment.ax if segment.ax is not None else np.zeros_like(segment.theta)
+        clock, ax, buf = segment.clock, segment.ax, None
+        new_state = split or clock is None
+        if clock is None:
+            clock = Clock.initial(hyper.lr, hyper.numerics)
+        if ax is None:
+            ax = np.zeros_like(segment.theta)
         # The scalars are the same for every segment of a group stepping in lockstep.
         key = (id(hyper), clock.step, clock.eta, clock.mu)
-        if key not in scalars:
-            step = hyper.numerics.increment(clock.step)  # 1
-            scalars[key] = (
-                StepScalars(
-                    maximize=hyper.maximize,
-                    weight_decay=hyper.weight_decay,
-                    momentum=hyper.momentum,
-                    decay=1 - hyper.lambd * clock.eta,
-                    eta=clock.eta,
-                    mu=clock.mu,
-                    fused=hyper.numerics.fused_multiply_add,
-                ),
-                (step, *hyper.schedule(step)),  # 8
-            )
-        step_scalars, next_clock = scalars[key]
-        buf, first_momentum_step = None, False
-        if _momentum_used(hyper.momentum, segment.dtype):
+        entry = scalars.get(key)
+        if entry is None:
+            entry = scalars[key] = self._scalars(hyper, clock)
+        first_momentum_step = False
+        if hyper.momentum != 0 and _momentum_used(hyper.momentum, segment.dtype):
             buf = segment.buf
             if buf is None:
                 buf, first_momentum_step, new_state = np.zeros_like(segment.theta), True, True
         return _Planned(
             segment=segment,
-            task=Task(segment.theta, gradient, ax, buf, step_scalars, first_momentum_step),
+            task=Task(segment.theta, gradient, ax, buf, entry[0], first_momentum_step),
             clock=clock,
-            next_clock=next_clock,
+            next_clock=entry[1],
             new_states=segment.states(clock, ax, buf if buf is not None else segment.buf)
             if new_state
             else None,
         )
+
+    @staticmethod
+    def _scalars(
+        hyper: Hyperparameters, clock: Clock
+    ) -> tuple[StepScalars, tuple[int | float, float, float]]:
+        """A clock's step: the scalars of lines 2 to 7, and the clock after lines 1 and 8."""
+        step = hyper.numerics.increment(clock.step)  # 1
+        scalars = StepScalars(
+            maximize=hyper.maximize,
+            weight_decay=hyper.weight_decay,
+            momentum=hyper.momentum,
+            decay=1 - hyper.lambd * clock.eta,
+            eta=clock.eta,
+            mu=clock.mu,
+            fused=hyper.numerics.fused_multiply_add,
+        )
+        return scalars, (step, *hyper.schedule(step))  # 8
 
     def _execute(self, planned: list[_Planned]) -> None:
         """Run the backend on a checked plan, then commit the clocks and any new state."""
@@ -526,7 +547,8 @@ def _flat_gradient(segment: Segment, gradients: Sequence[np.ndarray | None]) -> 
         gradient = gradients[0]
         assert gradient is not None
         if gradient.flags.c_contiguous:
-            return flat_real(gradient)
+            flat = gradient.reshape(-1)
+            return flat if flat.dtype.kind == "f" else real_view(flat)
     if segment.gradient_buffer is None:
         segment.gradient_buffer = np.empty_like(segment.theta)
     for position, gradient in enumerate(gradients):

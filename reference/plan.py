@@ -42,7 +42,7 @@ class StepScalars:
         return self.mu != 1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Task:
     """Lines 2 to 7 for one segment: flat, C-contiguous real arrays of one dtype.
 

@@ -82,9 +82,9 @@ def format_of(dtype: object) -> BinaryFormat:
         ) from None
 
 
-def _round_magnitude(fmt: BinaryFormat, x: Fraction) -> float:
-    """Round a positive exact value to ``fmt``: nearest, ties to even, +inf past the overflow threshold."""
-    n, d = x.numerator, x.denominator
+def _round_magnitude(fmt: BinaryFormat, n: int, d: int) -> float:
+    """Round the positive exact value ``n / d`` to ``fmt``: nearest, ties to even, +inf past the
+    overflow threshold."""
     # The binade: 2**e <= x < 2**(e + 1).
     e = n.bit_length() - d.bit_length()
     if (n << max(-e, 0)) < (d << max(e, 0)):
@@ -113,7 +113,7 @@ def round_exact(fmt: BinaryFormat, x: Fraction, *, zero_is_negative: bool = Fals
     """
     if x == 0:
         return -0.0 if zero_is_negative else 0.0
-    magnitude = _round_magnitude(fmt, abs(x))
+    magnitude = _round_magnitude(fmt, abs(x.numerator), x.denominator)
     return magnitude if x > 0 else -magnitude
 
 
@@ -129,11 +129,14 @@ def _sign_of_zero_sum(a: float, b: float) -> bool:
 
 def convert(fmt: BinaryFormat, x: float) -> float:
     """Round a binary64 value to ``fmt`` (a ``formatOf`` conversion)."""
+    if fmt is BINARY64:
+        return float(x)  # every binary64 value is its own binary64 rounding
     if math.isnan(x):
         return NAN
-    if math.isinf(x):
-        return x
-    return round_exact(fmt, Fraction(x), zero_is_negative=_is_negative(x))
+    if math.isinf(x) or x == 0:
+        return float(x)  # signed zeros and infinities are values of every format
+    magnitude = _round_magnitude(fmt, *abs(x).as_integer_ratio())
+    return magnitude if x > 0 else -magnitude
 
 
 def add(fmt: BinaryFormat, a: float, b: float) -> float:

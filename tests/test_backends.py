@@ -26,7 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 HYPER = {"lr": 0.1, "t0": 1, "momentum": 0.5, "weight_decay": 0.01}
 
 
-def both(asgd_class: Any, make: Callable[[Any], list[np.ndarray]]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def both(
+    asgd_class: Any, make: Callable[[Any], list[np.ndarray]]
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Run the same program (``make`` builds and drives an optimizer, returning the arrays to
     compare) on ``asgd_class`` and on the reference."""
     return make(asgd_class), make(reference.ASGD)
@@ -201,7 +203,9 @@ def test_the_fast_profile_is_not_contracted_into_fused_multiply_adds(dtype: str)
     runs = {}
     for numerics in ("fast", "torch"):
         values = theta.copy()
-        optimizer = optimized.ASGD([values], lr=eta, lambd=0.0, weight_decay=wd, numerics=numerics, kernel="numba")
+        optimizer = optimized.ASGD(
+            [values], lr=eta, lambd=0.0, weight_decay=wd, numerics=numerics, kernel="numba"
+        )
         optimizer.step([grad])
         runs[numerics] = values
     scalar = np.dtype(dtype).type
@@ -238,11 +242,20 @@ def test_the_numba_cache_works_from_a_read_only_install(tmp_path: Path) -> None:
         print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))
         """
     )
-    env = {**os.environ, "PYTHONPATH": str(site), "XDG_CACHE_HOME": str(cache), "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(site),
+        "XDG_CACHE_HOME": str(cache),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
     env.pop("NUMBA_CACHE_DIR", None)
     try:
-        first = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, cwd=tmp_path)
-        second = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, cwd=tmp_path)
+        first = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, cwd=tmp_path
+        )
+        second = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, cwd=tmp_path
+        )
     finally:
         for path in [site, *site.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
