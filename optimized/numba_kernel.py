@@ -58,7 +58,12 @@ def kernel(
 
     @numba.njit(nogil=True, cache=True, fastmath=False, error_model="numpy", boundscheck=False)
     def loop(theta, grad, ax, buf, start, stop, wd, m, decay, eta, mu):  # type: ignore[no-untyped-def]
-        for i in range(start, stop):
+        # Views from start on: indices counted from 0 are known non-negative, so no wrap-around
+        # test is left in the loop and LLVM vectorizes it.
+        theta, grad, ax = theta[start:stop], grad[start:stop], ax[start:stop]
+        if momentum:
+            buf = buf[start:stop]
+        for i in range(theta.size):
             t = theta[i]
             g = grad[i]
             if maximize:  # 2
