@@ -4,7 +4,7 @@ Every case is timed in one run, against the others on the same work, and reporte
 absolute times on a shared two-core machine are noisy, ratios much less so. The contenders of a
 case are timed in interleaved rounds (one step of each per round), so a slow spell of the machine
 falls on all of them alike; each timing is the best of ``--repeat`` rounds after two warm-up
-rounds, with setup outside the timed region. The ratios are checked against the targets of the
+rounds, with setup outside the timed region and a short pause before each timed step. The ratios are checked against the targets of the
 performance work and printed with their verdicts; nothing here is a test.
 """
 
@@ -30,6 +30,7 @@ from benchmarks.models import MLP_SHAPES, resnet50_shapes
 from optimized.threads import DEFAULT_THREADS
 
 WEIGHT_DECAY = 1e-4
+SETTLE_SECONDS = 0.02
 
 
 def best_times(steps: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
@@ -37,6 +38,9 @@ def best_times(steps: dict[str, Callable[[], object]], repeat: int) -> dict[str,
     times: dict[str, list[float]] = {label: [] for label in steps}
     for round_number in range(repeat + 2):
         for label, step in steps.items():
+            # torch's OpenMP threads spin for a while after its step and slow whatever runs next on
+            # two cores (measured: 4.6 -> 6.1 ms for the optimizer's 1e7 step); let them settle.
+            time.sleep(SETTLE_SECONDS)
             started = time.perf_counter()
             step()
             if round_number >= 2:

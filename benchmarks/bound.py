@@ -20,7 +20,8 @@ _NO_SCALARS = StepScalars(False, 0.0, 0.0, 1.0, 0.0, 1.0, False)
 
 @numba.njit(nogil=True, cache=True)  # type: ignore[misc]
 def _stream_averaging(theta, grad, ax, start, stop):  # type: ignore[no-untyped-def]
-    for i in range(start, stop):
+    theta, grad, ax = theta[start:stop], grad[start:stop], ax[start:stop]  # vectorizable, as the kernel
+    for i in range(theta.size):
         t = theta[i] + grad[i]
         theta[i] = t
         ax[i] = ax[i] + t
@@ -28,7 +29,8 @@ def _stream_averaging(theta, grad, ax, start, stop):  # type: ignore[no-untyped-
 
 @numba.njit(nogil=True, cache=True)  # type: ignore[misc]
 def _stream(theta, grad, ax, start, stop):  # type: ignore[no-untyped-def]
-    for i in range(start, stop):
+    theta, grad, ax = theta[start:stop], grad[start:stop], ax[start:stop]
+    for i in range(theta.size):
         t = theta[i] + grad[i]
         theta[i] = t
         ax[i] = t  # torch and the optimizer keep ax = θ while averaging is off

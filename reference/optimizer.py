@@ -41,6 +41,7 @@ from reference.parameters import (
 )
 from reference.plan import Backend, StepScalars, Task
 from reference.state import Clock, ParameterState, parse_parameter_state
+from reference.versioned import VersionedList
 
 __all__ = ["ASGDOptimizer"]
 
@@ -61,6 +62,9 @@ class _Layout:
 
     objects: list[list[Any]]
     """The entries of each group's ``params`` list, compared by identity at each step."""
+    lists: list[tuple[Any, int]]
+    """Each group's ``params`` list object and its version: while both are unchanged, so are the
+    entries (a :class:`VersionedList` counts its changes)."""
     arrays: list[list[np.ndarray]]
     bare: list[bool]
     """Whether a group's entries are the arrays themselves (no ``.data`` to read again)."""
@@ -129,7 +133,7 @@ class ASGDOptimizer:
         if "params" not in group:
             raise ValueError("a param group must have a 'params' entry")
         params = group["params"]
-        params = [params] if isinstance(params, np.ndarray) else list(params)
+        params = VersionedList([params] if isinstance(params, np.ndarray) else params)
         hyperparameters = {**self.defaults, **{k: v for k, v in group.items() if k != "params"}}
         hyperparameters = validate_hyperparameters(hyperparameters)
         dtypes = numerics_named(hyperparameters["numerics"]).dtypes
@@ -181,22 +185,24 @@ class ASGDOptimizer:
         """Whether every parameter is still the array it was, of the same profile, and writable."""
         if layout.state_version != self._state_version or len(layout.objects) != len(self.param_groups):
             return False
-        for group, objects, arrays, bare, numerics, hyper in zip(
-            self.param_groups, layout.objects, layout.arrays, layout.bare, layout.numerics,
+        for group, objects, (listed, version), arrays, bare, numerics, hyper in zip(
+            self.param_groups, layout.objects, layout.lists, layout.arrays, layout.bare, layout.numerics,
             hyperparameters, strict=True,
         ):  # fmt: skip
             params = group["params"]
-            if hyper.numerics is not numerics or len(params) != len(objects):
+            if hyper.numerics is not numerics:
                 return False
-            if not all(map(operator.is_, params, objects)):
+            same_list = params is listed and type(params) is VersionedList and params.version == version
+            if not same_list and (len(params) != len(objects) or not all(map(operator.is_, params, objects))):
                 return False
             if not bare and not all(map(operator.is_, map(data_of, params), arrays)):
                 return False
         return all(map(_WRITEABLE, layout.all_arrays))
 
     def _new_layout(self, hyperparameters: Sequence[Hyperparameters]) -> _Layout:
-        objects, arrays_of_groups, index = [], [], 0
+        objects, lists, arrays_of_groups, index = [], [], [], 0
         for group, hyper in zip(self.param_groups, hyperparameters, strict=True):
+            lists.append((group["params"], getattr(group["params"], "version", 0)))
             params = list(group["params"])
             arrays = []
             for parameter in params:
@@ -216,6 +222,7 @@ class ASGDOptimizer:
         segments = build_layout(arrays_of_groups, self.state, self._backend.packs)
         return _Layout(
             objects=objects,
+            lists=lists,
             arrays=arrays_of_groups,
             bare=[all(type(p) is np.ndarray for p in params) for params in objects],
             numerics=[hyper.numerics for hyper in hyperparameters],
@@ -322,11 +329,9 @@ class ASGDOptimizer:
             indices = segment.indices
             hyper = hyperparameters[segment.group]
             if len(indices) == 1:
-                gradient = gradients[indices.start]
-                if gradient is not None:
-                    planned.append(
-                        self._planned(segment, _flat_gradient(segment, [gradient]), hyper, scalars)
-                    )
+                alone = gradients[indices.start]
+                if alone is not None:
+                    planned.append(self._planned(segment, _flat_gradient(segment, [alone]), hyper, scalars))
                 continue
             present = gradients[indices.start : indices.stop]
             missing = sum(g is None for g in present)

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
+from reference.versioned import VersionedList
+
 __all__ = ["Packed", "pack"]
 
 
-class Packed(list[np.ndarray]):
+class Packed(VersionedList):
     """The views returned by :func:`pack`, with the buffer they tile.
 
     It is a list and can be used as one. ``buffer`` is the flat array behind the views and
@@ -22,11 +23,10 @@ class Packed(list[np.ndarray]):
 
     buffer: np.ndarray
     offsets: tuple[int, ...]
-    views: tuple[np.ndarray, ...]
 
     def intact(self) -> bool:
-        """Whether the list still holds exactly the views it was made with."""
-        return len(self) == len(self.views) and all(map(operator.is_, self, self.views))
+        """Whether the list still holds exactly the views it was made with (it was never changed)."""
+        return self.version == 0
 
 
 def pack(arrays: Iterable[Any]) -> Packed:
@@ -50,5 +50,5 @@ def pack(arrays: Iterable[Any]) -> Packed:
         view[...] = source
         views.append(view)
     packed = Packed(views)
-    packed.buffer, packed.offsets, packed.views = buffer, offsets[:-1], tuple(views)
+    packed.buffer, packed.offsets = buffer, offsets[:-1]
     return packed

@@ -1,0 +1,35 @@
+"""A list that counts its changes, so that "is it still the list I checked?" costs O(1)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, Final
+
+__all__ = ["VersionedList"]
+
+_MUTATORS: Final = (
+    "__setitem__", "__delitem__", "__iadd__", "__imul__",
+    "append", "extend", "insert", "pop", "remove", "clear", "sort", "reverse",
+)  # fmt: skip
+
+
+class VersionedList(list[Any]):
+    """A ``list`` whose ``version`` grows with every change made through its methods."""
+
+    version: int = 0
+
+
+def _counting(name: str) -> Callable[..., Any]:
+    method = getattr(list, name)
+
+    @functools.wraps(method)
+    def change(self: VersionedList, *args: Any, **kwargs: Any) -> Any:
+        self.version += 1
+        return method(self, *args, **kwargs)
+
+    return change
+
+
+for _name in _MUTATORS:
+    setattr(VersionedList, _name, _counting(_name))
