@@ -200,7 +200,7 @@ def main() -> None:
         latency = first_step_latency()
         print("\nfirst-step latency (new processes, median of 5 interleaved rounds)")
         for label, seconds in latency.items():
-            print(f"  {label:<28} {seconds:6.3f} s")
+            print(f"  {label:<40} {seconds:6.3f} s")
     print("\ntargets")
     rows = verdicts(results, latency)
     for row in rows:

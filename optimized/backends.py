@@ -4,13 +4,15 @@
   :mod:`optimized.threads`. float16 has no arithmetic in numba on the CPU, so float16 ranges go to
   the NumPy kernel (bit-identical, tested).
 * ``"numpy"``: :mod:`optimized.numpy_kernel`, the fallback and cross-check.
-* ``"auto"``: numba where it can be imported, else NumPy. numba is imported at the first step that
-  needs it, not with the package.
+* ``"auto"``: numba where it is installed, else NumPy. numba is imported in the background from
+  the first step on, never with the package, and no step waits for it: steps run on the NumPy
+  kernel (the same bits) until the compiled loops are loaded.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import threading
 import warnings
 from collections.abc import Sequence
 from typing import Any, Final
@@ -30,41 +32,72 @@ _COMPILED_DTYPES: Final = (np.dtype(np.float32), np.dtype(np.float64))
 class NumbaBackend:
     """The compiled kernel: one call per range and thread; ``threads`` changes no bit.
 
-    With ``fallback`` (``kernel="auto"``), a numba that is installed but fails to import turns
-    this backend into the NumPy kernel, with a warning, instead of failing the step.
+    With ``background`` (``kernel="auto"``) no step waits for numba: until numba is imported and
+    the step's compiled loops are loaded (from numba's cache, or compiled) by a background thread
+    started at the first step, steps run on the NumPy kernel, which gives the same bits. A numba
+    that fails to import then leaves the NumPy kernel in charge, with a warning. Without it
+    (``kernel="numba"``) the first step imports numba and an import error is raised.
     """
 
     packs = True
 
-    def __init__(self, block_size: int | None = None, threads: int = DEFAULT_THREADS, *,
-                 fallback: bool = False) -> None:  # fmt: skip
-        self.threads, self.fallback = threads, fallback
-        self._numpy = NumpyBackend(block_size, threads)  # float16, and the fallback
+    def __init__(
+        self, block_size: int | None = None, threads: int = DEFAULT_THREADS, *, background: bool = False
+    ) -> None:
+        self.threads, self.background = threads, background
+        self._numpy = NumpyBackend(block_size, threads)  # float16, and the steps before numba
         self._kernel: Any = None
-        self._failed = False
+        self._loader: threading.Thread | None = None
+        self._error: Exception | None = None
+        self._warned = False
 
     @property
     def name(self) -> str:
-        return "numpy" if self._failed else "numba"
+        return "numpy" if self._error is not None else "numba"
 
-    def _load(self) -> bool:
-        """Import the compiled kernel's module (and numba) once; whether it is usable."""
-        if self._kernel is None and not self._failed:
-            try:
-                from optimized.numba_kernel import kernel
-            except ImportError as error:
-                if not self.fallback:
-                    raise
-                warnings.warn(f"numba failed to import ({error}); using the NumPy kernel", RuntimeWarning,
-                              stacklevel=4)  # fmt: skip
-                self._failed = True
-            else:
-                self._kernel = kernel
-        return not self._failed
+    def __getstate__(self) -> dict[str, Any]:
+        """Copied without the loader thread; a copy loads the compiled kernels again."""
+        return {**self.__dict__, "_kernel": None, "_loader": None}
+
+    def wait_until_loaded(self, timeout: float | None = None) -> bool:
+        """Wait for a background load of numba to end; whether the compiled kernel is in use."""
+        if self._loader is not None:
+            self._loader.join(timeout)
+        return self._kernel is not None
+
+    def _load(self, tasks: Sequence[Task]) -> None:
+        """Import the compiled kernels and make (or load from the cache) the loops ``tasks`` need."""
+        from optimized.numba_kernel import kernel
+
+        for task in tasks:
+            if task.theta.dtype in _COMPILED_DTYPES:
+                loop, coefficients = self._loop(task, kernel)
+                empty = task.theta[:0]
+                loop(empty, empty, empty, empty, 0, 0, *coefficients)
+        self._kernel = kernel
+
+    def _load_in_background(self, tasks: Sequence[Task]) -> None:
+        try:
+            self._load(tasks)
+        except Exception as error:  # reported by the next step, which goes on with NumPy
+            self._error = error
 
     def run(self, tasks: Sequence[Task]) -> None:
-        if not self._load():
+        if self._kernel is None and not self.background:
+            self._load(tasks)
+        if self._kernel is None:
+            if self._error is not None and not self._warned:
+                self._warned = True
+                warnings.warn(f"numba failed to load ({self._error!r}); using the NumPy kernel",
+                              RuntimeWarning, stacklevel=4)  # fmt: skip
             self._numpy.run(tasks)
+            if self._loader is None:  # after the step: it never waits for the import
+                shapes = [Task(t.theta[:0], t.grad[:0], t.ax[:0], None, t.scalars, t.first_momentum_step)
+                          for t in tasks]  # fmt: skip
+                self._loader = threading.Thread(
+                    target=self._load_in_background, args=(shapes,), name="asgd-numba-loader", daemon=True
+                )
+                self._loader.start()
             return
         compiled = [task for task in tasks if task.theta.dtype in _COMPILED_DTYPES]
         if len(compiled) != len(tasks):
@@ -89,12 +122,12 @@ class NumbaBackend:
             buf = task.buf if task.buf is not None else task.ax[:0]
             loop(task.theta, task.grad, task.ax, buf, start, stop, *coefficients)
 
-    def _loop(self, task: Task) -> tuple[Any, tuple[Any, ...]]:
+    def _loop(self, task: Task, kernel: Any = None) -> tuple[Any, tuple[Any, ...]]:
         """The compiled loop for a task's choices, and its coefficients rounded to its dtype."""
         s, scalar = task.scalars, task.theta.dtype.type
         wd, m = scalar(s.weight_decay), scalar(s.momentum)
-        loop = self._kernel(s.maximize, bool(wd != 0), bool(m != 0), task.first_momentum_step, s.averaging,
-                            s.fused)  # fmt: skip
+        choices = (s.maximize, bool(wd != 0), bool(m != 0), task.first_momentum_step, s.averaging, s.fused)
+        loop = (kernel or self._kernel)(*choices)
         return loop, (wd, m, scalar(s.decay), scalar(s.eta), scalar(s.mu))
 
 
@@ -108,4 +141,4 @@ def make_backend(kernel: str, block_size: int | None, threads: int) -> Backend:
         return NumpyBackend(block_size, threads)
     if kernel == "numba" and not _numba_importable():
         raise ValueError("Invalid kernel: 'numba' (numba is not installed; use kernel='numpy' or 'auto')")
-    return NumbaBackend(block_size, threads, fallback=kernel == "auto")
+    return NumbaBackend(block_size, threads, background=kernel == "auto")

@@ -52,8 +52,8 @@ def kernel(
 
     It is called as ``loop(theta, grad, ax, buf, start, stop, wd, m, decay, eta, mu)`` on flat
     arrays of one real dtype (float32 or float64), with the coefficients already rounded to it,
-    and updates elements ``[start, stop)``; what it returns means nothing. The choices are constants of the loop, so the branches
-    on them vanish at compile time.
+    and updates elements ``[start, stop)``; what it returns means nothing. The choices are
+    constants of the loop, so the branches on them vanish at compile time.
     """
 
     @numba.njit(nogil=True, cache=True, fastmath=False, error_model="numpy", boundscheck=False)

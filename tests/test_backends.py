@@ -163,14 +163,44 @@ def test_auto_falls_back_to_numpy_when_numba_fails_to_import(monkeypatch: pytest
     monkeypatch.setitem(sys.modules, "optimized.numba_kernel", None)  # the import raises ImportError
     theta, spec = np.linspace(-1, 1, 7), np.linspace(-1, 1, 7)
     optimizer = optimized.ASGD([theta], **HYPER)
-    with pytest.warns(RuntimeWarning, match="numba failed to import"):
+    reference_optimizer = reference.ASGD([spec], **HYPER)
+    optimizer.step([np.ones(7)])
+    assert not optimizer._backend.wait_until_loaded(timeout=60)
+    with pytest.warns(RuntimeWarning, match="numba failed to load"):
         optimizer.step([np.ones(7)])
     assert optimizer.backend == "numpy"
-    reference.ASGD([spec], **HYPER).step([np.ones(7)])
+    for _ in range(2):
+        reference_optimizer.step([np.ones(7)])
     assert_same_bits(theta, spec)
     explicit = optimized.ASGD([np.zeros(2)], kernel="numba")
     with pytest.raises(ImportError):
         explicit.step([np.ones(2)])
+
+
+def test_auto_never_waits_for_numba(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While numba loads in the background, steps run on the NumPy kernel, with the same bits."""
+    release = threading.Event()
+    load = backends.NumbaBackend._load
+
+    def slow_load(self: backends.NumbaBackend, tasks: Any) -> None:
+        assert release.wait(60)
+        load(self, tasks)
+
+    monkeypatch.setattr(backends.NumbaBackend, "_load", slow_load)
+    theta, spec = np.linspace(-1, 1, 9).astype(np.float32), np.linspace(-1, 1, 9).astype(np.float32)
+    optimizer = optimized.ASGD([theta], **HYPER)
+    reference_optimizer = reference.ASGD([spec], **HYPER)
+    for seed in range(3):  # the loader is blocked: these steps cannot have waited for it
+        optimizer.step([gradient(9, seed)])
+        reference_optimizer.step([gradient(9, seed)])
+    assert optimizer._backend._kernel is None
+    release.set()
+    assert optimizer._backend.wait_until_loaded(timeout=60)
+    for seed in range(3, 6):
+        optimizer.step([gradient(9, seed)])
+        reference_optimizer.step([gradient(9, seed)])
+    assert_same_bits(theta, spec)
+    assert_same_bits(optimizer.averages()[0], reference_optimizer.averages()[0])
 
 
 def test_importing_optimized_does_not_import_numba() -> None:
@@ -182,11 +212,11 @@ def test_importing_optimized_does_not_import_numba() -> None:
         optimizer = optimized.ASGD([np.zeros(3, np.float32)])
         print("numba" in sys.modules, optimizer.backend)
         optimizer.step([np.ones(3, np.float32)])
-        print("numba" in sys.modules)
+        print(optimizer._backend.wait_until_loaded(), "numba" in sys.modules)
         """
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True)
-    assert out.stdout.split() == ["False", "numba", "True"]
+    assert out.stdout.split() == ["False", "numba", "True", "True"]
 
 
 # ----------------------------------------------------------------------- the compiled kernel's bits
