@@ -93,13 +93,14 @@ def test_two_threads_take_one_share_each(kernel: str, monkeypatch: pytest.Monkey
         assert_same_bits(a, b)
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("numerics", ["fast", "torch"])
-def test_packed_parameters_match_separate_ones_and_the_reference(numerics: str) -> None:
+def test_packed_parameters_match_separate_ones_and_the_reference(numerics: str, kernel: str) -> None:
     problem = Problem("packed", "float32", ((4, 5), (3,), (2, 2, 2), ()), steps=15)
     separate = problem.initial_parameters()
-    run(separate, problem, numerics=numerics)
+    run(separate, problem, numerics=numerics, kernel=kernel)
     packed = optimized.pack(problem.initial_parameters())
-    optimizer = run(packed, problem, grads_of=optimized.pack, numerics=numerics)
+    optimizer = run(packed, problem, grads_of=optimized.pack, numerics=numerics, kernel=kernel)
     assert optimizer._layout is not None and len(optimizer._layout.segments) == 1  # one flat range
     spec = problem.initial_parameters()
     reference_optimizer = reference.ASGD(
@@ -114,7 +115,8 @@ def test_packed_parameters_match_separate_ones_and_the_reference(numerics: str) 
         assert_same_bits(a, b, "averages")
 
 
-def test_packed_gradients_step_each_group_with_its_own_hyperparameters() -> None:
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_packed_gradients_step_each_group_with_its_own_hyperparameters(kernel: str) -> None:
     """One packed buffer shared by two groups: the packed-gradient path finds each segment's group."""
     problem = Problem("groups", "float32", ((4, 5), (3,), (2, 2, 2), (6,)), steps=8)
     packed = optimized.pack(problem.initial_parameters())
@@ -122,7 +124,7 @@ def test_packed_gradients_step_each_group_with_its_own_hyperparameters() -> None
         {"params": packed[:2]},
         {"params": packed[2:], "lr": 0.5, "weight_decay": 0.0, "maximize": True},
     ]
-    optimizer = optimized.ASGD(groups, lr=0.02, t0=3, weight_decay=0.01)
+    optimizer = optimized.ASGD(groups, lr=0.02, t0=3, weight_decay=0.01, kernel=kernel)
     spec = problem.initial_parameters()
     spec_groups = [
         {"params": spec[:2]},
@@ -137,10 +139,11 @@ def test_packed_gradients_step_each_group_with_its_own_hyperparameters() -> None
     assert optimizer._layout is not None and len(optimizer._layout.segments) == 2
 
 
-def test_a_missing_gradient_splits_a_packed_range_and_keeps_the_bits() -> None:
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_a_missing_gradient_splits_a_packed_range_and_keeps_the_bits(kernel: str) -> None:
     problem = Problem("split", "complex64", ((3, 2), (4,), (5,)), steps=12, skip_every=4)
     packed = optimized.pack(problem.initial_parameters())
-    optimizer = optimized.ASGD(packed, lr=0.05, t0=2, momentum=0.5)
+    optimizer = optimized.ASGD(packed, lr=0.05, t0=2, momentum=0.5, kernel=kernel)
     spec = problem.initial_parameters()
     reference_optimizer = reference.ASGD(spec, lr=0.05, t0=2, momentum=0.5)
     for row in problem.gradients():
@@ -155,18 +158,19 @@ def test_a_missing_gradient_splits_a_packed_range_and_keeps_the_bits() -> None:
     assert saved["state"][0]["step"] < saved["state"][1]["step"]
 
 
-def test_packed_state_dict_round_trip_and_deepcopy() -> None:
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_packed_state_dict_round_trip_and_deepcopy(kernel: str) -> None:
     import copy
 
     problem = Problem("resume", "float64", ((6,), (2, 3), (4,)), steps=10)
     packed = optimized.pack(problem.initial_parameters())
-    optimizer = optimized.ASGD(packed, lr=0.05, t0=3, momentum=0.9)
+    optimizer = optimized.ASGD(packed, lr=0.05, t0=3, momentum=0.9, kernel=kernel)
     grads = problem.gradients()
     for row in grads[:5]:
         optimizer.step(optimized.pack(row))
     twin = copy.deepcopy(optimizer)
     resumed_params = optimized.pack([p.copy() for p in packed])
-    resumed = optimized.ASGD(resumed_params)
+    resumed = optimized.ASGD(resumed_params, kernel=kernel)
     resumed.load_state_dict(optimizer.state_dict())
     for row in grads[5:]:
         optimizer.step(optimized.pack(row))

@@ -7,6 +7,7 @@ import pytest
 
 import optimized
 from tests.assertions import assert_same_bits
+from tests.implementations import OPTIMIZED
 from tests.problems import Problem
 
 torch = pytest.importorskip("torch")
@@ -40,8 +41,9 @@ def torch_steps(
         optimizer.step()
 
 
+@pytest.mark.parametrize("kernel", list(OPTIMIZED))
 @pytest.mark.parametrize("dtype", ["float32", "float64", "complex64"])
-def test_torch_to_optimized_to_torch_reproduces_the_uninterrupted_run(dtype: str) -> None:
+def test_torch_to_optimized_to_torch_reproduces_the_uninterrupted_run(dtype: str, kernel: str) -> None:
     problem = Problem(HANDOVER.name, dtype, HANDOVER.shapes, HANDOVER.groups, steps=HANDOVER.steps)
     gradients = problem.gradients()
     order = optimizer_order(problem)
@@ -56,7 +58,7 @@ def test_torch_to_optimized_to_torch_reproduces_the_uninterrupted_run(dtype: str
     torch_steps(first, tensors, gradients[:40])
 
     arrays = [t.detach().numpy().copy() for t in tensors]
-    middle = optimized.ASGD(
+    middle = OPTIMIZED[kernel](
         [{"params": [arrays[i] for i in m]} for m in problem.group_members()], numerics="torch"
     )
     middle.load_state_dict(optimized.state_dict_from_torch(first.state_dict()))
@@ -75,22 +77,23 @@ def test_torch_to_optimized_to_torch_reproduces_the_uninterrupted_run(dtype: str
             assert last.state[a][key].item() == uninterrupted.state[b][key].item(), key
 
 
-def test_optimized_state_dict_resume_reproduces_the_uninterrupted_run() -> None:
+@pytest.mark.parametrize("kernel", list(OPTIMIZED))
+def test_optimized_state_dict_resume_reproduces_the_uninterrupted_run(kernel: str) -> None:
     problem = Problem(
         "resume", "float32", ((7, 3), (4,)), ({"lr": 0.05, "t0": 10, "momentum": 0.9},), steps=80
     )
     gradients = problem.gradients()
     straight = problem.initial_parameters()
-    uninterrupted = optimized.ASGD(straight, numerics="fast", **problem.groups[0])
+    uninterrupted = OPTIMIZED[kernel](straight, numerics="fast", **problem.groups[0])
     for row in gradients:
         uninterrupted.step(row)
 
     parameters = problem.initial_parameters()
-    first = optimized.ASGD(parameters, numerics="fast", **problem.groups[0])
+    first = OPTIMIZED[kernel](parameters, numerics="fast", **problem.groups[0])
     for row in gradients[:HALF]:
         first.step(row)
     saved = first.state_dict()
-    resumed = optimized.ASGD([p.copy() for p in parameters])
+    resumed = OPTIMIZED[kernel]([p.copy() for p in parameters])
     resumed.load_state_dict(saved)
     for row in gradients[HALF:]:
         resumed.step(row)
