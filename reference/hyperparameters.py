@@ -40,7 +40,10 @@ _FINITE_NONNEGATIVE: Final = ("lr", "momentum", "weight_decay", "alpha", "lambd"
 def _real_number(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond binary64's range
+        raise ValueError(f"Invalid {name}: {value!r} (beyond the range of a binary64 float)") from None
 
 
 def validate_hyperparameter(name: str, value: object) -> Any:
@@ -63,6 +66,8 @@ def validate_hyperparameter(name: str, value: object) -> Any:
             raise TypeError(f"maximize must be a bool, got {value!r} ({type(value).__name__})")
         return value
     if name == "numerics":
+        if not isinstance(value, str):
+            raise TypeError(f"numerics must be a str, got {value!r} ({type(value).__name__})")
         if value not in NUMERICS_PROFILES:
             raise ValueError(f"Invalid numerics: {value!r} (must be one of {NUMERICS_PROFILES})")
         return value

@@ -3,8 +3,9 @@
 A segment is one parameter, or (when the backend packs) consecutive parameters of one group and
 dtype whose memory tiles one buffer in order (what :func:`optimized.pack` makes) and whose states
 share one clock and one flat ``ax`` and momentum buffer. The layout is derived, never authoritative:
-the core rebuilds it whenever a parameter array or the structure of the state changes, and building
-it may re-home equal states of a packed run into shared flat buffers (values unchanged).
+the core rebuilds it whenever a parameter array or the structure of the state changes. After a
+``load_state_dict`` or a copy, :func:`share_states` gives equal states of a packed run one clock and
+flat buffers again (values unchanged).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 
 from reference.state import Clock, ParameterState
 
-__all__ = ["Segment", "build_layout", "flat_real", "real_view"]
+__all__ = ["Segment", "build_layout", "flat_real", "real_view", "share_states"]
 
 
 def real_view(flat: np.ndarray) -> np.ndarray:
@@ -99,19 +100,36 @@ def _clock_values(state: ParameterState) -> tuple[int | float, float, float]:
     return (state.step, state.eta, state.mu)
 
 
-def _may_join(previous: tuple[np.ndarray, ParameterState | None], array: np.ndarray,
-              state: ParameterState | None) -> bool:  # fmt: skip
-    """Whether ``array`` can extend the run that ends with ``previous`` (state compatible)."""
-    last, last_state = previous
-    if not (array.flags.c_contiguous and last.flags.c_contiguous and array.size and last.size):
-        return False
-    if array.dtype != last.dtype or _address(array) != _address(last) + last.nbytes:
-        return False
-    if state is None or last_state is None:
-        return state is None and last_state is None
-    return _clock_values(state) == _clock_values(last_state) and (state.momentum_buffer is None) == (
-        last_state.momentum_buffer is None
-    )
+def _adjacent(last: np.ndarray, array: np.ndarray) -> bool:
+    """Whether ``array`` follows ``last`` in memory, both C-contiguous, of one dtype, not empty."""
+    return bool(
+        array.flags.c_contiguous and last.flags.c_contiguous and array.size and last.size
+        and array.dtype == last.dtype and _address(array) == _address(last) + last.nbytes
+    )  # fmt: skip
+
+
+def _runs(
+    arrays: Sequence[np.ndarray], first_index: int, state: dict[int, ParameterState], equal: bool
+) -> list[list[tuple[int, np.ndarray]]]:
+    """Consecutive parameters tiling memory in order, whose states are all absent or, with
+    ``equal``, equal in value (else: one shared clock)."""
+    runs: list[list[tuple[int, np.ndarray]]] = []
+    for offset, array in enumerate(arrays):
+        index = first_index + offset
+        if runs and _adjacent(runs[-1][-1][1], array):
+            previous, current = state.get(runs[-1][-1][0]), state.get(index)
+            if previous is None or current is None:
+                joins = previous is None and current is None
+            elif equal:
+                joins = _clock_values(previous) == _clock_values(current) and (
+                    previous.momentum_buffer is None) == (current.momentum_buffer is None)  # fmt: skip
+            else:
+                joins = previous.clock is current.clock
+            if joins:
+                runs[-1].append((index, array))
+                continue
+        runs.append([(index, array)])
+    return runs
 
 
 def _single(group: int, index: int, array: np.ndarray, state: ParameterState | None) -> Segment:
@@ -134,8 +152,8 @@ def _single(group: int, index: int, array: np.ndarray, state: ParameterState | N
 def _packed(
     group: int, run: list[tuple[int, np.ndarray]], state: dict[int, ParameterState]
 ) -> Segment | None:
-    """The segment of a run of adjacent parameters, re-homing their states into shared flat
-    buffers if they do not share them yet; ``None`` if the memory is not one flat range."""
+    """The segment of a run of adjacent parameters sharing one clock, or ``None`` if their memory
+    or their states' buffers are not one flat range each."""
     arrays = [array for _, array in run]
     span = _flat_span(arrays)
     if span is None:
@@ -158,17 +176,13 @@ def _packed(
     first = states[0]
     if first is None:
         return segment
-    shared = all(s is not None and s.clock is first.clock for s in states)
-    ax = _flat_span([s.ax for s in states if s is not None]) if shared else None
-    buffers = [s.momentum_buffer for s in states if s is not None and s.momentum_buffer is not None]
-    buf = _flat_span(buffers) if shared and buffers else None
-    clock = first.clock
-    if ax is None or (buffers and buf is None):  # equal states kept apart: share them now
-        ax = np.concatenate([s.ax.reshape(-1) for s in states if s is not None])
-        buf = np.concatenate([b.reshape(-1) for b in buffers]) if buffers else None
-        clock = Clock(first.step, first.eta, first.mu)
-        state.update(segment.states(clock, real_view(ax), None if buf is None else real_view(buf)))
-    segment.clock, segment.ax = clock, real_view(ax)
+    present = [s for s in states if s is not None]
+    ax = _flat_span([s.ax for s in present])
+    buffers = [s.momentum_buffer for s in present if s.momentum_buffer is not None]
+    buf = _flat_span(buffers) if buffers else None
+    if ax is None or (buffers and buf is None):
+        return None
+    segment.clock, segment.ax = first.clock, real_view(ax)
     segment.buf = None if buf is None else real_view(buf)
     return segment
 
@@ -179,19 +193,16 @@ def build_layout(
     """The segments of every group's resolved parameter arrays, in parameter order.
 
     ``state`` must match the arrays in shape and dtype (the core checks that first). With ``packs``,
-    runs of parameters tiling one buffer with equal states become one segment.
+    runs of parameters tiling one buffer whose states share one clock and flat buffers become one
+    segment. Every segment gets a clock of its own: where two segments would share one (a packed
+    run cut apart by a replaced parameter, say), the later one's parameters get a copy.
     """
     segments: list[Segment] = []
     first_index = 0
     for group, arrays in enumerate(groups):
-        runs: list[list[tuple[int, np.ndarray]]] = []
-        for offset, array in enumerate(arrays):
-            index = first_index + offset
-            if packs and runs and _may_join((runs[-1][-1][1], state.get(runs[-1][-1][0])), array,
-                                            state.get(index)):  # fmt: skip
-                runs[-1].append((index, array))
-            else:
-                runs.append([(index, array)])
+        runs = _runs(arrays, first_index, state, equal=False) if packs else [
+            [(first_index + offset, array)] for offset, array in enumerate(arrays)
+        ]  # fmt: skip
         for run in runs:
             packed = _packed(group, run, state) if len(run) > 1 else None
             if packed is not None:
@@ -199,4 +210,41 @@ def build_layout(
             else:
                 segments.extend(_single(group, index, array, state.get(index)) for index, array in run)
         first_index += len(arrays)
+    clocks: set[int] = set()
+    for segment in segments:
+        if segment.clock is None:
+            continue
+        if id(segment.clock) in clocks:
+            own = Clock(segment.clock.step, segment.clock.eta, segment.clock.mu)
+            for index in segment.indices:
+                state[index].clock = own
+            segment.clock = own
+        clocks.add(id(segment.clock))
     return segments
+
+
+def share_states(groups: Sequence[Sequence[np.ndarray]], state: dict[int, ParameterState]) -> None:
+    """Give runs of packed parameters whose states are equal in value one clock and one flat ``ax``
+    and momentum buffer (values unchanged), so that they are stepped as one range again: after
+    ``load_state_dict`` or a copy, every parameter comes with states of its own."""
+    first_index = 0
+    for arrays in groups:
+        for run in _runs(arrays, first_index, state, equal=True):
+            states = [state.get(index) for index, _ in run]
+            first = states[0]
+            if len(run) < 2 or first is None or _flat_span([a for _, a in run]) is None:
+                continue
+            present = [s for s in states if s is not None]
+            ax = np.concatenate([s.ax.reshape(-1) for s in present])
+            buffers = [s.momentum_buffer for s in present if s.momentum_buffer is not None]
+            buf = np.concatenate([b.reshape(-1) for b in buffers]) if buffers else None
+            shapes = [s.ax.shape for s in present]
+            bounds = np.cumsum([0, *(s.ax.size for s in present)])
+            clock = Clock(first.step, first.eta, first.mu)
+            for (index, _), shape, a, b in zip(run, shapes, bounds[:-1], bounds[1:], strict=True):
+                state[index] = ParameterState(
+                    clock=clock,
+                    ax=ax[a:b].reshape(shape),
+                    momentum_buffer=None if buf is None else buf[a:b].reshape(shape),
+                )
+        first_index += len(arrays)

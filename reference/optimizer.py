@@ -20,7 +20,7 @@ import functools
 import operator
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,8 @@ import numpy as np
 
 from reference import rounding
 from reference.hyperparameters import DEFAULTS, Hyperparameters, validate_hyperparameters
-from reference.layout import Segment, build_layout, real_view
+from reference.layout import Segment, build_layout, real_view, share_states
+from reference.memory import MemoryMap
 from reference.numerics import Numerics, numerics_named
 from reference.packing import Packed
 from reference.parameters import (
@@ -70,13 +71,26 @@ class _Layout:
     """Whether a group's entries are the arrays themselves (no ``.data`` to read again)."""
     numerics: list[Numerics]
     state_version: int
+    state_identity: tuple[int, int]
+    """``id`` and length of the optimizer's ``state`` dict when the layout was made."""
     segments: list[Segment]
+    memory: MemoryMap
+    """The parameters' memory, to refuse gradients that overlap a parameter."""
     all_arrays: list[np.ndarray] = field(init=False)
+    shapes: list[tuple[int, ...]] = field(init=False)
+    dtypes: list[np.dtype[Any]] = field(init=False)
+    """Each array's shape and dtype when the layout was made (both can be changed in place)."""
     packed_gradients: tuple[weakref.ref[Packed], list[np.ndarray] | None] | None = None
     """The last packed gradient list seen, and its flat slice per segment (``None``: no fit)."""
 
     def __post_init__(self) -> None:
         self.all_arrays = [array for arrays in self.arrays for array in arrays]
+        self.shapes = [array.shape for array in self.all_arrays]
+        self.dtypes = [array.dtype for array in self.all_arrays]
+
+
+class _StaleLayout(Exception):
+    """The remembered layout no longer describes the parameter arrays."""
 
 
 @dataclass(eq=False, slots=True)
@@ -185,6 +199,8 @@ class ASGDOptimizer:
         """Whether every parameter is still the array it was, of the same profile, and writable."""
         if layout.state_version != self._state_version or len(layout.objects) != len(self.param_groups):
             return False
+        if layout.state_identity != (id(self.state), len(self.state)):
+            return False
         for group, objects, (listed, version), arrays, bare, numerics, hyper in zip(
             self.param_groups, layout.objects, layout.lists, layout.arrays, layout.bare, layout.numerics,
             hyperparameters, strict=True,
@@ -218,7 +234,7 @@ class ASGDOptimizer:
                 index += 1
             objects.append(params)
             arrays_of_groups.append(arrays)
-        check_distinct([a for arrays in arrays_of_groups for a in arrays])
+        memory = check_distinct([a for arrays in arrays_of_groups for a in arrays])
         segments = build_layout(arrays_of_groups, self.state, self._backend.packs)
         return _Layout(
             objects=objects,
@@ -227,7 +243,9 @@ class ASGDOptimizer:
             bare=[all(type(p) is np.ndarray for p in params) for params in objects],
             numerics=[hyper.numerics for hyper in hyperparameters],
             state_version=self._state_version,
+            state_identity=(id(self.state), len(self.state)),
             segments=segments,
+            memory=memory,
         )
 
     # ------------------------------------------------------------------------------ gradients
@@ -250,13 +268,22 @@ class ASGDOptimizer:
                     f"grads has {len(grads)} entries, but the optimizer has {len(parameters)} params"
                 )
             gathered = list(grads)
-        for index, (gradient, array) in enumerate(zip(gathered, layout.all_arrays, strict=True)):
-            if gradient is not None and not (
+        for index, gradient in enumerate(gathered):
+            if gradient is None:
+                continue
+            if not (
                 type(gradient) is np.ndarray
-                and gradient.shape == array.shape
-                and gradient.dtype == array.dtype
+                and gradient.shape == layout.shapes[index]
+                and gradient.dtype == layout.dtypes[index]
             ):
-                check_gradient(gradient, array, index)  # raises, naming what is wrong
+                check_gradient(gradient, layout.all_arrays[index], index)  # raises, naming what is wrong
+                raise _StaleLayout  # it fits the array as it is now: the array changed in place
+            overlapped = layout.memory.overlapping(gradient)
+            if overlapped is not None:
+                raise ValueError(
+                    f"grads[{index}] shares memory with params[{overlapped}]; a gradient must not "
+                    "overlap a parameter (pass a copy)"
+                )
         return gathered
 
     def _packed_gradients(self, grads: Packed, layout: _Layout) -> list[np.ndarray] | None:
@@ -266,11 +293,14 @@ class ASGDOptimizer:
             return None
         if layout.packed_gradients is not None and layout.packed_gradients[0]() is grads:
             return layout.packed_gradients[1]
-        arrays = layout.all_arrays
         fits = (
-            len(arrays) == len(grads)
+            len(layout.all_arrays) == len(grads)
             and grads.buffer.flags.c_contiguous
-            and all(a.shape == g.shape and a.dtype == g.dtype for a, g in zip(arrays, grads, strict=False))
+            and all(
+                shape == g.shape and dtype == g.dtype and type(g) is np.ndarray
+                for shape, dtype, g in zip(layout.shapes, layout.dtypes, grads, strict=False)
+            )
+            and layout.memory.overlapping(grads.buffer) is None
         )
         slices = None
         if fits:
@@ -315,6 +345,13 @@ class ASGDOptimizer:
 
     def _plan(self, grads: Sequence[np.ndarray | None] | None) -> list[_Planned]:
         """The step, checked and cut into backend tasks; nothing is changed yet."""
+        try:
+            return self._plan_with(grads)
+        except _StaleLayout:  # a parameter changed its shape or dtype in place: look at it afresh
+            self._layout = None
+            return self._plan_with(grads)
+
+    def _plan_with(self, grads: Sequence[np.ndarray | None] | None) -> list[_Planned]:
         hyperparameters = [self._group_hyperparameters(i) for i in range(len(self.param_groups))]
         layout = self._resolved(hyperparameters)
         flat = self._packed_gradients(grads, layout) if isinstance(grads, Packed) else None
@@ -353,6 +390,8 @@ class ASGDOptimizer:
         split: bool = False,
     ) -> _Planned:
         """One segment's task: its clock (new at its first step), lines 1 and 8, its buffers."""
+        if gradient.dtype != segment.theta.dtype or gradient.size != segment.theta.size:
+            raise _StaleLayout  # never give a kernel arrays of different lengths
         clock, ax, buf = segment.clock, segment.ax, None
         new_state = split or clock is None
         if clock is None:
@@ -505,6 +544,8 @@ class ASGDOptimizer:
                 )
             hyper = Hyperparameters.of(saved, where)
             for saved_id, index in zip(saved_ids, indices, strict=True):
+                if not isinstance(saved_id, Hashable):
+                    raise TypeError(f"{where}['params'] has an unhashable parameter id {saved_id!r}")
                 if saved_id in index_of_saved_id:
                     raise ValueError(f"{where}['params'] repeats the parameter id {saved_id!r}")
                 check_parameter(group["params"][index - indices[0]], index, hyper.numerics.dtypes)
@@ -528,6 +569,13 @@ class ASGDOptimizer:
         for group, hyperparameters in zip(self.param_groups, new_hyperparameters, strict=True):
             group.update(hyperparameters)
         self.state = new_state
+        self._share_states()
+
+    def _share_states(self) -> None:
+        """Let packed parameters with equal states be stepped as one range again (see
+        :func:`reference.layout.share_states`); the layout is made anew at the next step."""
+        if self._backend.packs:
+            share_states([[data_of(p) for p in group["params"]] for group in self.param_groups], self.state)
         self._state_version += 1
 
     # -------------------------------------------------------------------------------- copying
@@ -543,6 +591,7 @@ class ASGDOptimizer:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.RLock()
+        self._share_states()  # the copied states' arrays are no longer views of shared buffers
 
 
 def _flat_gradient(segment: Segment, gradients: Sequence[np.ndarray | None]) -> np.ndarray:

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from reference.memory import MemoryMap
+
 __all__ = [
     "SUPPORTED_DTYPES",
     "Parameter",
@@ -56,6 +58,11 @@ def _name_of(dtype: np.dtype[Any]) -> str:
     return dtype.name
 
 
+def _describe_dtype(dtype: np.dtype[Any]) -> str:
+    """A dtype's name, with its byte order where that is not the machine's."""
+    return dtype.name if dtype.isnative else f"{dtype.name} ({dtype.str}, non-native byte order)"
+
+
 def check_parameter(parameter: Any, index: int, dtypes: Sequence[str] = SUPPORTED_DTYPES) -> None:
     """Refuse a parameter that cannot be updated in place in one of ``dtypes``."""
     array = parameter if isinstance(parameter, np.ndarray) else getattr(parameter, "data", None)
@@ -64,34 +71,58 @@ def check_parameter(parameter: Any, index: int, dtypes: Sequence[str] = SUPPORTE
             f"params[{index}] must be a numpy.ndarray or have an ndarray .data, "
             f"got {type(parameter).__name__}"
         )
+    if type(array) is not np.ndarray:
+        raise TypeError(
+            f"params[{index}] is a {type(array).__module__}.{type(array).__name__}, an ndarray subclass; "
+            "pass a plain numpy.ndarray (numpy.asarray gives one)"
+        )
     if _name_of(array.dtype) not in dtypes:
         raise TypeError(
             f"params[{index}] has dtype {array.dtype.name}; supported dtypes: {', '.join(dtypes)}"
+        )
+    if not array.dtype.isnative:
+        raise TypeError(
+            f"params[{index}] has dtype {_describe_dtype(array.dtype)}; the optimizer updates arrays "
+            "of the machine's byte order (array.astype(array.dtype.newbyteorder('=')) makes one)"
         )
     if not array.flags.writeable:
         raise ValueError(f"params[{index}] is read-only; the optimizer updates parameters in place")
 
 
 def check_gradient(gradient: object, parameter: Any, index: int) -> None:
-    """Refuse a gradient that does not match its parameter in type, shape and dtype."""
+    """Refuse a gradient that does not match its parameter in type, shape, dtype and byte order."""
     array = data_of(parameter)
     if not isinstance(gradient, np.ndarray):
         raise TypeError(f"grads[{index}] must be a numpy.ndarray or None, got {type(gradient).__name__}")
+    if type(gradient) is not np.ndarray:
+        raise TypeError(
+            f"grads[{index}] is a {type(gradient).__module__}.{type(gradient).__name__}, an ndarray "
+            "subclass; pass a plain numpy.ndarray (numpy.asarray gives one)"
+        )
     if gradient.shape != array.shape:
         raise ValueError(
             f"grads[{index}] has shape {gradient.shape}, but its parameter has shape {array.shape}"
         )
     if gradient.dtype != array.dtype:
         raise TypeError(
-            f"grads[{index}] has dtype {gradient.dtype.name}, but its parameter has dtype {array.dtype.name}"
+            f"grads[{index}] has dtype {_describe_dtype(gradient.dtype)}, but its parameter has dtype "
+            f"{_describe_dtype(array.dtype)}"
         )
 
 
-def check_distinct(parameters: Iterable[Any]) -> None:
-    """Refuse a parameter that appears twice: it would be stepped twice per step."""
+def check_distinct(parameters: Iterable[Any]) -> MemoryMap:
+    """Refuse a parameter that appears twice or shares memory with another (its updates would
+    depend on their order, and on how a step is cut into threads); the parameters' memory map."""
+    arrays = [data_of(parameter) for parameter in parameters]
     seen: set[int] = set()
-    for index, parameter in enumerate(parameters):
-        key = id(data_of(parameter))
-        if key in seen:
+    for index, array in enumerate(arrays):
+        if id(array) in seen:
             raise ValueError(f"params[{index}] appears more than once among the parameters")
-        seen.add(key)
+        seen.add(id(array))
+    memory = MemoryMap(arrays)
+    overlap = memory.first_overlap()
+    if overlap is not None:
+        raise ValueError(
+            f"params[{overlap[1]}] shares memory with params[{overlap[0]}]; parameters must not overlap"
+        )
+    return memory

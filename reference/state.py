@@ -102,6 +102,27 @@ def _scalar(entry: Mapping[str, Any], key: str, where: str) -> float:
     return float(value)
 
 
+def _step(entry: Mapping[str, Any], where: str) -> int:
+    """The step count, exactly: an integer stays an integer (the fast profile counts beyond 2**53)."""
+    value = entry["step"]
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{where}['step'] must be a real number, got {type(value).__name__}")
+    if isinstance(value, numbers.Integral):
+        count = int(value)
+    else:
+        number = float(value)
+        if not (math.isfinite(number) and number >= 0 and number == int(number)):
+            raise ValueError(f"Invalid {where}['step']: {number!r} (must be a finite integer >= 0)")
+        count = int(number)
+    if count < 0:
+        raise ValueError(f"Invalid {where}['step']: {count!r} (must be a finite integer >= 0)")
+    if count >= 2**1024:  # the schedule needs it as a binary64 float
+        raise ValueError(f"Invalid {where}['step']: {count!r} (beyond the range of a binary64 float)")
+    return count
+
+
 def _array_like_parameter(value: object, parameter: np.ndarray, where: str, key: str) -> np.ndarray:
     if not isinstance(value, np.ndarray):
         raise TypeError(f"{where}[{key!r}] must be a numpy.ndarray, got {type(value).__name__}")
@@ -130,9 +151,7 @@ def parse_parameter_state(
     if unknown:
         raise ValueError(f"{where} has unknown keys {sorted(map(str, unknown))}")
 
-    step = _scalar(entry, "step", where)
-    if not (math.isfinite(step) and step >= 0 and step == int(step)):
-        raise ValueError(f"Invalid {where}['step']: {step!r} (must be a finite integer >= 0)")
+    step = _step(entry, where)
     eta = _scalar(entry, "eta", where)
     if not eta >= 0:
         raise ValueError(f"Invalid {where}['eta']: {eta!r} (must be >= 0)")
@@ -146,11 +165,13 @@ def parse_parameter_state(
         buffer = _array_like_parameter(buffer, parameter, where, "momentum_buffer")
 
     if numerics.exact_step_counter:
-        clock = Clock(step=int(step), eta=eta, mu=mu)
+        clock = Clock(step=step, eta=eta, mu=mu)
     else:
         as_binary32 = numerics.scalar_format
+        if step >= 2 ** (as_binary32.emax + 1):
+            raise ValueError(f"Invalid {where}['step']: {step!r} (beyond the range of torch's float32 counter)")
         clock = Clock(
-            step=rounding.convert(as_binary32, step),
+            step=rounding.convert(as_binary32, float(step)),
             eta=rounding.convert(as_binary32, eta),
             mu=rounding.convert(as_binary32, mu),
         )

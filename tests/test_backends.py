@@ -4,6 +4,7 @@ the compiled kernel's rounding (no contraction in the fast profile) and its on-d
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -295,3 +296,117 @@ def test_the_numba_cache_works_from_a_read_only_install(tmp_path: Path) -> None:
     assert second.stdout.split() == ["1", "0"], "the second loads the cached kernel"
     assert list((cache / "numba").rglob("*.nbi")), "the cache index lies in the user cache directory"
     assert not [p for p in site.rglob("*.nbi")], "nothing was written into the package"
+
+
+# ------------------------------------------------------------------ clocks of packed runs cut apart
+
+
+def packed_program(cls: Any, actions: list[Any]) -> list[np.ndarray]:
+    """Packed parameters driven by ``actions``: a gradient row to step with, or a callable that
+    changes the optimizer (and returns it, maybe a copy)."""
+    rng = np.random.default_rng(3)
+    params = optimized.pack([rng.standard_normal(s).astype(np.float32) for s in ((3,), (2, 2), (5,))])
+    optimizer = cls(list(params), lr=0.1, t0=1, momentum=0.5)
+    for action in actions:
+        if callable(action):
+            optimizer = action(optimizer)
+        else:
+            optimizer.step([None if g is None else g.copy() for g in action])
+    saved = optimizer.state_dict()
+    steps = [np.array(saved["state"][i]["step"]) for i in sorted(saved["state"])]
+    return [*optimizer.param_groups[0]["params"], *optimizer.averages(), *steps]
+
+
+def rows(*present: str) -> list[list[np.ndarray | None]]:
+    rng = np.random.default_rng(4)
+    shapes = ((3,), (2, 2), (5,))
+    return [[rng.standard_normal(s).astype(np.float32) if flag == "g" else None for s, flag in zip(shapes, row, strict=True)]
+            for row in present]  # fmt: skip
+
+
+def replace_second(optimizer: Any) -> Any:
+    optimizer.param_groups[0]["params"][1] = optimizer.param_groups[0]["params"][1].copy()
+    return optimizer
+
+
+def round_trip(optimizer: Any) -> Any:
+    return pickle.loads(pickle.dumps(optimizer))
+
+
+@pytest.mark.parametrize(
+    "program",
+    [
+        rows("ggg", "-g-", "g--", "ggg", "ggg"),  # cut apart twice
+        [*rows("ggg"), replace_second, *rows("g--", "ggg")],  # a packed parameter replaced
+        [*rows("ggg"), round_trip, *rows("g-g", "ggg")],  # a copy, then part of the run
+        [*rows("ggg", "ggg"), lambda o: (o.state.clear(), o)[1], *rows("ggg")],  # state cleared
+    ],
+    ids=["cut twice", "replaced", "copied", "state cleared"],
+)
+def test_a_packed_run_cut_apart_keeps_one_clock_per_parameter(asgd_class: Any, program: list[Any]) -> None:
+    for a, b in zip(
+        packed_program(asgd_class, program), packed_program(reference.ASGD, program), strict=True
+    ):
+        assert_same_bits(a, b)
+
+
+def test_a_parameter_changed_in_place_is_looked_at_afresh(asgd_class: Any) -> None:
+    """A new dtype or shape given in place no longer fits the state: refused, nothing changed;
+    a kernel never sees arrays of different lengths."""
+    theta = np.arange(1.0, 5.0).astype(np.complex64)
+    optimizer = asgd_class([theta], lr=0.1)
+    optimizer.step([np.ones(4, np.complex64)])
+    before = theta.copy()
+    theta.dtype = np.float64  # the same 32 bytes, now 4 float64
+    with pytest.raises(
+        ValueError, match=r"params\[0\] has shape \(4,\) and dtype float64, but its state was made"
+    ):
+        optimizer.step([np.ones(4)])
+    theta.dtype = np.complex64
+    assert_same_bits(theta, before)
+    theta.shape = (2, 2)
+    with pytest.raises(
+        ValueError, match=r"params\[0\] has shape \(2, 2\) and dtype complex64, but its state"
+    ):
+        optimizer.step([np.ones((2, 2), np.complex64)])
+    assert_same_bits(theta.reshape(-1), before)
+
+
+def test_the_fast_step_counter_is_exact_beyond_2_pow_53(asgd_class: Any) -> None:
+    optimizer = asgd_class([np.ones(2)], lr=0.1)
+    saved = optimizer.state_dict()
+    saved["state"] = {0: {"step": 2**53 + 1, "eta": 0.1, "mu": 1.0, "ax": np.ones(2)}}
+    optimizer.load_state_dict(saved)
+    assert optimizer.state_dict()["state"][0]["step"] == 2**53 + 1
+    optimizer.step([np.ones(2)])
+    assert optimizer.state_dict()["state"][0]["step"] == 2**53 + 2
+    saved["state"][0]["step"] = 2**63 + 7
+    optimizer.load_state_dict(saved)
+    assert optimizer.state_dict()["state"][0]["step"] == 2**63 + 7
+
+
+@pytest.mark.parametrize("kernel", list(OPTIMIZED))
+def test_two_optimizers_in_two_threads_give_the_sequential_bits(kernel: str) -> None:
+    n = 1_500_000
+    grads = [gradient(n, seed) for seed in range(4)]
+
+    def run(theta: np.ndarray) -> Any:
+        optimizer = OPTIMIZED[kernel]([theta], lr=0.01, t0=1, momentum=0.5)
+        for g in grads:
+            optimizer.step([g])
+        return optimizer
+
+    alone = [np.linspace(-1, 1, n, dtype=np.float32) for _ in range(2)]
+    sequential = [run(theta) for theta in alone]
+    together = [np.linspace(-1, 1, n, dtype=np.float32) for _ in range(2)]
+    results: list[Any] = [None, None]
+    threads = [
+        threading.Thread(target=lambda i=i: results.__setitem__(i, run(together[i]))) for i in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for i in range(2):
+        assert_same_bits(together[i], alone[i], f"optimizer {i}")
+        assert_same_bits(results[i].averages()[0], sequential[i].averages()[0], f"averages {i}")
