@@ -18,10 +18,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import operator
+import signal
 import threading
 import weakref
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -87,6 +89,32 @@ class _Layout:
         self.all_arrays = [array for arrays in self.arrays for array in arrays]
         self.shapes = [array.shape for array in self.all_arrays]
         self.dtypes = [array.dtype for array in self.all_arrays]
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold a SIGINT (Ctrl-C) that arrives inside the block until the block is over, then deliver
+    it to the handler that was in place, so that a step is never interrupted half-way. Signals
+    reach Python only in the main thread; elsewhere, and where the handler was not installed from
+    Python, the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is None:
+        yield
+        return
+    received: list[tuple[int, FrameType | None]] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: received.append((signum, frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            if callable(previous):
+                previous(*received[0])  # Python's default handler raises KeyboardInterrupt here
+            elif previous == signal.SIG_DFL:
+                signal.raise_signal(signal.SIGINT)
 
 
 class _StaleLayout(Exception):
@@ -339,7 +367,7 @@ class ASGDOptimizer:
         is used.
         """
         loss = closure() if closure is not None else None
-        with self._lock:
+        with self._lock, _interrupts_deferred():
             self._execute(self._plan(grads))
         return loss
 

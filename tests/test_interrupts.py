@@ -1,0 +1,103 @@
+"""A step is atomic under Ctrl-C: it completes, then the KeyboardInterrupt is raised; or it has not
+begun. Interrupts land at random points of large, threaded steps."""
+
+from __future__ import annotations
+
+import copy
+import random
+import signal
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.assertions import assert_same_bits
+from tests.implementations import IMPLEMENTATIONS, OPTIMIZED
+
+SHAPES = [(40_000,)] * 60 + [(1000, 1000)]  # 3.4M float32 in 61 tensors: several ms, two threads
+
+
+def make(asgd_class: Any, seed: int) -> tuple[Any, list[np.ndarray], list[np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    params = [rng.standard_normal(shape).astype(np.float32) for shape in SHAPES]
+    grads = [rng.standard_normal(shape).astype(np.float32) for shape in SHAPES]
+    return asgd_class(params, lr=0.01, t0=1, momentum=0.5, weight_decay=1e-3), params, grads
+
+
+def snapshot(optimizer: Any) -> tuple[list[np.ndarray], dict[str, Any]]:
+    return [p.copy() for p in optimizer.param_groups[0]["params"]], optimizer.state_dict()
+
+
+def same(a: tuple[list[np.ndarray], dict[str, Any]], b: tuple[list[np.ndarray], dict[str, Any]]) -> bool:
+    arrays = list(a[0]) + [e[k] for e in a[1]["state"].values() for k in ("ax", "momentum_buffer") if k in e]
+    others = list(b[0]) + [e[k] for e in b[1]["state"].values() for k in ("ax", "momentum_buffer") if k in e]
+    steps = [e["step"] for e in a[1]["state"].values()], [e["step"] for e in b[1]["state"].values()]
+    return (
+        len(arrays) == len(others)
+        and all(x.tobytes() == y.tobytes() for x, y in zip(arrays, others, strict=True))
+        and steps[0] == steps[1]
+    )
+
+
+@pytest.mark.parametrize("kernel", list(OPTIMIZED))
+def test_an_interrupted_step_completes_or_does_not_begin(kernel: str) -> None:
+    optimizer, _, grads = make(OPTIMIZED[kernel], 0)
+    for _ in range(2):
+        optimizer.step(grads)
+    started = time.perf_counter()
+    optimizer.step(grads)
+    duration = time.perf_counter() - started
+    twin = copy.deepcopy(optimizer)
+    rng = random.Random(1)
+    interrupted = 0
+    for _ in range(12):
+        before = snapshot(optimizer)
+        twin.step(grads)
+        after = snapshot(twin)
+        timer = threading.Timer(
+            rng.uniform(0, 1.2 * duration),
+            signal.pthread_kill,
+            (threading.main_thread().ident, signal.SIGINT),
+        )
+        timer.start()
+        try:
+            optimizer.step(grads)
+            timer.join()
+            time.sleep(0.01)  # an interrupt that came after the step lands here
+        except KeyboardInterrupt:
+            interrupted += 1
+            timer.join()
+        now = snapshot(optimizer)
+        assert same(now, after) or same(now, before), "half a step"
+        if same(now, before):
+            twin = copy.deepcopy(optimizer)
+        time.sleep(0.05)
+        assert same(snapshot(optimizer), now), "something wrote after step() ended"
+    assert interrupted == 12, "every interrupt reaches the caller"
+
+
+def test_the_handler_is_restored_and_a_custom_one_is_called() -> None:
+    optimizer, _, grads = make(IMPLEMENTATIONS["optimized-numba"], 1)
+    calls: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: calls.append(signum))
+    try:
+        handler = signal.getsignal(signal.SIGINT)
+        optimizer.step(grads)
+        assert signal.getsignal(signal.SIGINT) is handler
+        signal.raise_signal(signal.SIGINT)
+        assert calls == [signal.SIGINT]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_steps_in_other_threads_need_no_signal_handling() -> None:
+    optimizer, params, grads = make(IMPLEMENTATIONS["optimized-numba"], 2)
+    twin, twin_params, _ = make(IMPLEMENTATIONS["optimized-numba"], 2)
+    thread = threading.Thread(target=optimizer.step, args=(grads,))
+    thread.start()
+    thread.join()
+    twin.step(grads)
+    for a, b in zip(params, twin_params, strict=True):
+        assert_same_bits(a, b)
