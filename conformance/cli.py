@@ -14,7 +14,7 @@ from pathlib import Path
 from conformance.environment import describe_environment
 from conformance.findings import derive_findings
 from conformance.implementations import IMPLEMENTATIONS, Implementation
-from conformance.report import write_report
+from conformance.report import unusable_report_directory, write_report
 from conformance.results import SCHEMA_VERSION, RunResult
 from conformance.runner import run_scenarios
 from conformance.scenarios import select_scenarios
@@ -24,17 +24,25 @@ from conformance.verdicts import PAIRS
 __all__ = ["main", "run_conformance"]
 
 
+EXIT_HOLDS, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+MAX_JOBS = 4 * (os.cpu_count() or 1)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="asgd-conformance",
         description="Compare the reference, the optimized ASGD and torch.optim.ASGD step by step; "
         "write an HTML report and results.json.",
+        epilog="Exit status: 0 every verdict holds, 1 a verdict failed, 2 a usage or environment "
+        "error (nothing was run), 130 interrupted (no partial report is left).",
     )
     chosen = parser.add_mutually_exclusive_group()
-    chosen.add_argument(
-        "--quick", dest="full", action="store_false", help="the quick set (default, under a minute)"
-    )
+    chosen.add_argument("--quick", dest="full", action="store_false", help="the quick set (the default)")
     chosen.add_argument("--full", dest="full", action="store_true", help="every scenario, longer runs")
+    parser.set_defaults(full=False)
+    parser.add_argument(
+        "--list", action="store_true", help="print the names of the selected scenarios and exit"
+    )
     parser.add_argument(
         "--out", type=Path, default=None, help="report directory (default: reports/<UTC time>)"
     )
@@ -111,28 +119,50 @@ def run_conformance(
 def main(
     argv: Sequence[str] | None = None, implementations: Sequence[Implementation] = IMPLEMENTATIONS
 ) -> int:
-    arguments = _parser().parse_args(argv)
-    if arguments.jobs < 1:
-        _parser().error(f"--jobs must be at least 1, got {arguments.jobs}")
+    """The CLI; returns the exit status (see the parser's epilog)."""
+    parser = _parser()
+    arguments = parser.parse_args(argv)  # exits with 2 on a malformed command line
+    if not 1 <= arguments.jobs <= MAX_JOBS:
+        parser.error(f"--jobs must be between 1 and {MAX_JOBS} (4 per CPU), got {arguments.jobs}")
+    if arguments.seed < 0:
+        parser.error(f"--seed must be >= 0, got {arguments.seed}")
+    scenarios = select_scenarios(full=arguments.full, only=arguments.only, seed=arguments.seed)
+    if arguments.list:
+        for scenario in scenarios:
+            print(scenario.name)
+        return EXIT_HOLDS
+    chosen = "full" if arguments.full else "quick"
+    if not scenarios:
+        parser.error(
+            f"no scenario of the {chosen} set matches --only {arguments.only!r}; "
+            f"`asgd-conformance --list{' --full' if arguments.full else ''}` prints their names"
+        )
     out = arguments.out or Path("reports") / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    problem = unusable_report_directory(out.resolve())
+    if problem is not None:
+        parser.error(f"--out: {problem}")
     interactive = sys.stderr.isatty() and not os.environ.get("CI")
     command = "asgd-conformance " + shlex.join(sys.argv[1:] if argv is None else list(argv))
-    result = run_conformance(
-        full=arguments.full,
-        only=arguments.only,
-        seed=arguments.seed,
-        jobs=arguments.jobs,
-        statistics=arguments.statistics,
-        implementations=implementations,
-        command=command.strip(),
-        progress=interactive,
-    )
-    page = write_report(result, out)
+    try:
+        result = run_conformance(
+            full=arguments.full,
+            only=arguments.only,
+            seed=arguments.seed,
+            jobs=arguments.jobs,
+            statistics=arguments.statistics,
+            implementations=implementations,
+            command=command.strip(),
+            progress=interactive,
+        )
+        page = write_report(result, out)
+    except KeyboardInterrupt:
+        print("asgd-conformance: interrupted; no report was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(f"asgd-conformance: {result.summary_line()}; report: {page}")
     for failure in result.failures:
         step = f" from step {failure.first_divergence}" if failure.first_divergence else ""
         print(f"  FAIL {failure.scenario}: {failure.pair}{step}: {failure.reason}")
-    return 0 if result.holds else 1
+    return EXIT_HOLDS if result.holds else EXIT_FAILED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,9 +5,7 @@ from __future__ import annotations
 import io
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 from conformance.results import ScenarioResult
 
@@ -22,8 +20,10 @@ def ulp_plot_svg(scenario: ScenarioResult) -> str:
     Zero is drawn (symlog, linear below 1), so an identical pair shows as a flat line at 0.
     """
     compared = [c for c in scenario.comparisons if c.status != "skipped"]
-    with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": scenario.name, "font.size": 8}):
-        figure, axes = plt.subplots(figsize=(8.6, 2.6))
+    # A Figure of its own, outside pyplot's registry: nothing is left open, even by an interrupt.
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": scenario.name, "font.size": 8}):
+        figure = Figure(figsize=(8.6, 2.6))
+        axes = figure.subplots()
         steps = range(scenario.start_step + 1, scenario.start_step + scenario.steps + 1)
         for index, comparison in enumerate(compared):
             axes.plot(
@@ -43,6 +43,5 @@ def ulp_plot_svg(scenario: ScenarioResult) -> str:
         figure.tight_layout()
         buffer = io.StringIO()
         figure.savefig(buffer, format="svg", metadata={"Date": None})
-        plt.close(figure)
     svg = buffer.getvalue()
     return svg[svg.index("<svg") :]  # drop the XML prolog and doctype for inline use

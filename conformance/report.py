@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +13,7 @@ import jinja2
 from conformance.plots import ulp_plot_svg
 from conformance.results import RunResult, write_json
 
-__all__ = ["render_html", "write_report"]
+__all__ = ["REPORT_FILES", "render_html", "unusable_report_directory", "write_report"]
 
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("conformance", "templates"),
@@ -45,10 +48,49 @@ def render_html(result: RunResult) -> str:
     )
 
 
+REPORT_FILES = frozenset({"index.html", "results.json"})
+
+
+def unusable_report_directory(directory: Path) -> str | None:
+    """Why a report cannot be written to ``directory`` (replacing a report there is fine), or ``None``."""
+    if directory.exists() and not directory.is_dir():
+        return f"{directory} exists and is not a directory"
+    if directory.is_dir():
+        others = sorted(entry.name for entry in directory.iterdir() if entry.name not in REPORT_FILES)
+        if others:
+            listed = ", ".join(others[:3])
+            return f"{directory} holds other files than a report ({listed}); choose a new directory"
+    parent = next((p for p in [directory, *directory.parents] if p.exists()), None)
+    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        return f"{directory} cannot be created or written (no writable directory above it)"
+    return None
+
+
 def write_report(result: RunResult, directory: Path) -> Path:
-    """Write ``index.html`` and ``results.json`` into ``directory``; returns the page's path."""
-    directory.mkdir(parents=True, exist_ok=True)
-    page = directory / "index.html"
-    page.write_text(render_html(result), encoding="utf-8")
-    write_json(result, directory / "results.json")
-    return page
+    """Write ``index.html`` and ``results.json`` into ``directory``; returns the page's path.
+
+    Both are written into a new directory beside it, which then takes ``directory``'s place, so
+    ``directory`` holds a whole report (the new one, or the one it held) even if this is
+    interrupted.
+    """
+    directory = directory.resolve()
+    problem = unusable_report_directory(directory)
+    if problem is not None:
+        raise ValueError(problem)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    html = render_html(result)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        (staging / "index.html").write_text(html, encoding="utf-8")
+        write_json(result, staging / "results.json")
+        if directory.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old.", dir=directory.parent))
+            os.replace(directory, retired / directory.name)
+            os.replace(staging, directory)
+            shutil.rmtree(retired)
+        else:
+            os.replace(staging, directory)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return directory / "index.html"

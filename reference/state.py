@@ -169,7 +169,9 @@ def parse_parameter_state(
     else:
         as_binary32 = numerics.scalar_format
         if step >= 2 ** (as_binary32.emax + 1):
-            raise ValueError(f"Invalid {where}['step']: {step!r} (beyond the range of torch's float32 counter)")
+            raise ValueError(
+                f"Invalid {where}['step']: {step!r} (beyond the range of torch's float32 counter)"
+            )
         clock = Clock(
             step=rounding.convert(as_binary32, float(step)),
             eta=rounding.convert(as_binary32, eta),

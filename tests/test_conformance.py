@@ -58,7 +58,10 @@ def test_quick_run_passes_and_writes_the_report(quick_run: tuple[Path, float, An
     page = (out / "index.html").read_text()
     for implementation in IMPLEMENTATIONS:
         assert implementation.name in page
-    assert ("torch-foreach" in page and "no CUDA device" in page) or "torch-cuda" in page
+    import torch
+
+    if not torch.cuda.is_available():  # torch-cuda is listed, and shown skipped with its reason
+        assert "no CUDA device on this machine" in page
     assert "<svg" in page
     fetches = re.findall(r"""(?:src=|<link|@import|url\((?!#)|href=["']https?:)""", page)
     assert fetches == [], "the page must be self-contained"

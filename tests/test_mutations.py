@@ -157,35 +157,53 @@ class TouchesSkippedParameters(reference.ASGD):
         return super().step(grads, closure=closure)
 
 
-MUTATIONS: list[tuple[Callable[..., None], type, str]] = [
-    (test_properties.test_maximize_equals_minimizing_the_negated_gradient, IgnoresMaximize, "maximize ignored"),
-    (test_properties.test_weight_decay_equals_adding_it_to_the_gradient_by_hand, FusesWeightDecay, "line 3 fused in the fast profile"),
-    (test_properties.test_zero_lr_leaves_theta_unchanged, UpdatesWithZeroLr, "a step taken with lr = 0"),
-    (test_properties.test_zero_lambd_and_zero_gradients_leave_theta_unchanged, DecaysWithoutLambd, "decay applied with lambd = 0"),
-    (test_properties.test_t0_inf_keeps_averages_equal_to_parameters, AveragesFromTheStart, "t0 ignored"),
-    (test_properties.test_averages_are_the_mean_of_iterates_t0_plus_2_on, MuOffByOne, "mu off by one step"),
-    (test_properties.test_eta_and_mu_follow_their_closed_forms, EtaIgnoresAlpha, "eta without alpha"),
-    (test_properties.test_determinism, Nondeterministic, "a bit flips on every other call"),
-    (test_properties.test_dtype_and_shape_are_preserved, AveragesInFloat64, "averages widened to float64"),
-    (test_api.test_momentum_zero_keeps_no_buffer, KeepsABuffer, "a buffer kept without momentum"),
-    (test_api.test_state_dict_resume_reproduces_the_uninterrupted_run, ForgetsAveragesOnSave, "ax dropped from state_dict"),
-    (test_api.test_none_gradient_leaves_parameter_and_state_untouched, TouchesSkippedParameters, "None treated as zero"),
+MUTATIONS: list[tuple[Callable[..., None], type, str, dict[str, Any]]] = [
+    (test_properties.test_maximize_equals_minimizing_the_negated_gradient, IgnoresMaximize, "maximize ignored", {}),
+    (test_properties.test_weight_decay_equals_adding_it_to_the_gradient_by_hand, FusesWeightDecay, "line 3 fused in the fast profile", {}),
+    (test_properties.test_zero_lr_leaves_theta_unchanged, UpdatesWithZeroLr, "a step taken with lr = 0", {}),
+    (test_properties.test_zero_lambd_and_zero_gradients_leave_theta_unchanged, DecaysWithoutLambd, "decay applied with lambd = 0", {}),
+    (test_properties.test_t0_inf_keeps_averages_equal_to_parameters, AveragesFromTheStart, "t0 ignored", {}),
+    (test_properties.test_averages_are_the_mean_of_iterates_t0_plus_2_on, MuOffByOne, "mu off by one step", {}),
+    (test_properties.test_eta_and_mu_follow_their_closed_forms, EtaIgnoresAlpha, "eta without alpha", {"numerics": "fast"}),
+    (test_properties.test_determinism, Nondeterministic, "a bit flips on every other call", {}),
+    (test_properties.test_dtype_and_shape_are_preserved, AveragesInFloat64, "averages widened to float64", {}),
+    (test_api.test_momentum_zero_keeps_no_buffer, KeepsABuffer, "a buffer kept without momentum", {}),
+    (test_api.test_state_dict_resume_reproduces_the_uninterrupted_run, ForgetsAveragesOnSave, "ax dropped from state_dict", {"numerics": "fast"}),
+    (test_api.test_none_gradient_leaves_parameter_and_state_untouched, TouchesSkippedParameters, "None treated as zero", {}),
 ]  # fmt: skip
 
-FIND_ONLY = settings(max_examples=200, phases=[Phase.generate], database=None, print_blob=False)
+FIND_ONLY = settings(
+    max_examples=200, phases=[Phase.generate], database=None, print_blob=False, report_multiple_bugs=False
+)
 
 
-@pytest.mark.parametrize(("prop", "mutant", "fault"), MUTATIONS, ids=[m[2] for m in MUTATIONS])
-def test_the_property_catches_its_mutant(prop: Callable[..., None], mutant: type, fault: str) -> None:
-    arguments: dict[str, Any] = {"asgd_class": mutant}
-    if prop is test_properties.test_eta_and_mu_follow_their_closed_forms:
-        arguments["numerics"] = "fast"
+def run_property(prop: Callable[..., None], asgd_class: type, arguments: dict[str, Any]) -> None:
+    """``prop`` on ``asgd_class`` (generation only, for a Hypothesis property)."""
     # Hypothesis keeps settings on the test function: swap ours in, and the property's back after.
     own = getattr(prop, "_hypothesis_internal_use_settings", None)
-    test = FIND_ONLY(prop) if own is not None else prop
+    if own is not None:
+        prop._hypothesis_internal_use_settings = FIND_ONLY  # type: ignore[attr-defined]
     try:
-        with pytest.raises(Exception):  # noqa: B017 - any failure of the property counts
-            test(**arguments)
+        prop(asgd_class=asgd_class, **arguments)
     finally:
         if own is not None:
             prop._hypothesis_internal_use_settings = own  # type: ignore[attr-defined]
+
+
+IDS = [m[2] for m in MUTATIONS]
+
+
+@pytest.mark.parametrize(("prop", "mutant", "fault", "arguments"), MUTATIONS, ids=IDS)
+def test_the_property_catches_its_mutant(
+    prop: Callable[..., None], mutant: type, fault: str, arguments: dict[str, Any]
+) -> None:
+    with pytest.raises(AssertionError):  # a failed check, not a crash of the test itself
+        run_property(prop, mutant, arguments)
+
+
+@pytest.mark.parametrize(("prop", "mutant", "fault", "arguments"), MUTATIONS, ids=IDS)
+def test_the_property_passes_on_the_reference_it_guards(
+    prop: Callable[..., None], mutant: type, fault: str, arguments: dict[str, Any]
+) -> None:
+    """The control: the same call on the unmutated reference passes, so the mutant's failure is its fault."""
+    run_property(prop, reference.ASGD, arguments)

@@ -100,10 +100,9 @@ class OptimizedMatchesReference(RuleBasedStateMachine):
         self.fast.param_groups[group]["lr"] = lr
         self.spec.param_groups[group]["lr"] = lr
 
+    @precondition(lambda self: hasattr(self, "spec"))  # from the initialization on
     @invariant()
     def agree_bit_for_bit(self) -> None:
-        if not hasattr(self, "spec"):
-            return
         for index, (a, b) in enumerate(zip(self.fast_params, self.spec_params, strict=True)):
             assert_same_bits(a, b, f"parameter {index}")
         for index, (a, b) in enumerate(zip(self.fast.averages(), self.spec.averages(), strict=True)):

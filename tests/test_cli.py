@@ -1,0 +1,106 @@
+"""``asgd-conformance`` checks its arguments before it runs anything, says what it selected, and
+never leaves half a report behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance import cli, report
+from conformance.scenarios import SCENARIOS
+
+QUICK = [s.name for s in SCENARIOS if s.quick]
+SMALL = "random-f32-averaging"  # a quick scenario of a few dozen steps
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        status = cli.main(list(argv))
+    except SystemExit as exit_:  # argparse's usage errors
+        status = int(exit_.code or 0)
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_the_default_is_the_quick_set(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "--list")
+    assert status == 0 and out.split() == QUICK
+    _, full, _ = run(capsys, "--list", "--full")
+    assert len(full.split()) == len(SCENARIOS) > len(QUICK)
+    assert "--quick" in cli._parser().format_help() and cli._parser().parse_args([]).full is False
+
+
+def test_an_only_run_records_the_set_it_ran(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    status, out, _ = run(
+        capsys, "--only", SMALL, "--out", str(tmp_path / "r"), "--no-statistics", "--jobs", "1"
+    )
+    assert status == 0, out
+    selection = json.loads((tmp_path / "r" / "results.json").read_text())["selection"]
+    assert selection["set"] == "quick" and selection["only"] == SMALL
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["--only", "no-such-scenario"],
+            r"no scenario of the quick set matches --only 'no-such-scenario'; `asgd-conformance --list`",
+        ),
+        (["--seed", "-5"], r"--seed must be >= 0, got -5"),
+        (["--jobs", "0"], r"--jobs must be between 1 and \d+"),
+        (["--jobs", "100000"], r"--jobs must be between 1 and \d+ \(4 per CPU\), got 100000"),
+        (["--seed", "x"], r"argument --seed: invalid int value"),
+    ],
+)
+def test_usage_errors_exit_2_before_anything_runs(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli, "run_conformance", lambda **_: pytest.fail("ran despite a usage error"))
+    status, _, err = run(capsys, *argv)
+    assert status == 2
+    assert re.search(message, err), err
+
+
+def test_an_unusable_out_is_refused_before_the_run(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli, "run_conformance", lambda **_: pytest.fail("ran despite a bad --out"))
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    status, _, err = run(capsys, "--out", str(a_file))
+    assert status == 2 and "exists and is not a directory" in err
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    status, _, err = run(capsys, "--out", str(busy))
+    assert status == 2 and "holds other files than a report (notes.txt)" in err
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o555)
+        status, _, err = run(capsys, "--out", str(locked / "report"))
+        assert status == 2 and "cannot be created or written" in err
+
+
+def test_an_interrupted_run_exits_130_and_leaves_the_old_report(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "report"
+    status, _, _ = run(capsys, "--only", SMALL, "--out", str(out), "--no-statistics", "--jobs", "1")
+    assert status == 0
+    old = {name: (out / name).read_bytes() for name in report.REPORT_FILES}
+
+    def interrupted(result: Any, path: Path) -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "write_json", interrupted)  # half-way through writing the new report
+    status, out_text, err = run(capsys, "--only", SMALL, "--out", str(out), "--no-statistics", "--jobs", "1")
+    assert (
+        status == 130 and err == "asgd-conformance: interrupted; no report was written\n" and out_text == ""
+    )
+    assert {name: (out / name).read_bytes() for name in report.REPORT_FILES} == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"], "no staging directory left behind"
