@@ -104,3 +104,14 @@ def test_an_interrupted_run_exits_130_and_leaves_the_old_report(
     )
     assert {name: (out / name).read_bytes() for name in report.REPORT_FILES} == old
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"], "no staging directory left behind"
+
+
+def test_plots_leave_no_figure_open(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()
+    status, _, _ = run(
+        capsys, "--only", "*f32*", "--out", str(tmp_path / "r"), "--no-statistics", "--jobs", "1"
+    )
+    assert status == 0
+    assert plt.get_fignums() == before
