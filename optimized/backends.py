@@ -126,7 +126,14 @@ class NumbaBackend:
         """The compiled loop for a task's choices, and its coefficients rounded to its dtype."""
         s, scalar = task.scalars, task.theta.dtype.type
         wd, m = scalar(s.weight_decay), scalar(s.momentum)
-        choices = (s.maximize, bool(wd != 0), bool(m != 0), task.first_momentum_step, s.averaging, s.fused)
+        choices = (
+            s.maximize,
+            s.has_weight_decay,
+            bool(m != 0),
+            task.first_momentum_step,
+            s.averaging,
+            s.fused,
+        )
         loop = (kernel or self._kernel)(*choices)
         return loop, (wd, m, scalar(s.decay), scalar(s.eta), scalar(s.mu))
 

@@ -71,7 +71,7 @@ class Coefficients:
             mu=_coefficient(scalars.mu, dtype),
             averaging=scalars.averaging,
             fused=scalars.fused,
-            has_weight_decay=bool(weight_decay != 0),
+            has_weight_decay=scalars.has_weight_decay,
             has_momentum=bool(momentum != 0),
         )
 

@@ -23,12 +23,32 @@ _TORCH_ONLY_GROUP_KEYS = {"foreach": None, "differentiable": False, "capturable"
 _SCALAR_STATE = ("step", "eta", "mu")
 
 
-def _to_numpy(value: Any) -> Any:
-    """A tensor as a NumPy copy (0-d tensors as NumPy scalars of their dtype); other values as they are."""
+def _to_numpy(value: Any, *, scalar: bool = False) -> Any:
+    """A tensor as a NumPy copy (with ``scalar``, a 0-d tensor as a NumPy scalar of its dtype);
+    other values as they are."""
     if hasattr(value, "detach"):
         array = value.detach().cpu().numpy().copy()
-        return array[()] if array.ndim == 0 else array
+        return array[()] if scalar and array.ndim == 0 else array
     return value
+
+
+def _state_entry(index: Any, entry: Mapping[str, Any]) -> dict[str, Any]:
+    """One parameter's torch state in this project's layout: scalars as ``numpy.float32``, arrays
+    (``ax``, 0-d ones too) as arrays. torch keeps the scalars in its default dtype, which the torch
+    profile models only as float32."""
+    converted = {}
+    for key, value in entry.items():
+        if key in _SCALAR_STATE:
+            dtype = value.dtype if hasattr(value, "detach") else None
+            if dtype is not None and str(dtype) != "torch.float32":
+                raise ValueError(
+                    f"torch state {index!r}[{key!r}] is {dtype} (torch's default dtype was not float32 when "
+                    "it was made); the torch profile models torch's float32 step, eta and mu"
+                )
+            converted[key] = _to_numpy(value, scalar=True)
+        else:
+            converted[key] = _to_numpy(value)
+    return converted
 
 
 def state_dict_from_torch(torch_state_dict: Mapping[str, Any]) -> dict[str, Any]:
@@ -38,13 +58,10 @@ def state_dict_from_torch(torch_state_dict: Mapping[str, Any]) -> dict[str, Any]
     """
     groups = []
     for group in torch_state_dict["param_groups"]:
-        converted = {name: _to_numpy(group[name]) for name in _SHARED_HYPERPARAMETERS}
+        converted = {name: _to_numpy(group[name], scalar=True) for name in _SHARED_HYPERPARAMETERS}
         converted["lr"] = float(converted["lr"])  # torch allows a tensor lr
         groups.append({**converted, "momentum": 0.0, "numerics": "torch", "params": list(group["params"])})
-    state = {
-        index: {key: _to_numpy(value) for key, value in entry.items()}
-        for index, entry in torch_state_dict["state"].items()
-    }
+    state = {index: _state_entry(index, entry) for index, entry in torch_state_dict["state"].items()}
     return {"state": state, "param_groups": groups}
 
 

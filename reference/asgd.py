@@ -47,6 +47,8 @@ class Coefficients:
     mu: float
     averaging: bool
     """``mu != 1``, judged on the stored ``mu`` (before rounding to the parameters' format)."""
+    has_weight_decay: bool
+    """``weight_decay != 0``, judged on the hyperparameter (before rounding)."""
     maximize: bool
     fused: bool
 
@@ -59,6 +61,7 @@ class Coefficients:
             eta=convert(fmt, scalars.eta),
             mu=convert(fmt, scalars.mu),
             averaging=scalars.averaging,
+            has_weight_decay=scalars.has_weight_decay,
             maximize=scalars.maximize,
             fused=scalars.fused,
         )
@@ -77,7 +80,7 @@ def update_scalar(
     the first step with momentum."""
     if c.maximize:
         g = -g  # 2 (exact)
-    if c.weight_decay != 0:
+    if c.has_weight_decay:
         g = c.multiply_add(fmt, g, c.weight_decay, theta)  # 3: g + wd * theta
     if c.momentum != 0:
         buf = g if buf is None else add(fmt, mul(fmt, c.momentum, buf), g)  # 4

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import operator
 import signal
 import threading
@@ -57,6 +58,24 @@ _WRITEABLE = operator.attrgetter("flags.writeable")
 def _momentum_used(momentum: float, dtype: np.dtype[Any]) -> bool:
     """Whether line 4 runs: the momentum, rounded to the parameters' dtype, is not 0."""
     return rounding.convert(rounding.format_of(dtype), momentum) != 0
+
+
+@functools.cache
+def _beyond_range(value: float, dtype: np.dtype[Any]) -> bool:
+    """Whether a finite coefficient becomes infinite in the parameters' dtype."""
+    return math.isinf(rounding.convert(rounding.format_of(dtype), value))
+
+
+def _check_coefficients(hyper: Hyperparameters, segment: Segment) -> None:
+    """Refuse a weight decay or momentum that the parameters' dtype cannot hold (torch raises
+    after it has counted the step; here nothing changes)."""
+    for name in ("weight_decay", "momentum"):
+        value = getattr(hyper, name)
+        if value != 0 and _beyond_range(value, segment.dtype):
+            raise ValueError(
+                f"Invalid {name}: {value!r} for params[{segment.indices[0]}] of dtype {segment.dtype.name} "
+                f"(beyond the range of {rounding.format_of(segment.dtype).name})"
+            )
 
 
 @dataclass(eq=False)
@@ -420,6 +439,7 @@ class ASGDOptimizer:
         """One segment's task: its clock (new at its first step), lines 1 and 8, its buffers."""
         if gradient.dtype != segment.theta.dtype or gradient.size != segment.theta.size:
             raise _StaleLayout  # never give a kernel arrays of different lengths
+        _check_coefficients(hyper, segment)
         clock, ax, buf = segment.clock, segment.ax, None
         new_state = split or clock is None
         if clock is None:

@@ -37,6 +37,12 @@ class StepScalars:
     """Lines 3 and 6 as fused multiply-adds (the torch profile)."""
 
     @property
+    def has_weight_decay(self) -> bool:
+        """Line 3 runs when the hyperparameter is not 0, as torch's ``if weight_decay != 0`` decides:
+        a weight decay that rounds to 0 in the parameters' dtype still adds ``0 * theta``."""
+        return self.weight_decay != 0
+
+    @property
     def averaging(self) -> bool:
         """``mu != 1``, judged on the stored ``mu`` (before rounding to the parameters' dtype)."""
         return self.mu != 1

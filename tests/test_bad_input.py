@@ -95,13 +95,14 @@ def step_with(grads: Callable[[Subject], object]) -> Callable[[Subject], object]
     return lambda s: s.optimizer.step(grads(s))
 
 
-def edit_group_then_step(key: str, value: object) -> Callable[[Subject], object]:
+def edit_group_then_step(key: str, value: object, group: int = 1) -> Callable[[Subject], object]:
     def act(s: Subject) -> object:
-        s.optimizer.param_groups[1][key] = value
+        original = s.optimizer.param_groups[group][key]
+        s.optimizer.param_groups[group][key] = value
         try:
             return s.optimizer.step(s.good_grads())
         finally:
-            s.optimizer.param_groups[1][key] = 0.1 if key == "lr" else s.optimizer.defaults[key]
+            s.optimizer.param_groups[group][key] = original
 
     return act
 
@@ -184,6 +185,10 @@ STEP_ROWS = [
     BadInput("no grads for bare arrays", lambda s: s.optimizer.step(), TypeError, r"step\(\) needs grads= when a parameter is a bare array"),
     BadInput("param_groups edited to a bad lr", edit_group_then_step("lr", -0.1), ValueError, r"Invalid lr: -0.1"),
     BadInput("param_groups edited to a bad numerics", edit_group_then_step("numerics", "float"), ValueError, r"Invalid numerics: 'float'"),
+    BadInput("weight decay beyond float32", edit_group_then_step("weight_decay", 1e39, group=0), ValueError,
+             r"Invalid weight_decay: 1e\+39 for params\[0\] of dtype float32 \(beyond the range of binary32\)"),
+    BadInput("momentum beyond float32", edit_group_then_step("momentum", 1e39, group=0), ValueError,
+             r"Invalid momentum: 1e\+39 for params\[0\] of dtype float32"),
     BadInput("the gradient is its parameter", step_with(lambda s: [s.parameters[0], np.ones(2)]), ValueError,
              r"grads\[0\] shares memory with params\[0\]; a gradient must not overlap a parameter"),
     BadInput("a gradient is a view of another parameter", step_with(lambda s: [np.ones((2, 3), np.float32), s.parameters[1][::-1]]),

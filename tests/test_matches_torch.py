@@ -130,3 +130,60 @@ def test_step_counter_freezes_at_2_pow_24_like_torch(asgd_class: Any) -> None:
 def test_torch_profile_refuses_float16(asgd_class: Any) -> None:
     with pytest.raises(TypeError, match=r"params\[0\] has dtype float16; supported dtypes: float32"):
         asgd_class([np.zeros(3, np.float16)], numerics="torch")
+
+
+def test_a_weight_decay_that_rounds_to_zero_still_adds_zero_times_theta(asgd_class: Any) -> None:
+    """torch decides ``weight_decay != 0`` on the hyperparameter: 1e-46 rounds to 0 in float32, and
+    0 * inf is NaN where a skipped line 3 would leave inf."""
+    values = np.array([np.inf, 1.0, -2.0, 0.0], np.float32)
+    gradient = np.array([1.0, -0.0, 0.5, -0.0], np.float32)
+    tensor = torch.from_numpy(values.copy()).requires_grad_()
+    theirs = torch.optim.ASGD([tensor], lr=0.1, weight_decay=1e-46, foreach=False)
+    tensor.grad = torch.from_numpy(gradient.copy())
+    theirs.step()
+    parameter = values.copy()
+    asgd_class([parameter], lr=0.1, weight_decay=1e-46, numerics="torch").step([gradient.copy()])
+    assert np.isnan(parameter[0])
+    assert_same_bits(parameter, tensor.detach().numpy())
+
+
+@pytest.mark.parametrize("shape", [(), (1,), (3, 2)])
+def test_a_hand_over_of_any_shape_continues_torch_bit_for_bit(shape: tuple[int, ...]) -> None:
+    import optimized
+
+    rng = np.random.default_rng(5)
+    start = rng.standard_normal(shape).astype(np.float32)
+    grads = [rng.standard_normal(shape).astype(np.float32) for _ in range(12)]
+    straight = torch.from_numpy(start.copy()).requires_grad_()
+    uninterrupted = torch.optim.ASGD([straight], lr=0.05, t0=2, foreach=False)
+    handed = torch.from_numpy(start.copy()).requires_grad_()
+    first = torch.optim.ASGD([handed], lr=0.05, t0=2, foreach=False)
+    for step, g in enumerate(grads):
+        straight.grad = torch.from_numpy(g.copy())
+        uninterrupted.step()
+        if step < 6:
+            handed.grad = torch.from_numpy(g.copy())
+            first.step()
+    theta = handed.detach().numpy().copy()
+    ours = optimized.ASGD([theta], numerics="torch")
+    ours.load_state_dict(optimized.state_dict_from_torch(first.state_dict()))
+    for g in grads[6:]:
+        ours.step([g.copy()])
+    assert_same_bits(theta, straight.detach().numpy(), "parameter")
+    assert_same_bits(ours.averages()[0], uninterrupted.state[straight]["ax"].numpy(), "average")
+
+
+def test_a_float64_torch_state_is_refused_by_the_hand_over() -> None:
+    import optimized
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        tensor = torch.zeros(3, requires_grad=True)
+        theirs = torch.optim.ASGD([tensor], foreach=False)
+        tensor.grad = torch.ones(3)
+        theirs.step()
+    finally:
+        torch.set_default_dtype(previous)
+    with pytest.raises(ValueError, match=r"torch state 0\['step'\] is torch.float64 \(torch's default dtype"):
+        optimized.state_dict_from_torch(theirs.state_dict())
