@@ -12,6 +12,7 @@ import jinja2
 
 from conformance.plots import ulp_plot_svg
 from conformance.results import RunResult, write_json
+from reference.interrupts import interrupts_deferred
 
 __all__ = ["REPORT_FILES", "render_html", "unusable_report_directory", "write_report"]
 
@@ -49,6 +50,7 @@ def render_html(result: RunResult) -> str:
 
 
 REPORT_FILES = frozenset({"index.html", "results.json"})
+_STAGING = ".asgd-report-"
 
 
 def unusable_report_directory(directory: Path) -> str | None:
@@ -60,18 +62,24 @@ def unusable_report_directory(directory: Path) -> str | None:
         if others:
             listed = ", ".join(others[:3])
             return f"{directory} holds other files than a report ({listed}); choose a new directory"
-    parent = next((p for p in [directory, *directory.parents] if p.exists()), None)
-    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        return f"{directory} cannot be created or written (no writable directory above it)"
+    # The report is staged beside the directory, then moved into place: try that place for real
+    # (permission bits say nothing to root, and some file systems refuse files whatever they say).
+    existing = next((p for p in directory.parents if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        return f"{directory} cannot be created (no directory above it)"
+    try:
+        tempfile.TemporaryDirectory(prefix=_STAGING, dir=existing).cleanup()
+    except OSError as error:
+        return f"{directory} cannot be written ({error.strerror or error})"
     return None
 
 
 def write_report(result: RunResult, directory: Path) -> Path:
     """Write ``index.html`` and ``results.json`` into ``directory``; returns the page's path.
 
-    Both are written into a new directory beside it, which then takes ``directory``'s place, so
-    ``directory`` holds a whole report (the new one, or the one it held) even if this is
-    interrupted.
+    Both are written into a new directory beside it, which then takes ``directory``'s place (a
+    Ctrl-C is held back for the two renames), so ``directory`` holds a whole report, the new one or
+    the one it held, whenever the run ends.
     """
     directory = directory.resolve()
     problem = unusable_report_directory(directory)
@@ -79,18 +87,27 @@ def write_report(result: RunResult, directory: Path) -> Path:
         raise ValueError(problem)
     directory.parent.mkdir(parents=True, exist_ok=True)
     html = render_html(result)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    staging = Path(tempfile.mkdtemp(prefix=_STAGING, dir=directory.parent))
     try:
         (staging / "index.html").write_text(html, encoding="utf-8")
         write_json(result, staging / "results.json")
-        if directory.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old.", dir=directory.parent))
-            os.replace(directory, retired / directory.name)
-            os.replace(staging, directory)
-            shutil.rmtree(retired)
-        else:
-            os.replace(staging, directory)
+        staging.chmod(directory.stat().st_mode & 0o7777 if directory.exists() else _default_directory_mode())
+        with interrupts_deferred():
+            if directory.exists():
+                retired = Path(tempfile.mkdtemp(prefix=_STAGING, dir=directory.parent))
+                os.replace(directory, retired / "old")
+                os.replace(staging, directory)
+                shutil.rmtree(retired)
+            else:
+                os.replace(staging, directory)
     finally:
         if staging.exists():
             shutil.rmtree(staging)
     return directory / "index.html"
+
+
+def _default_directory_mode() -> int:
+    """The mode ``mkdir`` gives a new directory under the process's umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o777 & ~umask

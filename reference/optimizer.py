@@ -16,21 +16,21 @@ came from are the same objects; any change is noticed at the next step and rebui
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import math
 import operator
-import signal
 import threading
 import weakref
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import Any
 
 import numpy as np
 
 from reference import rounding
 from reference.hyperparameters import DEFAULTS, Hyperparameters, validate_hyperparameters
+from reference.interrupts import interrupts_deferred
 from reference.layout import Segment, build_layout, real_view, share_states
 from reference.memory import MemoryMap
 from reference.numerics import Numerics, numerics_named
@@ -108,32 +108,6 @@ class _Layout:
         self.all_arrays = [array for arrays in self.arrays for array in arrays]
         self.shapes = [array.shape for array in self.all_arrays]
         self.dtypes = [array.dtype for array in self.all_arrays]
-
-
-@contextlib.contextmanager
-def _interrupts_deferred() -> Iterator[None]:
-    """Hold a SIGINT (Ctrl-C) that arrives inside the block until the block is over, then deliver
-    it to the handler that was in place, so that a step is never interrupted half-way. Signals
-    reach Python only in the main thread; elsewhere, and where the handler was not installed from
-    Python, the block runs as it is."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGINT)
-    if previous is None:
-        yield
-        return
-    received: list[tuple[int, FrameType | None]] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: received.append((signum, frame)))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if received:
-            if callable(previous):
-                previous(*received[0])  # Python's default handler raises KeyboardInterrupt here
-            elif previous == signal.SIG_DFL:
-                signal.raise_signal(signal.SIGINT)
 
 
 class _StaleLayout(Exception):
@@ -386,7 +360,7 @@ class ASGDOptimizer:
         is used.
         """
         loss = closure() if closure is not None else None
-        with self._lock, _interrupts_deferred():
+        with self._lock, interrupts_deferred():
             self._execute(self._plan(grads))
         return loss
 
@@ -520,12 +494,14 @@ class ASGDOptimizer:
             arrays = [data_of(parameter) for parameter in self._parameters()]
             saved = [array.copy() for array in arrays]
             try:
-                for array, average in zip(arrays, self.averages(), strict=True):
-                    array[...] = average
+                with interrupts_deferred():
+                    for array, average in zip(arrays, self.averages(), strict=True):
+                        array[...] = average
                 yield
             finally:
-                for array, original in zip(arrays, saved, strict=True):
-                    array[...] = original
+                with interrupts_deferred():
+                    for array, original in zip(arrays, saved, strict=True):
+                        array[...] = original
 
     # ----------------------------------------------------------------------------- state dict
 
@@ -592,8 +568,12 @@ class ASGDOptimizer:
                 )
             hyper = Hyperparameters.of(saved, where)
             for saved_id, index in zip(saved_ids, indices, strict=True):
-                if not isinstance(saved_id, Hashable):
-                    raise TypeError(f"{where}['params'] has an unhashable parameter id {saved_id!r}")
+                try:
+                    hash(saved_id)
+                except TypeError:
+                    raise TypeError(
+                        f"{where}['params'] has an unhashable parameter id {saved_id!r}"
+                    ) from None
                 if saved_id in index_of_saved_id:
                     raise ValueError(f"{where}['params'] repeats the parameter id {saved_id!r}")
                 check_parameter(group["params"][index - indices[0]], index, hyper.numerics.dtypes)
@@ -614,10 +594,11 @@ class ASGDOptimizer:
                 where=f"state_dict['state'][{saved_id!r}]",
             )
 
-        for group, hyperparameters in zip(self.param_groups, new_hyperparameters, strict=True):
-            group.update(hyperparameters)
-        self.state = new_state
-        self._share_states()
+        with interrupts_deferred():  # all of it or nothing
+            for group, hyperparameters in zip(self.param_groups, new_hyperparameters, strict=True):
+                group.update(hyperparameters)
+            self.state = new_state
+            self._share_states()
 
     def _share_states(self) -> None:
         """Let packed parameters with equal states be stepped as one range again (see
@@ -628,13 +609,25 @@ class ASGDOptimizer:
 
     # -------------------------------------------------------------------------------- copying
 
-    def __getstate__(self) -> dict[str, Any]:
-        """Pickled and deep-copied without the derived layout (its views would become copies)."""
-        with self._lock:
-            state = dict(self.__dict__)
+    def _copyable_state(self) -> dict[str, Any]:
+        """What a copy is made from: everything but the lock and what is derived from the arrays."""
+        state = {key: value for key, value in self.__dict__.items() if key != "_lock"}
         state["_layout"], state["_hyperparameters"] = None, {}
-        del state["_lock"]
         return state
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy made under the lock, so that a pickle never holds half a step (the layout's views
+        would become copies; it is made anew)."""
+        with self._lock:
+            return copy.deepcopy(self._copyable_state())
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ASGDOptimizer:
+        """A deep copy taken under the lock, so that it never holds half a step."""
+        twin = type(self).__new__(type(self))
+        memo[id(self)] = twin
+        with self._lock:
+            twin.__setstate__(copy.deepcopy(self._copyable_state(), memo))
+        return twin
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)

@@ -99,7 +99,12 @@ def _scalar(entry: Mapping[str, Any], key: str, where: str) -> float:
         value = value[()]
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{where}[{key!r}] must be a real number, got {type(value).__name__}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond binary64's range
+        raise ValueError(
+            f"Invalid {where}[{key!r}]: {value!r} (beyond the range of a binary64 float)"
+        ) from None
 
 
 def _step(entry: Mapping[str, Any], where: str) -> int:
@@ -118,8 +123,12 @@ def _step(entry: Mapping[str, Any], where: str) -> int:
         count = int(number)
     if count < 0:
         raise ValueError(f"Invalid {where}['step']: {count!r} (must be a finite integer >= 0)")
-    if count >= 2**1024:  # the schedule needs it as a binary64 float
-        raise ValueError(f"Invalid {where}['step']: {count!r} (beyond the range of a binary64 float)")
+    try:
+        float(count)  # the schedule computes with it as a binary64 float
+    except OverflowError:
+        raise ValueError(
+            f"Invalid {where}['step']: {count!r} (beyond the range of a binary64 float)"
+        ) from None
     return count
 
 

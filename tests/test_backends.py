@@ -3,6 +3,7 @@ the compiled kernel's rounding (no contraction in the fast profile) and its on-d
 
 from __future__ import annotations
 
+import copy
 import os
 import pickle
 import shutil
@@ -410,3 +411,39 @@ def test_two_optimizers_in_two_threads_give_the_sequential_bits(kernel: str) -> 
     for i in range(2):
         assert_same_bits(together[i], alone[i], f"optimizer {i}")
         assert_same_bits(results[i].averages()[0], sequential[i].averages()[0], f"averages {i}")
+
+
+@pytest.mark.parametrize("kernel", list(OPTIMIZED))
+def test_a_copy_from_another_thread_never_holds_half_a_step(kernel: str) -> None:
+    """``copy.deepcopy`` and pickling take the lock: a copy made during the steps of another thread
+    is the state after some whole step."""
+    n, steps = 2_000_000, 6
+    grads = [gradient(n, seed) for seed in range(steps)]
+    sequential = OPTIMIZED[kernel]([np.linspace(-1, 1, n, dtype=np.float32)], lr=0.01, t0=2)
+    after_step: dict[int, np.ndarray] = {}
+    for number, g in enumerate(grads, 1):
+        sequential.step([g])
+        after_step[number] = sequential.averages()[0]
+    optimizer = OPTIMIZED[kernel]([np.linspace(-1, 1, n, dtype=np.float32)], lr=0.01, t0=2)
+    done, copies = threading.Event(), []
+
+    def copy_repeatedly() -> None:
+        while not done.is_set():
+            copies.append(
+                copy.deepcopy(optimizer) if len(copies) % 2 else pickle.loads(pickle.dumps(optimizer))
+            )
+
+    reader = threading.Thread(target=copy_repeatedly)
+    reader.start()
+    try:
+        for g in grads:
+            optimizer.step([g])
+    finally:
+        done.set()
+        reader.join()
+    assert copies
+    for twin in copies:
+        if twin.state:
+            assert_same_bits(
+                twin.averages()[0], after_step[twin.state[0].step], f"a copy at step {twin.state[0].step}"
+            )

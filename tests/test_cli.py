@@ -79,11 +79,14 @@ def test_an_unusable_out_is_refused_before_the_run(
     (busy / "notes.txt").write_text("mine")
     status, _, err = run(capsys, "--out", str(busy))
     assert status == 2 and "holds other files than a report (notes.txt)" in err
-    if os.geteuid() != 0:  # root writes anywhere
+    if Path("/proc/self").is_dir():  # a place nobody can write, root included
+        status, _, err = run(capsys, "--out", "/proc/asgd-report")
+        assert status == 2 and "/proc/asgd-report cannot be written" in err
+    if os.geteuid() != 0:  # root writes anywhere else
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o555)
         status, _, err = run(capsys, "--out", str(locked / "report"))
-        assert status == 2 and "cannot be created or written" in err
+        assert status == 2 and "cannot be written" in err
 
 
 def test_an_interrupted_run_exits_130_and_leaves_the_old_report(
@@ -106,12 +109,31 @@ def test_an_interrupted_run_exits_130_and_leaves_the_old_report(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"], "no staging directory left behind"
 
 
-def test_plots_leave_no_figure_open(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_a_plot_that_fails_leaves_no_figure_open(monkeypatch: pytest.MonkeyPatch) -> None:
     import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
+    from conformance.cli import run_conformance
+    from conformance.plots import ulp_plot_svg
+
+    result = run_conformance(only=SMALL, statistics=False)
     before = plt.get_fignums()
-    status, _, _ = run(
-        capsys, "--only", "*f32*", "--out", str(tmp_path / "r"), "--no-statistics", "--jobs", "1"
-    )
-    assert status == 0
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Figure, "savefig", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ulp_plot_svg(result.scenarios[0])
     assert plt.get_fignums() == before
+
+
+def test_a_report_directory_gets_the_usual_permissions(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "r"
+    status, _, _ = run(capsys, "--only", SMALL, "--out", str(out), "--no-statistics", "--jobs", "1")
+    assert status == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask
