@@ -4,7 +4,8 @@ Every case is timed in one run, against the others on the same work, and reporte
 absolute times on a shared two-core machine are noisy, ratios much less so. The contenders of a
 case are timed in interleaved rounds (one step of each per round), so a slow spell of the machine
 falls on all of them alike; each timing is the best of ``--repeat`` rounds after two warm-up
-rounds, with setup outside the timed region and a short pause before each timed step. The ratios are checked against the targets of the
+rounds, with setup outside the timed region and a short pause and one untimed step before each
+timed run. The ratios are checked against the targets of the
 performance work and printed with their verdicts; nothing here is a test.
 """
 
@@ -50,6 +51,7 @@ def best_times(steps: dict[str, Callable[[], object]], repeat: int) -> dict[str,
             # torch's OpenMP threads spin for a while after its step and slow whatever runs next on
             # two cores (measured: 4.6 -> 6.1 ms for the optimizer's 1e7 step); let them settle.
             time.sleep(SETTLE_SECONDS)
+            step()  # untimed: the first step after the pause runs on cold caches, whoever runs it
             number = numbers[label]
             started = time.perf_counter()
             for _ in range(number):

@@ -26,7 +26,7 @@ from reference.plan import Backend, Task
 __all__ = ["KERNELS", "NumbaBackend", "NumpyBackend", "make_backend"]
 
 KERNELS: Final = ("auto", "numba", "numpy")
-_COMPILED_DTYPES: Final = (np.dtype(np.float32), np.dtype(np.float64))
+_COMPILED: Final = "fd"  # the dtype characters of float32 and float64 (complex arrays come as real views)
 
 
 class NumbaBackend:
@@ -70,7 +70,7 @@ class NumbaBackend:
         from optimized.numba_kernel import kernel
 
         for task in tasks:
-            if task.theta.dtype in _COMPILED_DTYPES:
+            if task.theta.dtype.char in _COMPILED:
                 loop, coefficients = self._loop(task, kernel)
                 empty = task.theta[:0]
                 loop(empty, empty, empty, empty, 0, 0, *coefficients)
@@ -99,27 +99,26 @@ class NumbaBackend:
                 )
                 self._loader.start()
             return
-        compiled = [task for task in tasks if task.theta.dtype in _COMPILED_DTYPES]
+        compiled = [task for task in tasks if task.theta.dtype.char in _COMPILED]
         if len(compiled) != len(tasks):
-            self._numpy.run([task for task in tasks if task.theta.dtype not in _COMPILED_DTYPES])
+            self._numpy.run([task for task in tasks if task.theta.dtype.char not in _COMPILED])
         if not compiled:
             return
-        loops: dict[tuple[int, np.dtype[Any], bool], tuple[Any, tuple[Any, ...]]] = {}
-        calls: dict[int, tuple[Any, tuple[Any, ...]]] = {}
+        loops: dict[tuple[int, str, bool], tuple[Any, tuple[Any, ...]]] = {}
+        calls: dict[int, tuple[Any, tuple[Any, ...], np.ndarray]] = {}
         for task in compiled:
-            key = (id(task.scalars), task.theta.dtype, task.first_momentum_step)
-            call = loops.get(key)
-            if call is None:
-                call = loops[key] = self._loop(task)
-            calls[id(task)] = call
+            key = (id(task.scalars), task.theta.dtype.char, task.first_momentum_step)
+            loop = loops.get(key)
+            if loop is None:
+                loop = loops[key] = self._loop(task)
+            calls[id(task)] = (*loop, task.ax[:0] if task.buf is None else task.buf)
         run_shared(lambda share: self._run_share(share, calls), compiled, self.threads)
 
     @staticmethod
-    def _run_share(share: list[Piece], calls: dict[int, tuple[Any, tuple[Any, ...]]]) -> None:
+    def _run_share(share: list[Piece], calls: dict[int, tuple[Any, tuple[Any, ...], np.ndarray]]) -> None:
         """One thread's pieces, each one call of the compiled loop its task's choices select."""
         for task, start, stop in share:
-            loop, coefficients = calls[id(task)]
-            buf = task.buf if task.buf is not None else task.ax[:0]
+            loop, coefficients, buf = calls[id(task)]
             loop(task.theta, task.grad, task.ax, buf, start, stop, *coefficients)
 
     def _loop(self, task: Task, kernel: Any = None) -> tuple[Any, tuple[Any, ...]]:

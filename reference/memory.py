@@ -54,11 +54,10 @@ class MemoryMap:
 
     def overlapping(self, array: np.ndarray, exclude: int | None = None) -> int | None:
         """The index of an array of the map that shares memory with ``array``, or ``None``."""
-        if array.size == 0:
-            return None
-        key = id(owner_of(array))
+        owner = array.base  # most gradients own their memory: one lookup decides
+        key = id(array) if owner is None else id(owner_of(array))
         spans = self._by_owner.get(key)
-        if spans is None:
+        if spans is None or array.size == 0:
             return None
         low, high = byte_bounds(array)
         stop = bisect.bisect_left(self._starts[key], high)

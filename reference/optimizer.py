@@ -66,15 +66,15 @@ def _beyond_range(value: float, dtype: np.dtype[Any]) -> bool:
     return math.isinf(rounding.convert(rounding.format_of(dtype), value))
 
 
-def _check_coefficients(hyper: Hyperparameters, segment: Segment) -> None:
+def _check_coefficients(hyper: Hyperparameters, dtype: np.dtype[Any], index: int) -> None:
     """Refuse a weight decay or momentum that the parameters' dtype cannot hold (torch raises
     after it has counted the step; here nothing changes)."""
     for name in ("weight_decay", "momentum"):
         value = getattr(hyper, name)
-        if value != 0 and _beyond_range(value, segment.dtype):
+        if value != 0 and _beyond_range(value, dtype):
             raise ValueError(
-                f"Invalid {name}: {value!r} for params[{segment.indices[0]}] of dtype {segment.dtype.name} "
-                f"(beyond the range of {rounding.format_of(segment.dtype).name})"
+                f"Invalid {name}: {value!r} for params[{index}] of dtype {dtype.name} "
+                f"(beyond the range of {rounding.format_of(dtype).name})"
             )
 
 
@@ -98,6 +98,8 @@ class _Layout:
     memory: MemoryMap
     """The parameters' memory, to refuse gradients that overlap a parameter."""
     all_arrays: list[np.ndarray] = field(init=False)
+    first_of_dtype: list[dict[np.dtype[Any], int]] = field(init=False)
+    """Per group, the index of its first parameter of each dtype."""
     shapes: list[tuple[int, ...]] = field(init=False)
     dtypes: list[np.dtype[Any]] = field(init=False)
     """Each array's shape and dtype when the layout was made (both can be changed in place)."""
@@ -106,6 +108,14 @@ class _Layout:
 
     def __post_init__(self) -> None:
         self.all_arrays = [array for arrays in self.arrays for array in arrays]
+        self.first_of_dtype = []
+        index = 0
+        for arrays in self.arrays:
+            first: dict[np.dtype[Any], int] = {}
+            for array in arrays:
+                first.setdefault(array.dtype, index)
+                index += 1
+            self.first_of_dtype.append(first)
         self.shapes = [array.shape for array in self.all_arrays]
         self.dtypes = [array.dtype for array in self.all_arrays]
 
@@ -375,6 +385,10 @@ class ASGDOptimizer:
     def _plan_with(self, grads: Sequence[np.ndarray | None] | None) -> list[_Planned]:
         hyperparameters = [self._group_hyperparameters(i) for i in range(len(self.param_groups))]
         layout = self._resolved(hyperparameters)
+        for hyper, first_of_dtype in zip(hyperparameters, layout.first_of_dtype, strict=True):
+            if hyper.weight_decay != 0 or hyper.momentum != 0:
+                for dtype, index in first_of_dtype.items():
+                    _check_coefficients(hyper, dtype, index)
         flat = self._packed_gradients(grads, layout) if isinstance(grads, Packed) else None
         scalars: dict[tuple[Any, ...], tuple[StepScalars, tuple[int | float, float, float]]] = {}
         planned = []
@@ -413,7 +427,6 @@ class ASGDOptimizer:
         """One segment's task: its clock (new at its first step), lines 1 and 8, its buffers."""
         if gradient.dtype != segment.theta.dtype or gradient.size != segment.theta.size:
             raise _StaleLayout  # never give a kernel arrays of different lengths
-        _check_coefficients(hyper, segment)
         clock, ax, buf = segment.clock, segment.ax, None
         new_state = split or clock is None
         if clock is None:

@@ -135,8 +135,17 @@ def convert(fmt: BinaryFormat, x: float) -> float:
         return NAN
     if math.isinf(x) or x == 0:
         return float(x)  # signed zeros and infinities are values of every format
-    magnitude = _round_magnitude(fmt, *abs(x).as_integer_ratio())
-    return magnitude if x > 0 else -magnitude
+    # A binary64 value needs no Fraction: scaling it by a power of two is exact, so is rounding
+    # the scaled value (below 2**precision) half to even with round(); the rule is _round_magnitude's.
+    magnitude = abs(float(x))
+    binade = math.frexp(magnitude)[1] - 1  # 2**binade <= magnitude < 2**(binade + 1)
+    quantum_exponent = max(binade, fmt.emin) - (fmt.precision - 1)
+    significand = round(math.ldexp(magnitude, -quantum_exponent))
+    if significand.bit_length() - 1 + quantum_exponent > fmt.emax:
+        rounded = math.inf
+    else:
+        rounded = math.ldexp(significand, quantum_exponent)
+    return rounded if x > 0 else -rounded
 
 
 def add(fmt: BinaryFormat, a: float, b: float) -> float:
