@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+import numpy as np
+
 from reference.numerics import NUMERICS_PROFILES, Numerics, numerics_named
 
 __all__ = [
@@ -38,27 +40,31 @@ _FINITE_NONNEGATIVE: Final = ("lr", "momentum", "weight_decay", "alpha", "lambd"
 
 
 def _real_number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    """``value`` as a number to compute with: a NumPy floating scalar as it is (its precision is
+    part of the arithmetic torch's Python code does with it), any other real number as a float."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
     try:
-        return float(value)
+        number = float(value)
     except OverflowError:  # an integer beyond binary64's range
         raise ValueError(f"Invalid {name}: {value!r} (beyond the range of a binary64 float)") from None
+    return value if isinstance(value, np.floating) else number
 
 
 def validate_hyperparameter(name: str, value: object) -> Any:
     """``value`` as the optimizer stores it, or ``ValueError``/``TypeError`` naming ``name`` and ``value``.
 
-    Numbers are stored as Python floats, ``maximize`` as a bool and ``numerics`` as its name.
+    Numbers are stored as Python floats (NumPy floating scalars as they are), ``maximize`` as a
+    bool and ``numerics`` as its name.
     """
     if name in _FINITE_NONNEGATIVE:
         number = _real_number(name, value)
-        if not (math.isfinite(number) and number >= 0):
+        if not (math.isfinite(float(number)) and number >= 0):
             raise ValueError(f"Invalid {name}: {value!r} (must be finite and >= 0)")
         return number
     if name == "t0":
         number = _real_number(name, value)
-        if math.isnan(number):
+        if math.isnan(float(number)):
             raise ValueError(f"Invalid t0: {value!r} (must not be NaN; +inf means never average)")
         return number
     if name == "maximize":

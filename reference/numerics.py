@@ -17,6 +17,8 @@ import math
 from dataclasses import dataclass
 from typing import Final
 
+import numpy as np
+
 from reference import rounding
 from reference.rounding import BinaryFormat
 
@@ -56,22 +58,31 @@ class Numerics:
     def schedule(
         self, step: int | float, *, lr: float, lambd: float, alpha: float, t0: float
     ) -> tuple[float, float]:
-        """``(eta, mu)`` after ``step`` steps, evaluated in binary64 as torch's Python code does."""
-        eta = lr / _power(1 + lambd * lr * step, alpha)
-        mu = 1 / max(1, step - t0)
-        return rounding.convert(self.scalar_format, eta), rounding.convert(self.scalar_format, mu)
+        """``(eta, mu)`` after ``step`` steps, evaluated as torch's Python code does: in binary64 for
+        Python numbers; where a hyperparameter is a NumPy scalar, each operation in NumPy's result
+        type (NEP 50: a float32 ``lr`` makes the whole schedule float32 arithmetic, ``**`` NumPy's
+        float32 power)."""
+        with np.errstate(all="ignore"):  # a NumPy power that overflows is inf, as _power makes it
+            eta = lr / _power(1 + lambd * lr * step, alpha)
+            mu = 1 / max(1, step - t0)
+        return (
+            rounding.convert(self.scalar_format, float(eta)),
+            rounding.convert(self.scalar_format, float(mu)),
+        )
 
 
 def _power(base: float, exponent: float) -> float:
-    """``base ** exponent`` for ``base >= 1``, +inf where binary64 overflows.
+    """``base ** exponent`` for ``base >= 1`` (in NumPy's result type for NumPy scalars), +inf
+    where it overflows.
 
-    torch's Python code raises ``OverflowError`` here, after the parameters were updated; an
-    infinite denominator instead gives the limit ``eta = 0``.
+    torch's Python code raises ``OverflowError`` here for Python floats, after the parameters were
+    updated; an infinite denominator instead gives the limit ``eta = 0``.
     """
     try:
-        return float(base**exponent)
+        power: float = base**exponent
     except OverflowError:
         return math.inf
+    return power
 
 
 FAST: Final = Numerics(

@@ -40,7 +40,7 @@ class StepScalars:
     def has_weight_decay(self) -> bool:
         """Line 3 runs when the hyperparameter is not 0, as torch's ``if weight_decay != 0`` decides:
         a weight decay that rounds to 0 in the parameters' dtype still adds ``0 * theta``."""
-        return self.weight_decay != 0
+        return bool(self.weight_decay != 0)
 
     @property
     def averaging(self) -> bool:

@@ -187,3 +187,32 @@ def test_a_float64_torch_state_is_refused_by_the_hand_over() -> None:
         torch.set_default_dtype(previous)
     with pytest.raises(ValueError, match=r"torch state 0\['step'\] is torch.float64 \(torch's default dtype"):
         optimized.state_dict_from_torch(theirs.state_dict())
+
+
+NUMPY_SCALARS = [
+    ("float32", {"lr": np.float32(0.05), "t0": 3}),
+    ("float64", {"lr": 0.05, "lambd": np.float32(1e-3), "t0": 4}),
+    ("float32", {"lr": 0.05, "lambd": 0.1, "alpha": np.float32(0.6), "t0": 2}),
+    ("complex64", {"lr": 0.05, "t0": np.float32(2.0), "weight_decay": np.float32(0.01)}),
+    ("float64", {"lr": np.float16(0.05), "lambd": 0.01, "t0": 2}),
+    ("float32", {"lr": np.float64(0.05), "t0": 2, "maximize": True}),
+]
+
+
+@pytest.mark.parametrize(("dtype", "hyper"), NUMPY_SCALARS, ids=lambda v: str(v))
+def test_numpy_scalar_hyperparameters_follow_torchs_arithmetic(
+    dtype: str, hyper: dict[str, Any], asgd_class: Any
+) -> None:
+    """torch's Python schedule computes with a NumPy scalar hyperparameter in NumPy's arithmetic
+    (a float32 ``lr`` makes eta a float32 computation); the torch profile does the same."""
+    problem = Problem("numpy-scalars", dtype, ((7,), (2, 3)), (hyper,), steps=30)
+    ours = run_numpy_optimizer(asgd_class, problem, numerics="torch")
+    theirs = run_torch(problem, foreach=False)
+    for step, ((params, averages), (torch_params, torch_averages)) in enumerate(
+        zip(ours, theirs, strict=True), 1
+    ):
+        for index, (p, tp, a, ta) in enumerate(
+            zip(params, torch_params, averages, torch_averages, strict=True)
+        ):
+            assert_same_bits(p, tp, f"step {step}, parameter {index}")
+            assert_same_bits(a, ta, f"step {step}, ax {index}")
