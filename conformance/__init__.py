@@ -1,1 +1,2 @@
-"""Conformance harness comparing the reference, the optimized ASGD and torch (in progress)."""
+"""The conformance harness: scenarios through the reference, the optimized ASGD on each kernel and
+torch, compared step by step in ULPs, with verdicts and a self-contained HTML report."""

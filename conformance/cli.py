@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from conformance.environment import describe_environment
+from conformance.environment import describe_environment, torch_warning
 from conformance.findings import derive_findings
 from conformance.implementations import IMPLEMENTATIONS, Implementation
 from conformance.report import unusable_report_directory, write_report
@@ -158,6 +158,9 @@ def main(
     except KeyboardInterrupt:
         print("asgd-conformance: interrupted; no report was written", file=sys.stderr)
         return EXIT_INTERRUPTED
+    warning = torch_warning(result.environment)
+    if warning is not None:
+        print(f"asgd-conformance: warning: {warning}", file=sys.stderr)
     print(f"asgd-conformance: {result.summary_line()}; report: {page}")
     for failure in result.failures:
         step = f" from step {failure.first_divergence}" if failure.first_divergence else ""

@@ -10,7 +10,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["describe_environment"]
+__all__ = ["TORCH_VERIFIED", "describe_environment", "torch_warning"]
+
+TORCH_VERIFIED = "2.13.0"
+"""The torch release the torch profile is verified on, bit for bit (see constraints.txt)."""
 
 _INTERESTING_FLAGS = (
     "sse2",
@@ -51,6 +54,7 @@ def describe_environment() -> dict[str, Any]:
         import torch
 
         environment["torch"] = torch.__version__
+        environment["torch_verified"] = TORCH_VERIFIED
         environment["aten_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
         environment["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     except ImportError:  # pragma: no cover - torch is in the conformance extra
@@ -77,3 +81,14 @@ def _auto_kernel() -> str:
 
     backend: str = optimized.ASGD([np.zeros(1, np.float32)]).backend
     return backend
+
+
+def torch_warning(environment: dict[str, Any]) -> str | None:
+    """A warning when the installed torch is not the release the torch profile was verified on."""
+    installed = environment.get("torch")
+    if installed is None or installed.split("+")[0] == TORCH_VERIFIED:
+        return None
+    return (
+        f"torch {installed} is installed; the torch profile was verified on torch {TORCH_VERIFIED}. "
+        "The verdicts still decide."
+    )

@@ -10,6 +10,7 @@ from typing import Any
 
 import jinja2
 
+from conformance.environment import torch_warning
 from conformance.plots import ulp_plot_svg
 from conformance.results import RunResult, write_json
 from reference.interrupts import interrupts_deferred
@@ -45,7 +46,11 @@ def render_html(result: RunResult) -> str:
         table.append({"scenario": scenario, "cells": [cells.get(name) for name in pair_names]})
     plots = {scenario.name: ulp_plot_svg(scenario) for scenario in result.scenarios}
     return _TEMPLATES.get_template("report.html.j2").render(
-        result=result, pair_names=pair_names, table=table, plots=plots
+        result=result,
+        pair_names=pair_names,
+        table=table,
+        plots=plots,
+        torch_warning=torch_warning(result.environment),
     )
 
 

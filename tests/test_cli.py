@@ -137,3 +137,12 @@ def test_a_report_directory_gets_the_usual_permissions(
     umask = os.umask(0)
     os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_the_report_warns_when_torch_is_not_the_verified_release() -> None:
+    from conformance.environment import TORCH_VERIFIED, torch_warning
+
+    assert torch_warning({"torch": f"{TORCH_VERIFIED}+cpu"}) is None
+    assert torch_warning({"torch": None}) is None
+    warning = torch_warning({"torch": "2.14.0"})
+    assert warning is not None and f"verified on torch {TORCH_VERIFIED}" in warning
