@@ -36,6 +36,7 @@ from reference.memory import MemoryMap
 from reference.numerics import Numerics, numerics_named
 from reference.packing import Packed
 from reference.parameters import (
+    as_gradient,
     check_distinct,
     check_gradient,
     check_parameter,
@@ -45,6 +46,7 @@ from reference.parameters import (
 )
 from reference.plan import Backend, StepScalars, Task
 from reference.state import Clock, ParameterState, parse_parameter_state
+from reference.tensors import is_tensor, mark_modified
 from reference.versioned import VersionedList
 
 __all__ = ["ASGDOptimizer"]
@@ -104,6 +106,8 @@ class _Layout:
     dtypes: list[np.dtype[Any]] = field(init=False)
     """Each array's shape and dtype when the layout was made (both can be changed in place)."""
     packed_gradients: tuple[weakref.ref[Packed], list[np.ndarray] | None] | None = None
+    tensors: dict[int, Any] = field(default_factory=dict)
+    """The parameters that are torch tensors, by index: a step marks them modified for autograd."""
     """The last packed gradient list seen, and its flat slice per segment (``None``: no fit)."""
 
     def __post_init__(self) -> None:
@@ -267,7 +271,9 @@ class ASGDOptimizer:
             arrays_of_groups.append(arrays)
         memory = check_distinct([a for arrays in arrays_of_groups for a in arrays])
         segments = build_layout(arrays_of_groups, self.state, self._backend.packs)
+        tensors = {i: p for i, p in enumerate(p for params in objects for p in params) if is_tensor(p)}
         return _Layout(
+            tensors=tensors,
             objects=objects,
             lists=lists,
             arrays=arrays_of_groups,
@@ -302,6 +308,8 @@ class ASGDOptimizer:
         for index, gradient in enumerate(gathered):
             if gradient is None:
                 continue
+            if type(gradient) is not np.ndarray:
+                gradient = gathered[index] = as_gradient(gradient)  # a torch tensor: its NumPy view
             if not (
                 type(gradient) is np.ndarray
                 and gradient.shape == layout.shapes[index]
@@ -476,6 +484,9 @@ class ASGDOptimizer:
             if item.segment.gathered is not None:
                 np.copyto(item.segment.parameter_view(item.segment.theta, 0), item.segment.gathered)
         self._backend.run([item.task for item in planned])  # 2 to 7
+        if self._layout is not None and self._layout.tensors:
+            mark_modified([self._layout.tensors[i] for item in planned for i in item.segment.indices
+                           if i in self._layout.tensors])  # fmt: skip
         for item in planned:
             if item.segment.gathered is not None:
                 np.copyto(item.segment.gathered, item.segment.parameter_view(item.segment.theta, 0))

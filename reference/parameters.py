@@ -1,8 +1,9 @@
 """What the optimizers accept as parameters and gradients, and the checks made at that boundary.
 
-A parameter is a writable NumPy array, updated in place, or an object whose ``.data`` is such an
-array and whose ``.grad`` is an array or ``None`` (the shape of a torch ``Parameter``, so that a
-training loop written for torch reads the same). Every check here raises before anything changes.
+A parameter is a writable NumPy array, updated in place; or an object whose ``.data`` is such an
+array and whose ``.grad`` is an array or ``None`` (:class:`Parameter`); or a CPU torch tensor (a
+``torch.nn.Parameter``), updated in place through a NumPy view of its memory, whose ``.grad`` is a
+tensor or ``None`` (:mod:`reference.tensors`). Every check here raises before anything changes.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from typing import Any
 import numpy as np
 
 from reference.memory import MemoryMap
+from reference.tensors import is_tensor, numpy_view, tensor_problem
 
 __all__ = [
     "SUPPORTED_DTYPES",
     "Parameter",
+    "as_gradient",
     "check_gradient",
     "check_parameter",
     "data_of",
@@ -41,15 +44,28 @@ class Parameter:
 
 def data_of(parameter: Any) -> np.ndarray:
     """The array a parameter's values live in."""
-    return parameter if isinstance(parameter, np.ndarray) else parameter.data
+    if isinstance(parameter, np.ndarray):
+        return parameter
+    if is_tensor(parameter):
+        return numpy_view(parameter)
+    data: np.ndarray = parameter.data
+    return data
 
 
 def has_grad_attribute(parameter: Any) -> bool:
     return not isinstance(parameter, np.ndarray) and hasattr(parameter, "grad")
 
 
-def gradient_of(parameter: Any) -> np.ndarray | None:
+def gradient_of(parameter: Any) -> Any:
+    """A parameter object's ``.grad`` (``None`` for a bare array)."""
     return parameter.grad if has_grad_attribute(parameter) else None
+
+
+def as_gradient(gradient: Any) -> Any:
+    """A gradient as the optimizer reads it: a CPU torch tensor as a NumPy view of its memory."""
+    if is_tensor(gradient) and tensor_problem(gradient) is None:
+        return gradient.detach().numpy()
+    return gradient
 
 
 @functools.cache
@@ -65,7 +81,12 @@ def _describe_dtype(dtype: np.dtype[Any]) -> str:
 
 def check_parameter(parameter: Any, index: int, dtypes: Sequence[str] = SUPPORTED_DTYPES) -> None:
     """Refuse a parameter that cannot be updated in place in one of ``dtypes``."""
-    array = parameter if isinstance(parameter, np.ndarray) else getattr(parameter, "data", None)
+    if is_tensor(parameter):
+        problem = tensor_problem(parameter)
+        if problem is not None:
+            raise TypeError(f"params[{index}] {problem}")
+    array = data_of(parameter) if is_tensor(parameter) else (
+        parameter if isinstance(parameter, np.ndarray) else getattr(parameter, "data", None))  # fmt: skip
     if not isinstance(array, np.ndarray):
         raise TypeError(
             f"params[{index}] must be a numpy.ndarray or have an ndarray .data, "
@@ -92,6 +113,10 @@ def check_parameter(parameter: Any, index: int, dtypes: Sequence[str] = SUPPORTE
 def check_gradient(gradient: object, parameter: Any, index: int) -> None:
     """Refuse a gradient that does not match its parameter in type, shape, dtype and byte order."""
     array = data_of(parameter)
+    if is_tensor(gradient):
+        problem = tensor_problem(gradient)
+        if problem is not None:
+            raise TypeError(f"grads[{index}] {problem}")
     if not isinstance(gradient, np.ndarray):
         raise TypeError(f"grads[{index}] must be a numpy.ndarray or None, got {type(gradient).__name__}")
     if type(gradient) is not np.ndarray:

@@ -1,0 +1,131 @@
+"""``optimized.ASGD(model.parameters(), numerics="torch")`` as a drop-in for ``torch.optim.ASGD``:
+CPU tensors are stepped in place through zero-copy NumPy views, with torch's bits."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import pytest
+
+import optimized
+from tests.assertions import assert_same_bits
+from tests.implementations import IMPLEMENTATIONS
+
+torch = pytest.importorskip("torch")
+
+
+def mlp(seed: int, widths: tuple[int, ...] = (20, 64, 32, 3)) -> Any:
+    torch.manual_seed(seed)
+    layers: list[Any] = []
+    for a, b in itertools.pairwise(widths):
+        layers += [torch.nn.Linear(a, b), torch.nn.Tanh()]
+    return torch.nn.Sequential(*layers[:-1])
+
+
+def train(model: Any, optimizer: Any, steps: int) -> None:
+    generator = torch.Generator().manual_seed(7)
+    inputs = torch.randn(256, model[0].in_features, generator=generator)
+    labels = torch.randint(0, model[-1].out_features, (256,), generator=generator)
+    for step in range(steps):
+        batch = slice(step * 32 % 224, step * 32 % 224 + 32)
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(inputs[batch]), labels[batch]).backward()
+        optimizer.step()
+
+
+@pytest.mark.parametrize("implementation", list(IMPLEMENTATIONS))
+def test_a_training_loop_gives_torchs_bits(implementation: str) -> None:
+    widths = (6, 8, 3) if implementation == "reference" else (20, 64, 32, 3)  # the reference is slow
+    hyper = {"lr": 0.05, "t0": 5, "weight_decay": 1e-3, "lambd": 1e-3}
+    theirs, ours = mlp(0, widths), mlp(0, widths)
+    torch_optimizer = torch.optim.ASGD(theirs.parameters(), foreach=False, **hyper)
+    optimizer = IMPLEMENTATIONS[implementation](ours.parameters(), numerics="torch", **hyper)
+    train(theirs, torch_optimizer, 25)
+    train(ours, optimizer, 25)
+    for index, (a, b, average) in enumerate(
+        zip(ours.parameters(), theirs.parameters(), optimizer.averages(), strict=True)
+    ):
+        assert_same_bits(a.detach().numpy(), b.detach().numpy(), f"parameter {index}")
+        assert_same_bits(average, torch_optimizer.state[b]["ax"].numpy(), f"average {index}")
+
+
+def test_tensors_with_momentum_match_numpy_arrays() -> None:
+    model = mlp(1, (5, 4, 2))
+    arrays = [p.detach().numpy().copy() for p in model.parameters()]
+    on_tensors = optimized.ASGD(model.parameters(), lr=0.1, momentum=0.9, t0=2)
+    on_arrays = optimized.ASGD(arrays, lr=0.1, momentum=0.9, t0=2)
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        grads = [rng.standard_normal(a.shape).astype(np.float32) for a in arrays]
+        for p, g in zip(model.parameters(), grads, strict=True):
+            p.grad = torch.from_numpy(g.copy())
+        on_tensors.step()
+        on_arrays.step(grads)
+    for p, a in zip(model.parameters(), arrays, strict=True):
+        assert_same_bits(p.detach().numpy(), a)
+
+
+def test_a_replaced_tensor_data_is_the_one_updated() -> None:
+    weight = torch.nn.Parameter(torch.ones(3))
+    optimizer = optimized.ASGD([weight], lr=0.1)
+    weight.grad = torch.ones(3)
+    optimizer.step()
+    old = weight.data
+    weight.data = torch.full((3,), 2.0)
+    optimizer.step()
+    assert (old == old[0]).all() and old[0].item() != 1.0
+    assert weight.detach()[0].item() != 2.0
+
+
+def test_a_step_marks_the_tensors_modified_for_autograd() -> None:
+    weight = torch.nn.Parameter(torch.ones(3))
+    optimizer = optimized.ASGD([weight], lr=0.1)
+    loss = (weight * weight).sum()  # saves weight for the backward pass
+    weight.grad = torch.ones(3)
+    optimizer.step()
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
+def test_zero_grad_on_tensors() -> None:
+    weight = torch.nn.Parameter(torch.ones(3))
+    optimizer = optimized.ASGD([weight])
+    weight.grad = torch.ones(3)
+    optimizer.zero_grad(set_to_none=False)
+    assert weight.grad is not None and (weight.grad == 0).all()
+    optimizer.zero_grad()
+    assert weight.grad is None
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda: torch.empty(3, device="meta"),
+            r"params\[0\] is a torch tensor on device meta; optimized.ASGD steps CPU memory",
+        ),
+        (
+            lambda: torch.ones(3, dtype=torch.complex64).conj(),
+            r"params\[0\] is a torch tensor with a pending conjugation",
+        ),
+        (
+            lambda: torch.ones(3, dtype=torch.bfloat16),
+            r"params\[0\] is a torch tensor of dtype torch.bfloat16",
+        ),
+        (lambda: torch.ones(3, dtype=torch.int64), r"params\[0\] is a torch tensor of dtype torch.int64"),
+    ],
+)
+def test_tensors_a_view_cannot_show_are_refused(make: Any, message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        optimized.ASGD([make()])
+
+
+def test_a_gradient_a_view_cannot_show_is_refused_and_nothing_changes() -> None:
+    weight = torch.nn.Parameter(torch.ones(3, dtype=torch.complex64))
+    optimizer = optimized.ASGD([weight], lr=0.1)
+    weight.grad = torch.ones(3, dtype=torch.complex64).conj()
+    with pytest.raises(TypeError, match=r"grads\[0\] is a torch tensor with a pending conjugation"):
+        optimizer.step()
+    assert (weight.detach() == 1).all() and not optimizer.state
