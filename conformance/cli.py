@@ -15,7 +15,7 @@ from conformance.environment import describe_environment, torch_warning
 from conformance.findings import derive_findings
 from conformance.implementations import IMPLEMENTATIONS, Implementation
 from conformance.report import unusable_report_directory, write_report
-from conformance.results import SCHEMA_VERSION, RunResult
+from conformance.results import SCHEMA_VERSION, RunResult, ScenarioResult
 from conformance.runner import run_scenarios
 from conformance.scenarios import select_scenarios
 from conformance.statistics import PolyakJuditsky, polyak_juditsky
@@ -82,13 +82,24 @@ def run_conformance(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(scenarios), unit="scenario", file=sys.stderr, leave=False)
+        bar = tqdm(total=len(scenarios), unit="scenario", file=sys.stderr, leave=False, desc="scenarios")
+        if scenarios:
+            bar.set_postfix_str(f"running {scenarios[0].name}")
+
+    def done(result: ScenarioResult) -> None:
+        assert bar is not None
+        bar.update()
+        following = scenarios[bar.n] if bar.n < len(scenarios) else None
+        bar.set_postfix_str(f"running {following.name}" if following else "")
+
     results = run_scenarios(
-        scenarios,
-        implementations=implementations,
-        jobs=jobs,
-        on_done=(lambda _: bar.update()) if bar else None,
+        scenarios, implementations=implementations, jobs=jobs, on_done=done if bar is not None else None
     )
+    run_statistics = statistics and not only
+    if bar is not None and run_statistics:
+        bar.set_description_str(f"Polyak–Juditsky statistics ({PolyakJuditsky(seed=seed).runs} runs)")
+        bar.set_postfix_str("")
+    statistics_result = polyak_juditsky(PolyakJuditsky(seed=seed)) if run_statistics else None
     if bar is not None:
         bar.close()
     names = {implementation.name for implementation in implementations}
@@ -111,7 +122,7 @@ def run_conformance(
         ],
         scenarios=results,
         findings=derive_findings(results),
-        statistics=polyak_juditsky(PolyakJuditsky(seed=seed)) if statistics and not only else None,
+        statistics=statistics_result,
         seconds=time.perf_counter() - started,
     )
 

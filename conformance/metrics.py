@@ -22,8 +22,12 @@ class ArrayDifference:
     nan_mismatches: int
     max_abs: float
     max_rel: float
-    max_normwise_ulp: float
+    normwise_ulp_per_step: list[float]
     """``max |a - b|`` in units of the ULP of ``max |b|``: the error at the scale of the whole array."""
+
+    @property
+    def max_normwise_ulp(self) -> float:
+        return max(self.normwise_ulp_per_step, default=0.0)
 
     @property
     def max_ulp(self) -> int:
@@ -36,9 +40,9 @@ class ArrayDifference:
 
 
 def _difference(left: np.ndarray, right: np.ndarray) -> ArrayDifference:
-    max_ulps, differing = [], []
+    max_ulps, differing, normwise = [], [], []
     nan_mismatches = 0
-    max_abs = max_rel = max_normwise = 0.0
+    max_abs = max_rel = 0.0
     for a, b in zip(left, right, strict=True):
         comparison = compare_ulps(a, b)
         x, y = real_components(a), real_components(b)
@@ -48,6 +52,7 @@ def _difference(left: np.ndarray, right: np.ndarray) -> ArrayDifference:
         differing.append(int(differs.sum()))
         nan_mismatches += comparison.nan_mismatches
         finite = np.isfinite(x) & np.isfinite(y)
+        step_normwise = 0.0
         if finite.any():
             error = np.abs(x[finite].astype(np.float64) - y[finite].astype(np.float64))
             scale = np.abs(y[finite].astype(np.float64))
@@ -55,8 +60,9 @@ def _difference(left: np.ndarray, right: np.ndarray) -> ArrayDifference:
             relative = np.divide(error, scale, out=np.zeros_like(error), where=scale > 0)
             max_rel = max(max_rel, float(relative.max()))
             unit = float(np.spacing(y[finite].dtype.type(scale.max())))
-            max_normwise = max(max_normwise, float(error.max()) / unit)
-    return ArrayDifference(max_ulps, differing, nan_mismatches, max_abs, max_rel, max_normwise)
+            step_normwise = float(error.max()) / unit
+        normwise.append(step_normwise)
+    return ArrayDifference(max_ulps, differing, nan_mismatches, max_abs, max_rel, normwise)
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from typing import Any
 import jinja2
 
 from conformance.environment import torch_warning
-from conformance.plots import ulp_plot_svg
-from conformance.results import RunResult, write_json
+from conformance.plots import pair_colours, ulp_plot_svg
+from conformance.results import Comparison, RunResult, write_json
 from reference.interrupts import interrupts_deferred
 
 __all__ = ["REPORT_FILES", "render_html", "unusable_report_directory", "write_report"]
@@ -34,7 +34,30 @@ def _format_ulp(value: float | None) -> str:
     return f"{value:.3g}"
 
 
+def _power_of_two(value: int | None) -> str:
+    """A budget as the power of two it is (``2**36``), or as the integer it is."""
+    if value is None:
+        return "–"
+    if value > 0 and value & (value - 1) == 0:
+        return f"2**{value.bit_length() - 1}"
+    return str(value)
+
+
+def _judged(comparison: Comparison) -> str:
+    """The figure a cell's verdict was judged on, as the summary shows it first."""
+    if comparison.policy == "bit-exact":
+        differing = comparison.differing_scalar_steps or 0
+        return "0 bits differ" if differing == 0 else f"{differing} scalar-steps differ"
+    normwise = comparison.max_normwise_ulp or 0.0
+    if comparison.policy == "bounded" and comparison.ulp_budget:
+        share = 100 * normwise / comparison.ulp_budget
+        return f"{_format_ulp(normwise)} ULP = {share:.2g} % of {_power_of_two(comparison.ulp_budget)}"
+    return f"{_format_ulp(normwise)} normwise ULP"
+
+
 _TEMPLATES.filters["ulp"] = _format_ulp
+_TEMPLATES.filters["power_of_two"] = _power_of_two
+_TEMPLATES.filters["judged"] = _judged
 
 
 def render_html(result: RunResult) -> str:
@@ -44,7 +67,8 @@ def render_html(result: RunResult) -> str:
     for scenario in result.scenarios:
         cells = {c.pair: c for c in scenario.comparisons}
         table.append({"scenario": scenario, "cells": [cells.get(name) for name in pair_names]})
-    plots = {scenario.name: ulp_plot_svg(scenario) for scenario in result.scenarios}
+    colours = pair_colours(pair_names)  # one colour per pair across the page
+    plots = {scenario.name: ulp_plot_svg(scenario, colours) for scenario in result.scenarios}
     return _TEMPLATES.get_template("report.html.j2").render(
         result=result,
         pair_names=pair_names,

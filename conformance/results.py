@@ -59,6 +59,10 @@ class Comparison:
     max_normwise_ulp: float | None = None
     ulp_per_step_parameters: list[int] = field(default_factory=list)
     ulp_per_step_averages: list[int] = field(default_factory=list)
+    normwise_ulp_per_step_parameters: list[float] = field(default_factory=list)
+    normwise_ulp_per_step_averages: list[float] = field(default_factory=list)
+    differing_per_step: list[int] = field(default_factory=list)
+    """Real scalars whose bits differ at each step, parameters and averages together."""
 
 
 @dataclass(frozen=True)
@@ -133,7 +137,7 @@ class RunResult:
             f"{verdict}: {len(self.scenarios)} scenarios, {len(self.comparisons)} comparisons: "
             f"{counts['holds']} hold, {counts['fails']} fail, {counts['finding']} expected divergence, "
             f"{counts['skipped']} skipped{statistics} "
-            f"({self.seconds:.1f} s)"
+            f"(whole run {self.seconds:.1f} s)"
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -48,6 +48,14 @@ def _compare(
         max_normwise_ulp=metrics.max_normwise_ulp,
         ulp_per_step_parameters=metrics.parameters.max_ulp_per_step,
         ulp_per_step_averages=metrics.averages.max_ulp_per_step,
+        normwise_ulp_per_step_parameters=metrics.parameters.normwise_ulp_per_step,
+        normwise_ulp_per_step_averages=metrics.averages.normwise_ulp_per_step,
+        differing_per_step=[
+            a + b
+            for a, b in zip(
+                metrics.parameters.differing_per_step, metrics.averages.differing_per_step, strict=True
+            )
+        ],
     )
 
 

@@ -124,7 +124,7 @@ def test_a_plot_that_fails_leaves_no_figure_open(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(Figure, "savefig", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        ulp_plot_svg(result.scenarios[0])
+        ulp_plot_svg(result.scenarios[0], {})
     assert plt.get_fignums() == before
 
 

@@ -146,10 +146,11 @@ def synthetic_result() -> RunResult:
     steps = 4
     comparisons = [
         Comparison("demo", "reference-fast vs optimized-numba-fast", "reference-fast", "optimized-numba-fast",
-                   "bit-exact", "holds", "identical bits at every step", None, 0, 0, 0, None, 0, 0, 0.0, 0.0, 0.0, [0] * steps, [0] * steps),
+                   "bit-exact", "holds", "identical bits at every step", None, 0, 0, 0, None, 0, 0, 0.0, 0.0, 0.0, [0] * steps, [0] * steps,
+                   [0.0] * steps, [0.0] * steps, [0] * steps),
         Comparison("demo", "optimized-numba-fast vs torch-forloop", "optimized-numba-fast", "torch-forloop",
                    "bounded", "fails", "300 normwise ULP exceeds the budget of 256", 256, 4096, 4096, 12, 2, 9, 0, 1e-5, 3e-4, 300.0,
-                   [0, 2, 40, 4096], [0, 1, 12, 12]),
+                   [0, 2, 40, 4096], [0, 1, 12, 12], [0.0, 1.0, 30.0, 300.0], [0.0, 1.0, 8.0, 9.0], [0, 3, 5, 9]),
         Comparison("demo", "torch-foreach vs torch-forloop", "torch-foreach", "torch-forloop", "bounded", "skipped",
                    "torch-foreach: not run"),
     ]  # fmt: skip
@@ -193,26 +194,53 @@ def test_html_matches_the_golden_file() -> None:
 
 
 def test_the_page_renders_in_headless_chromium(quick_run: tuple[Path, float, Any], tmp_path: Path) -> None:
+    """The report as a reader sees it: screenshots of the summary, a bounded scenario and the late-run
+    scenario, and the rendered DOM: the how-to-read block, judged figures, plots with budget lines."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium)")
+    from PIL import Image
+
     out, _, _ = quick_run
     flags = [
         "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
         f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
     ]  # fmt: skip
-    url = (out / "index.html").as_uri()
-    shot = tmp_path / "report.png"
-    screenshot = subprocess.run(
-        [browser, *flags, f"--screenshot={shot}", "--window-size=1300,1100", url],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert shot.exists() and shot.stat().st_size > 20_000, screenshot.stderr[-2000:]
-    dom = subprocess.run([browser, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    page = (out / "index.html").read_text()
+    style = page[page.index("<style>") : page.index("</style>") + len("</style>")]
+    pages = {"summary": out / "index.html"}
+    for label, name in (("bounded", "lsq-f64-averaging"), ("late-run", "late-run-f32")):
+        start = page.index(f'<div class="scenario" id="scenario-{name}">')
+        section = page[start : page.index('<div class="scenario"', start + 1)]
+        pages[label] = tmp_path / f"{label}.html"
+        pages[label].write_text(f"<!doctype html><html><head>{style}</head><body>{section}</body></html>")
+    logs = []
+    for label, path in pages.items():
+        shot = out / f"screenshot-{label}.png"
+        screenshot = subprocess.run(
+            [browser, *flags, f"--screenshot={shot}", "--window-size=1300,1100", path.as_uri()],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        logs.append(screenshot.stderr)
+        assert shot.exists(), screenshot.stderr[-2000:]
+        with Image.open(shot) as image:
+            ink = sum(1 for pixel in image.convert("L").getdata() if pixel < 200)
+        assert ink > 20_000, f"the {label} screenshot is nearly blank ({ink} dark pixels)"
+    dom = subprocess.run(
+        [browser, *flags, "--dump-dom", pages["summary"].as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    logs.append(dom.stderr)
     assert 'id="summary-table"' in dom.stdout and dom.stdout.count("<tr>") > 20
-    console_errors = [
-        line for line in dom.stderr.splitlines() + screenshot.stderr.splitlines() if "CONSOLE" in line
-    ]
+    assert 'id="how-to-read-block"' in dom.stdout and "normwise ULP" in dom.stdout
+    assert re.search(r"\d ULP = [\d.e+-]+ % of 2\*\*\d+", dom.stdout), (
+        "a bounded cell leads with its budget share"
+    )
+    assert "0 bits differ" in dom.stdout
+    bounded = page[page.index('id="scenario-lsq-f64-averaging"') :]
+    assert "budget of optimized-numba-fast vs torch-forloop" in bounded[: bounded.index("</svg>")]
+    console_errors = [line for log in logs for line in log.splitlines() if "CONSOLE" in line]
     assert console_errors == []
-    shutil.copy(shot, out / "screenshot.png")
