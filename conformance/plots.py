@@ -64,8 +64,9 @@ def ulp_plot_svg(scenario: ScenarioResult, colours: dict[str, str]) -> str:
             strip.plot([steps[0], steps[-1]], [row, row], color=colour, linewidth=2.0, solid_capstyle="butt")
             differing = [(step, n) for step, n in zip(steps, c.differing_per_step, strict=False) if n]
             if differing:
-                strip.scatter([step for step, _ in differing], [row] * len(differing), marker="|", color="#c62828",
-                              s=[min(200, 20 + 10 * n) for _, n in differing], zorder=3)  # fmt: skip
+                marks = [step for step, _ in differing]
+                sizes = [min(200, 20 + 10 * n) for _, n in differing]
+                strip.scatter(marks, [row] * len(marks), marker="|", color="#c62828", s=sizes, zorder=3)
         strip.set_yticks(range(len(exact)), [c.pair for c in exact], fontsize=6)
         strip.set_ylim(-0.7, max(len(exact), 1) - 0.3)
         strip.invert_yaxis()

@@ -59,7 +59,8 @@ def state_dict_from_torch(torch_state_dict: Mapping[str, Any]) -> dict[str, Any]
     groups = []
     for group in torch_state_dict["param_groups"]:
         converted = {name: _to_numpy(group[name], scalar=True) for name in _SHARED_HYPERPARAMETERS}
-        converted["lr"] = float(converted["lr"])  # torch allows a tensor lr
+        if hasattr(group["lr"], "detach"):  # torch allows a tensor lr; its value is what it computes with
+            converted["lr"] = float(converted["lr"])
         groups.append({**converted, "momentum": 0.0, "numerics": "torch", "params": list(group["params"])})
     state = {index: _state_entry(index, entry) for index, entry in torch_state_dict["state"].items()}
     return {"state": state, "param_groups": groups}

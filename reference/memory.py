@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 from numpy.lib.array_utils import byte_bounds
 
+from reference.tensors import is_tensor
+
 __all__ = ["MemoryMap", "owner_of"]
 
 
@@ -27,21 +29,28 @@ def owner_of(array: np.ndarray) -> object:
     return owner
 
 
+def _owner_key(array: np.ndarray) -> object:
+    """What identifies the memory ``array`` lives in: its owner, or, for a view of a torch tensor
+    (whose chain ends at a tensor alias made for the view), the tensor's storage."""
+    owner = array if array.base is None else owner_of(array)
+    if is_tensor(owner):
+        return ("torch storage", owner.untyped_storage().data_ptr())  # type: ignore[attr-defined]
+    return id(owner)
+
+
 class MemoryMap:
     """The memory of a list of arrays, to ask which of them another array overlaps."""
 
     def __init__(self, arrays: Sequence[np.ndarray]) -> None:
         self._arrays = arrays
-        by_owner: dict[int, list[tuple[int, int, int]]] = {}
+        by_owner: dict[object, list[tuple[int, int, int]]] = {}
         self._owners: list[object] = []  # kept alive, so that their ids stay theirs
         for index, array in enumerate(arrays):
             if array.size == 0:
                 continue
-            owner = owner_of(array)
-            if id(owner) not in by_owner:
-                self._owners.append(owner)
+            self._owners.append(owner_of(array))
             low, high = byte_bounds(array)
-            by_owner.setdefault(id(owner), []).append((low, high, index))
+            by_owner.setdefault(_owner_key(array), []).append((low, high, index))
         self._by_owner = {key: sorted(spans) for key, spans in by_owner.items()}
         self._starts = {key: [low for low, _, _ in spans] for key, spans in self._by_owner.items()}
         self._reach = {}  # the highest end among the spans up to each position, for the bisection
@@ -54,8 +63,7 @@ class MemoryMap:
 
     def overlapping(self, array: np.ndarray, exclude: int | None = None) -> int | None:
         """The index of an array of the map that shares memory with ``array``, or ``None``."""
-        owner = array.base  # most gradients own their memory: one lookup decides
-        key = id(array) if owner is None else id(owner_of(array))
+        key = id(array) if array.base is None else _owner_key(array)  # most gradients own their memory
         spans = self._by_owner.get(key)
         if spans is None or array.size == 0:
             return None

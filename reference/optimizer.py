@@ -517,15 +517,18 @@ class ASGDOptimizer:
         with self._lock:
             arrays = [data_of(parameter) for parameter in self._parameters()]
             saved = [array.copy() for array in arrays]
+            tensors = [p for p in self._parameters() if is_tensor(p)]
             try:
                 with interrupts_deferred():
                     for array, average in zip(arrays, self.averages(), strict=True):
                         array[...] = average
+                    mark_modified(tensors)  # autograd must not use values saved before the swap
                 yield
             finally:
                 with interrupts_deferred():
                     for array, original in zip(arrays, saved, strict=True):
                         array[...] = original
+                    mark_modified(tensors)
 
     # ----------------------------------------------------------------------------- state dict
 

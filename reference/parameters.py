@@ -108,6 +108,12 @@ def check_parameter(parameter: Any, index: int, dtypes: Sequence[str] = SUPPORTE
         )
     if not array.flags.writeable:
         raise ValueError(f"params[{index}] is read-only; the optimizer updates parameters in place")
+    strides = zip(array.strides, array.shape, strict=True)
+    if array.size > 1 and any(stride == 0 and n > 1 for stride, n in strides):
+        raise ValueError(
+            f"params[{index}] has several elements in one memory location (a stride of 0, as from "
+            "broadcasting or expand); each would be updated in turn"
+        )
 
 
 def check_gradient(gradient: object, parameter: Any, index: int) -> None:

@@ -53,7 +53,8 @@ def tensor_problem(tensor: Any) -> str | None:
     if tensor.layout != sys.modules["torch"].strided:
         return f"is a torch tensor with layout {tensor.layout}; only strided tensors have a NumPy view"
     if str(tensor.dtype) not in _NUMPY_DTYPES:
-        return f"is a torch tensor of dtype {tensor.dtype}, which NumPy cannot view"
+        supported = ", ".join(_NUMPY_DTYPES)
+        return f"is a torch tensor of dtype {tensor.dtype}; supported dtypes: {supported}"
     if tensor.is_conj() or tensor.is_neg():
         return (
             "is a torch tensor with a pending conjugation or negation, which a view cannot show (resolve it)"

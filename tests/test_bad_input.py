@@ -154,6 +154,8 @@ PARAMETER_ROWS = [
              r"params\[1\] has dtype float16; supported dtypes: float32, float64, complex64, complex128"),
     BadInput("a list", new_optimizer([[1.0, 2.0]]), TypeError, r"params\[0\] must be a numpy.ndarray or have an ndarray .data, got list"),
     BadInput("read-only", new_optimizer([read_only()]), ValueError, r"params\[0\] is read-only"),
+    BadInput("a broadcast view", new_optimizer([np.lib.stride_tricks.as_strided(np.ones(1), (4,), (0,))]),
+             ValueError, r"params\[0\] has several elements in one memory location"),
     BadInput("big-endian", new_optimizer([np.ones(4, ">f4")]), TypeError, r"params\[0\] has dtype float32 \(>f4, non-native byte order\)"),
     BadInput("big-endian in the torch profile", new_optimizer([p32(), np.ones(4, ">f8")], numerics="torch"), TypeError,
              r"params\[1\] has dtype float64 \(>f8, non-native byte order\)"),

@@ -129,3 +129,46 @@ def test_a_gradient_a_view_cannot_show_is_refused_and_nothing_changes() -> None:
     with pytest.raises(TypeError, match=r"grads\[0\] is a torch tensor with a pending conjugation"):
         optimizer.step()
     assert (weight.detach() == 1).all() and not optimizer.state
+
+
+def test_tensors_sharing_memory_are_refused() -> None:
+    base = torch.zeros(6)
+    with pytest.raises(ValueError, match=r"params\[1\] shares memory with params\[0\]"):
+        optimized.ASGD([torch.nn.Parameter(base[:4]), torch.nn.Parameter(base[2:])])
+    weight = torch.nn.Parameter(torch.ones(3))
+    with pytest.raises(ValueError, match=r"params\[1\] shares memory with params\[0\]"):
+        optimized.ASGD([weight, torch.nn.Parameter(weight.data)])
+    with pytest.raises(ValueError, match=r"params\[0\] has several elements in one memory location"):
+        optimized.ASGD([torch.nn.Parameter(torch.ones(1).expand(4))])
+
+
+def test_a_gradient_that_is_the_parameter_is_refused_and_nothing_changes() -> None:
+    weight = torch.nn.Parameter(torch.ones(3))
+    optimizer = optimized.ASGD([weight], lr=0.1)
+    weight.grad = weight.detach()
+    with pytest.raises(ValueError, match=r"grads\[0\] shares memory with params\[0\]"):
+        optimizer.step()
+    with pytest.raises(ValueError, match=r"grads\[0\] shares memory with params\[0\]"):
+        optimizer.step([weight.detach().numpy()])
+    assert (weight.detach() == 1).all() and not optimizer.state
+
+
+def test_evaluating_with_the_averages_marks_the_tensors_modified() -> None:
+    weight = torch.nn.Parameter(torch.ones(3))
+    optimizer = optimized.ASGD([weight], lr=0.1, t0=0)
+    for _ in range(3):
+        weight.grad = torch.ones(3)
+        optimizer.step()
+    with optimizer.averaged_parameters():
+        loss = (weight * weight).sum()  # saves the averages
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()  # the parameters were swapped back in place
+
+
+def test_a_numpy_lr_survives_the_hand_over_from_torch() -> None:
+    weight = torch.zeros(4, requires_grad=True)
+    theirs = torch.optim.ASGD([weight], lr=np.float32(0.05), lambd=0.01, t0=2, foreach=False)
+    weight.grad = torch.ones(4)
+    theirs.step()
+    handed = optimized.state_dict_from_torch(theirs.state_dict())
+    assert type(handed["param_groups"][0]["lr"]) is np.float32
