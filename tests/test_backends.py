@@ -36,6 +36,26 @@ def both(
     return make(asgd_class), make(reference.ASGD)
 
 
+def step_while(optimizer: Any, grads: list[np.ndarray], sample: Callable[[], Any]) -> list[Any]:
+    """Step ``optimizer`` through ``grads`` while another thread calls ``sample`` again and again;
+    what ``sample`` returned, in order."""
+    done, samples = threading.Event(), []
+
+    def repeat() -> None:
+        while not done.is_set():
+            samples.append(sample())
+
+    other = threading.Thread(target=repeat)
+    other.start()
+    try:
+        for g in grads:
+            optimizer.step([g])
+    finally:
+        done.set()
+        other.join()
+    return samples
+
+
 def gradient(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(n).astype(np.float32)
 
@@ -125,20 +145,7 @@ def test_state_dict_from_another_thread_never_disturbs_a_step(kernel: str) -> No
 
     theta = np.linspace(-1, 1, n, dtype=np.float32)
     optimizer = OPTIMIZED[kernel]([theta], lr=0.01, t0=2)
-    done, snapshots = threading.Event(), []
-
-    def read() -> None:
-        while not done.is_set():
-            snapshots.append(optimizer.state_dict())
-
-    reader = threading.Thread(target=read)
-    reader.start()
-    try:
-        for g in grads:
-            optimizer.step([g])
-    finally:
-        done.set()
-        reader.join()
+    snapshots = step_while(optimizer, grads, optimizer.state_dict)
     assert_same_bits(theta, alone, "parameters")
     assert_same_bits(optimizer.averages()[0], sequential.averages()[0], "averages")
     assert snapshots
@@ -421,26 +428,12 @@ def test_a_copy_from_another_thread_never_holds_half_a_step(kernel: str) -> None
     grads = [gradient(n, seed) for seed in range(steps)]
     sequential = OPTIMIZED[kernel]([np.linspace(-1, 1, n, dtype=np.float32)], lr=0.01, t0=2)
     after_step: dict[int, np.ndarray] = {}
-    for number, g in enumerate(grads, 1):
+    for number, g in enumerate(grads + grads, 1):
         sequential.step([g])
         after_step[number] = sequential.averages()[0]
     optimizer = OPTIMIZED[kernel]([np.linspace(-1, 1, n, dtype=np.float32)], lr=0.01, t0=2)
-    done, copies = threading.Event(), []
-
-    def copy_repeatedly() -> None:
-        while not done.is_set():
-            copies.append(
-                copy.deepcopy(optimizer) if len(copies) % 2 else pickle.loads(pickle.dumps(optimizer))
-            )
-
-    reader = threading.Thread(target=copy_repeatedly)
-    reader.start()
-    try:
-        for g in grads:
-            optimizer.step([g])
-    finally:
-        done.set()
-        reader.join()
+    copies = step_while(optimizer, grads, lambda: copy.deepcopy(optimizer))  # steps 1 to 6
+    copies += step_while(optimizer, grads, lambda: pickle.loads(pickle.dumps(optimizer)))  # 7 to 12
     assert copies
     for twin in copies:
         if twin.state:

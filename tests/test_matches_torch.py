@@ -53,10 +53,8 @@ TORCH_CASES = [
 OPTIMIZED_STEPS = 200
 
 
-@pytest.mark.parametrize("problem", TORCH_CASES, ids=lambda p: p.name)
-def test_torch_profile_matches_torch_forloop_at_every_step(problem: Problem, asgd_class: Any) -> None:
-    if asgd_class is not ASGD:
-        problem = dataclasses.replace(problem, steps=max(problem.steps, OPTIMIZED_STEPS))
+def assert_matches_torch_at_every_step(asgd_class: Any, problem: Problem) -> None:
+    """The torch profile's parameters and averages equal torch's for-loop path's after every step."""
     ours = run_numpy_optimizer(asgd_class, problem, numerics="torch")
     theirs = run_torch(problem, foreach=False)
     for step, ((params, averages), (torch_params, torch_averages)) in enumerate(
@@ -67,6 +65,13 @@ def test_torch_profile_matches_torch_forloop_at_every_step(problem: Problem, asg
         ):
             assert_same_bits(p, tp, f"{problem.name}: step {step}, parameter {index}")
             assert_same_bits(a, ta, f"{problem.name}: step {step}, ax {index}")
+
+
+@pytest.mark.parametrize("problem", TORCH_CASES, ids=lambda p: p.name)
+def test_torch_profile_matches_torch_forloop_at_every_step(problem: Problem, asgd_class: Any) -> None:
+    if asgd_class is not ASGD:
+        problem = dataclasses.replace(problem, steps=max(problem.steps, OPTIMIZED_STEPS))
+    assert_matches_torch_at_every_step(asgd_class, problem)
 
 
 def test_scalar_state_matches_torch(asgd_class: Any) -> None:
@@ -205,14 +210,6 @@ def test_numpy_scalar_hyperparameters_follow_torchs_arithmetic(
 ) -> None:
     """torch's Python schedule computes with a NumPy scalar hyperparameter in NumPy's arithmetic
     (a float32 ``lr`` makes eta a float32 computation); the torch profile does the same."""
-    problem = Problem("numpy-scalars", dtype, ((7,), (2, 3)), (hyper,), steps=30)
-    ours = run_numpy_optimizer(asgd_class, problem, numerics="torch")
-    theirs = run_torch(problem, foreach=False)
-    for step, ((params, averages), (torch_params, torch_averages)) in enumerate(
-        zip(ours, theirs, strict=True), 1
-    ):
-        for index, (p, tp, a, ta) in enumerate(
-            zip(params, torch_params, averages, torch_averages, strict=True)
-        ):
-            assert_same_bits(p, tp, f"step {step}, parameter {index}")
-            assert_same_bits(a, ta, f"step {step}, ax {index}")
+    assert_matches_torch_at_every_step(
+        asgd_class, Problem("numpy-scalars", dtype, ((7,), (2, 3)), (hyper,), steps=30)
+    )
