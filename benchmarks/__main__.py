@@ -132,7 +132,7 @@ def cases() -> dict[str, dict[str, Callable[[], Callable[[], object]]]]:
         "torch foreach": lambda: torch_step(tiny, f32, 1e6, True),
         "optimized fast": lambda: optimized_step(tiny, "float32", 1e6, "fast", packed=True),
         "optimized unpacked": lambda: optimized_step(tiny, "float32", 1e6, "fast"),
-        "memory bound": lambda: bound_step([1_000_000], "float32", False),
+        "memory bound": lambda: bound_step([sum(sizes_of(tiny))], "float32", False),
     }
     for dtype, torch_dtype in (("float32", f32), ("float64", f64)):
         table[f"one tensor of 1e7 {dtype}, averaging on"] = {
@@ -197,13 +197,10 @@ def main() -> None:
         if arguments.only in name
     }
     for name, timings in results.items():
-        if "memory bound" in timings:
-            averaging = "averaging on" in name
-            sizes = [10_000_000] if name.startswith("one tensor") else None
-            if sizes is not None:
-                dtype = "float64" if "float64" in name else "float32"
-                rate = bytes_moved(sizes, dtype, averaging) / timings["memory bound"] / 1e9
-                print(f"\n  memory bound of '{name}': {rate:.1f} GB/s")
+        if name.startswith("one tensor"):
+            dtype = "float64" if "float64" in name else "float32"
+            rate = bytes_moved([10_000_000], dtype, averaging=True) / timings["memory bound"] / 1e9
+            print(f"\n  memory bound of '{name}': {rate:.1f} GB/s")
     latency = None
     if not arguments.no_latency and not arguments.only:
         latency = first_step_latency()

@@ -49,7 +49,6 @@ class ASGD(ASGDOptimizer):
             raise ValueError(f"Invalid block_size: {block_size!r} (must be None or an integer >= 1)")
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ValueError(f"Invalid threads: {threads!r} (must be an integer >= 1)")
-        self.block_size, self.threads = block_size, threads
         defaults = dict(
             lr=lr,
             momentum=momentum,
@@ -61,6 +60,18 @@ class ASGD(ASGDOptimizer):
             numerics=numerics,
         )
         super().__init__(params, defaults, make_backend(kernel, block_size, threads))
+
+    @property
+    def threads(self) -> int:
+        """Threads a large step is shared over."""
+        threads: int = self._backend.threads  # type: ignore[attr-defined]
+        return threads
+
+    @property
+    def block_size(self) -> int | None:
+        """Elements per NumPy block (``None``: 1 MiB of each array)."""
+        block_size: int | None = self._backend.block_size  # type: ignore[attr-defined]
+        return block_size
 
     def __repr__(self) -> str:
         sizes = [len(group["params"]) for group in self.param_groups]

@@ -29,14 +29,37 @@ KERNELS: Final = ("auto", "numba", "numpy")
 _COMPILED: Final = "fd"  # the dtype characters of float32 and float64 (complex arrays come as real views)
 
 
+Variant = tuple[str, bool, bool, bool, bool, bool, bool]
+"""A compiled loop: the dtype character, then maximize, weight decay, momentum, first momentum
+step, averaging, fused (the arguments of :func:`optimized.numba_kernel.kernel`)."""
+
+
+def _variant(task: Task) -> Variant:
+    s = task.scalars
+    return (task.theta.dtype.char, s.maximize, s.has_weight_decay, task.buf is not None,
+            task.first_momentum_step, s.averaging, s.fused)  # fmt: skip
+
+
+def _followers(variant: Variant) -> list[Variant]:
+    """The variant and those a run reaches from it by itself (momentum after its first step,
+    averaging once t0 is passed), made ahead so that those steps need not wait either."""
+    char, maximize, decay, momentum, first, averaging, fused = variant
+    firsts = {first, False} if momentum else {False}
+    return [
+        (char, maximize, decay, momentum, f, a, fused)
+        for f in sorted(firsts)
+        for a in sorted({averaging, True})
+    ]
+
+
 class NumbaBackend:
     """The compiled kernel: one call per range and thread; ``threads`` changes no bit.
 
-    With ``background`` (``kernel="auto"``) no step waits for numba: until numba is imported and
-    the step's compiled loops are loaded (from numba's cache, or compiled) by a background thread
-    started at the first step, steps run on the NumPy kernel, which gives the same bits. A numba
-    that fails to import then leaves the NumPy kernel in charge, with a warning. Without it
-    (``kernel="numba"``) the first step imports numba and an import error is raised.
+    With ``background`` (``kernel="auto"``) no step waits for numba: a step whose compiled loops are
+    not ready yet runs on the NumPy kernel, which gives the same bits, while a background thread
+    imports numba and makes the loops (from numba's cache, or compiled). A numba that fails to load
+    then leaves the NumPy kernel in charge, with a warning. Without it (``kernel="numba"``) a step
+    makes the loops it needs, and an import error is raised.
     """
 
     packs = True
@@ -45,8 +68,9 @@ class NumbaBackend:
         self, block_size: int | None = None, threads: int = DEFAULT_THREADS, *, background: bool = False
     ) -> None:
         self.threads, self.background = threads, background
-        self._numpy = NumpyBackend(block_size, threads)  # float16, and the steps before numba
+        self._numpy = NumpyBackend(block_size, threads)  # float16, and steps whose loops are not ready
         self._kernel: Any = None
+        self._ready: set[Variant] = set()
         self._loader: threading.Thread | None = None
         self._error: Exception | None = None
         self._warned = False
@@ -55,55 +79,54 @@ class NumbaBackend:
     def name(self) -> str:
         return "numpy" if self._error is not None else "numba"
 
+    @property
+    def block_size(self) -> int | None:
+        return self._numpy.block_size
+
     def __getstate__(self) -> dict[str, Any]:
-        """Copied without the loader thread; a copy loads the compiled kernels again."""
-        return {**self.__dict__, "_kernel": None, "_loader": None}
+        """Copied without the loader thread; a copy makes its loops again."""
+        return {**self.__dict__, "_kernel": None, "_ready": set(), "_loader": None}
 
     def wait_until_loaded(self, timeout: float | None = None) -> bool:
-        """Wait for a background load of numba to end; whether the compiled kernel is in use."""
+        """Wait for the background loader to finish (a hook for tests and benchmarks); whether
+        the compiled kernel is in use."""
         if self._loader is not None:
             self._loader.join(timeout)
         return self._kernel is not None
 
-    def _load(self, tasks: Sequence[Task]) -> None:
-        """Import the compiled kernels and make (or load from the cache) the loops ``tasks`` need."""
+    def _make(self, variants: Sequence[Variant]) -> None:
+        """Import the compiled kernels and make (or load from the cache) the loops ``variants`` name."""
         from optimized.numba_kernel import kernel
 
-        for task in tasks:
-            if task.theta.dtype.char in _COMPILED:
-                loop, coefficients = self._loop(task, kernel)
-                empty = task.theta[:0]
-                loop(empty, empty, empty, empty, 0, 0, *coefficients)
-        self._kernel = kernel
+        self._kernel = kernel  # before any loop is marked ready: a step may use it at once
+        for variant in variants:
+            if variant in self._ready:
+                continue
+            empty = np.empty(0, np.dtype(variant[0]))
+            one = empty.dtype.type(1)
+            kernel(*variant[1:])(empty, empty, empty, empty, 0, 0, one, one, one, one, one)
+            self._ready.add(variant)
 
-    def _load_in_background(self, tasks: Sequence[Task]) -> None:
+    def _make_in_background(self, variants: Sequence[Variant]) -> None:
         try:
-            self._load(tasks)
+            self._make(variants)
         except Exception as error:  # reported by the next step, which goes on with NumPy
             self._error = error
 
     def run(self, tasks: Sequence[Task]) -> None:
-        if self._kernel is None and not self.background:
-            self._load(tasks)
-        if self._kernel is None:
-            if self._error is not None and not self._warned:
-                self._warned = True
-                warnings.warn(f"numba failed to load ({self._error!r}); using the NumPy kernel",
-                              RuntimeWarning, stacklevel=4)  # fmt: skip
-            self._numpy.run(tasks)
-            if self._loader is None:  # after the step: it never waits for the import
-                shapes = [Task(t.theta[:0], t.grad[:0], t.ax[:0], None, t.scalars, t.first_momentum_step)
-                          for t in tasks]  # fmt: skip
-                self._loader = threading.Thread(
-                    target=self._load_in_background, args=(shapes,), name="asgd-numba-loader", daemon=True
-                )
-                self._loader.start()
-            return
         compiled = [task for task in tasks if task.theta.dtype.char in _COMPILED]
         if len(compiled) != len(tasks):
             self._numpy.run([task for task in tasks if task.theta.dtype.char not in _COMPILED])
         if not compiled:
             return
+        needed = {_variant(task) for task in compiled}
+        if not needed <= self._ready:
+            if not self.background:
+                self._make(sorted(needed))
+            else:
+                self._start_making(needed)
+                self._numpy.run(compiled)  # the same bits, while the loops are made
+                return
         loops: dict[tuple[int, str, bool], tuple[Any, tuple[Any, ...]]] = {}
         calls: dict[int, tuple[Any, tuple[Any, ...], np.ndarray]] = {}
         for task in compiled:
@@ -114,6 +137,22 @@ class NumbaBackend:
             calls[id(task)] = (*loop, task.ax[:0] if task.buf is None else task.buf)
         run_shared(lambda share: self._run_share(share, calls), compiled, self.threads)
 
+    def _start_making(self, needed: set[Variant]) -> None:
+        """Have the loops ``needed`` (and those a run reaches next) made in the background, unless
+        numba failed to load: then say so, once."""
+        if self._error is not None:
+            if not self._warned:
+                self._warned = True
+                warnings.warn(f"numba failed to load ({self._error!r}); using the NumPy kernel",
+                              RuntimeWarning, stacklevel=5)  # fmt: skip
+            return
+        if self._loader is None or not self._loader.is_alive():
+            variants = sorted({follower for variant in needed for follower in _followers(variant)})
+            self._loader = threading.Thread(
+                target=self._make_in_background, args=(variants,), name="asgd-numba-loader", daemon=True
+            )
+            self._loader.start()
+
     @staticmethod
     def _run_share(share: list[Piece], calls: dict[int, tuple[Any, tuple[Any, ...], np.ndarray]]) -> None:
         """One thread's pieces, each one call of the compiled loop its task's choices select."""
@@ -121,20 +160,17 @@ class NumbaBackend:
             loop, coefficients, buf = calls[id(task)]
             loop(task.theta, task.grad, task.ax, buf, start, stop, *coefficients)
 
-    def _loop(self, task: Task, kernel: Any = None) -> tuple[Any, tuple[Any, ...]]:
+    def _loop(self, task: Task) -> tuple[Any, tuple[Any, ...]]:
         """The compiled loop for a task's choices, and its coefficients rounded to its dtype."""
         s, scalar = task.scalars, task.theta.dtype.type
-        wd, m = scalar(s.weight_decay), scalar(s.momentum)
-        choices = (
-            s.maximize,
-            s.has_weight_decay,
-            bool(m != 0),
-            task.first_momentum_step,
-            s.averaging,
-            s.fused,
+        loop = self._kernel(*_variant(task)[1:])
+        return loop, (
+            scalar(s.weight_decay),
+            scalar(s.momentum),
+            scalar(s.decay),
+            scalar(s.eta),
+            scalar(s.mu),
         )
-        loop = (kernel or self._kernel)(*choices)
-        return loop, (wd, m, scalar(s.decay), scalar(s.eta), scalar(s.mu))
 
 
 def _numba_importable() -> bool:

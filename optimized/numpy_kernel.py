@@ -56,7 +56,6 @@ class Coefficients:
     averaging: bool
     fused: bool
     has_weight_decay: bool
-    has_momentum: bool
 
     @classmethod
     def of(cls, dtype: np.dtype[Any], scalars: StepScalars) -> Coefficients:
@@ -72,7 +71,6 @@ class Coefficients:
             averaging=scalars.averaging,
             fused=scalars.fused,
             has_weight_decay=scalars.has_weight_decay,
-            has_momentum=bool(momentum != 0),
         )
 
 
@@ -127,8 +125,7 @@ def update_block(
         g = work
     elif k.maximize:  # 2
         g = np.negative(g, out=work)
-    if k.has_momentum:  # 4
-        assert buf is not None
+    if buf is not None:  # 4 (the optimizer gives a buffer exactly when momentum is used)
         if first_momentum_step:
             np.copyto(buf, g)
         else:

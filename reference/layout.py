@@ -176,7 +176,9 @@ def _packed(
     first = states[0]
     if first is None:
         return segment
-    present = [s for s in states if s is not None]
+    present = [
+        s for s in states if s is not None
+    ]  # all of them: a run's states are all present or all absent
     ax = _flat_span([s.ax for s in present])
     buffers = [s.momentum_buffer for s in present if s.momentum_buffer is not None]
     buf = _flat_span(buffers) if buffers else None

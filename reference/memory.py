@@ -43,12 +43,10 @@ class MemoryMap:
 
     def __init__(self, arrays: Sequence[np.ndarray]) -> None:
         self._arrays = arrays
-        by_owner: dict[object, list[tuple[int, int, int]]] = {}
-        self._owners: list[object] = []  # kept alive, so that their ids stay theirs
+        by_owner: dict[object, list[tuple[int, int, int]]] = {}  # the arrays keep their owners alive
         for index, array in enumerate(arrays):
             if array.size == 0:
                 continue
-            self._owners.append(owner_of(array))
             low, high = byte_bounds(array)
             by_owner.setdefault(_owner_key(array), []).append((low, high, index))
         self._by_owner = {key: sorted(spans) for key, spans in by_owner.items()}

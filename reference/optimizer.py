@@ -106,9 +106,9 @@ class _Layout:
     dtypes: list[np.dtype[Any]] = field(init=False)
     """Each array's shape and dtype when the layout was made (both can be changed in place)."""
     packed_gradients: tuple[weakref.ref[Packed], list[np.ndarray] | None] | None = None
+    """The last packed gradient list seen, and its flat slice per segment (``None``: no fit)."""
     tensors: dict[int, Any] = field(default_factory=dict)
     """The parameters that are torch tensors, by index: a step marks them modified for autograd."""
-    """The last packed gradient list seen, and its flat slice per segment (``None``: no fit)."""
 
     def __post_init__(self) -> None:
         self.all_arrays = [array for arrays in self.arrays for array in arrays]
@@ -291,8 +291,8 @@ class ASGDOptimizer:
         self, grads: Sequence[np.ndarray | None] | None, layout: _Layout
     ) -> list[np.ndarray | None]:
         """One checked gradient (or ``None``) per parameter."""
-        parameters = [p for objects in layout.objects for p in objects]
         if grads is None:
+            parameters = [p for objects in layout.objects for p in objects]
             for index, parameter in enumerate(parameters):
                 if not has_grad_attribute(parameter):
                     raise TypeError(f"step() needs grads= when a parameter is a bare array (params[{index}])")
@@ -300,9 +300,9 @@ class ASGDOptimizer:
         else:
             if isinstance(grads, np.ndarray) or not isinstance(grads, Sequence):
                 raise TypeError(f"grads must be a list of arrays or None, got {type(grads).__name__}")
-            if len(grads) != len(parameters):
+            if len(grads) != len(layout.all_arrays):
                 raise ValueError(
-                    f"grads has {len(grads)} entries, but the optimizer has {len(parameters)} params"
+                    f"grads has {len(grads)} entries, but the optimizer has {len(layout.all_arrays)} params"
                 )
             gathered = list(grads)
         for index, gradient in enumerate(gathered):

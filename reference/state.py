@@ -50,11 +50,6 @@ class ParameterState:
     ax: np.ndarray
     momentum_buffer: np.ndarray | None = None
 
-    @classmethod
-    def initial(cls, parameter: np.ndarray, lr: float, numerics: Numerics) -> ParameterState:
-        """The state before a parameter's first step: its own clock and ``ax = 0`` (C order)."""
-        return cls(clock=Clock.initial(lr, numerics), ax=np.zeros(parameter.shape, parameter.dtype))
-
     @property
     def step(self) -> int | float:
         return self.clock.step

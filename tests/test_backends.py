@@ -189,13 +189,13 @@ def test_auto_falls_back_to_numpy_when_numba_fails_to_import(monkeypatch: pytest
 def test_auto_never_waits_for_numba(monkeypatch: pytest.MonkeyPatch) -> None:
     """While numba loads in the background, steps run on the NumPy kernel, with the same bits."""
     release = threading.Event()
-    load = backends.NumbaBackend._load
+    make = backends.NumbaBackend._make
 
-    def slow_load(self: backends.NumbaBackend, tasks: Any) -> None:
+    def slow_make(self: backends.NumbaBackend, variants: Any) -> None:
         assert release.wait(60)
-        load(self, tasks)
+        make(self, variants)
 
-    monkeypatch.setattr(backends.NumbaBackend, "_load", slow_load)
+    monkeypatch.setattr(backends.NumbaBackend, "_make", slow_make)
     theta, spec = np.linspace(-1, 1, 9).astype(np.float32), np.linspace(-1, 1, 9).astype(np.float32)
     optimizer = optimized.ASGD([theta], **HYPER)
     reference_optimizer = reference.ASGD([spec], **HYPER)
@@ -440,3 +440,37 @@ def test_a_copy_from_another_thread_never_holds_half_a_step(kernel: str) -> None
             assert_same_bits(
                 twin.averages()[0], after_step[twin.state[0].step], f"a copy at step {twin.state[0].step}"
             )
+
+
+def test_auto_never_waits_for_a_loop_a_later_step_needs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step that needs a loop not made yet (here: maximize switched on mid-run) runs on NumPy
+    while the loop is made in the background, with the same bits."""
+    release, calls = threading.Event(), []
+    make = backends.NumbaBackend._make
+
+    def second_waits(self: backends.NumbaBackend, variants: Any) -> None:
+        calls.append(variants)
+        if len(calls) > 1:
+            assert release.wait(60)
+        make(self, variants)
+
+    monkeypatch.setattr(backends.NumbaBackend, "_make", second_waits)
+    theta, spec = np.linspace(-1, 1, 9).astype(np.float32), np.linspace(-1, 1, 9).astype(np.float32)
+    optimizer = optimized.ASGD([theta], **HYPER)
+    reference_optimizer = reference.ASGD([spec], **HYPER)
+    for seed in range(2):
+        optimizer.step([gradient(9, seed)])
+        reference_optimizer.step([gradient(9, seed)])
+    assert optimizer._backend.wait_until_loaded(timeout=60)
+    for group in (optimizer.param_groups[0], reference_optimizer.param_groups[0]):
+        group["maximize"] = True
+    for seed in range(2, 5):  # the second loader is blocked: these steps did not wait for it
+        optimizer.step([gradient(9, seed)])
+        reference_optimizer.step([gradient(9, seed)])
+    assert len(calls) == 2
+    release.set()
+    assert optimizer._backend.wait_until_loaded(timeout=60)
+    optimizer.step([gradient(9, 5)])
+    reference_optimizer.step([gradient(9, 5)])
+    assert_same_bits(theta, spec)
+    assert_same_bits(optimizer.averages()[0], reference_optimizer.averages()[0])
