@@ -119,22 +119,27 @@ class NumbaBackend:
             self._numpy.run([task for task in tasks if task.theta.dtype.char not in _COMPILED])
         if not compiled:
             return
-        needed = {_variant(task) for task in compiled}
-        if not needed <= self._ready:
-            if not self.background:
-                self._make(sorted(needed))
-            else:
-                self._start_making(needed)
-                self._numpy.run(compiled)  # the same bits, while the loops are made
-                return
-        loops: dict[tuple[int, str, bool], tuple[Any, tuple[Any, ...]]] = {}
+        loops: dict[tuple[int, str, bool, bool], tuple[Any, tuple[Any, ...]] | None] = {}
         calls: dict[int, tuple[Any, tuple[Any, ...], np.ndarray]] = {}
+        missing: set[Variant] = set()
         for task in compiled:
-            key = (id(task.scalars), task.theta.dtype.char, task.first_momentum_step)
-            loop = loops.get(key)
-            if loop is None:
-                loop = loops[key] = self._loop(task)
-            calls[id(task)] = (*loop, task.ax[:0] if task.buf is None else task.buf)
+            key = (id(task.scalars), task.theta.dtype.char, task.first_momentum_step, task.buf is None)
+            if key not in loops:
+                variant = _variant(task)
+                if variant not in self._ready:
+                    if self.background:
+                        missing.add(variant)
+                        loops[key] = None
+                        continue
+                    self._make([variant])
+                loops[key] = self._loop(task, variant)
+            loop = loops[key]
+            if loop is not None:
+                calls[id(task)] = (*loop, task.ax[:0] if task.buf is None else task.buf)
+        if missing:
+            self._start_making(missing)
+            self._numpy.run(compiled)  # the same bits, while the loops are made
+            return
         run_shared(lambda share: self._run_share(share, calls), compiled, self.threads)
 
     def _start_making(self, needed: set[Variant]) -> None:
@@ -160,10 +165,10 @@ class NumbaBackend:
             loop, coefficients, buf = calls[id(task)]
             loop(task.theta, task.grad, task.ax, buf, start, stop, *coefficients)
 
-    def _loop(self, task: Task) -> tuple[Any, tuple[Any, ...]]:
-        """The compiled loop for a task's choices, and its coefficients rounded to its dtype."""
+    def _loop(self, task: Task, variant: Variant) -> tuple[Any, tuple[Any, ...]]:
+        """The compiled loop of a task's variant, and its coefficients rounded to its dtype."""
         s, scalar = task.scalars, task.theta.dtype.type
-        loop = self._kernel(*_variant(task)[1:])
+        loop = self._kernel(*variant[1:])
         return loop, (
             scalar(s.weight_decay),
             scalar(s.momentum),
