@@ -7,7 +7,6 @@ float16; no CUDA device), and the reason goes into the report.
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import optimized
 import reference
 from conformance.problems import GradientProblem, make_problem
 from conformance.scenarios import Scenario
+from optimized.backends import numba_installed
 from reference.hyperparameters import DEFAULTS
 from reference.numerics import numerics_named
 
@@ -96,7 +96,7 @@ class NumpyImplementation(Implementation):
         )
 
     def skip_reason(self, scenario: Scenario) -> str | None:
-        if self.kernel == "numba" and importlib.util.find_spec("numba") is None:
+        if self.kernel == "numba" and not numba_installed():
             return "numba is not installed"
         if scenario.dtype not in numerics_named(self.numerics).dtypes:
             return f"the {self.numerics} profile does not model {scenario.dtype}"

@@ -23,7 +23,7 @@ from optimized.numpy_kernel import NumpyBackend
 from optimized.threads import DEFAULT_THREADS, Piece, run_shared
 from reference.plan import Backend, Task
 
-__all__ = ["KERNELS", "NumbaBackend", "NumpyBackend", "make_backend"]
+__all__ = ["KERNELS", "NumbaBackend", "NumpyBackend", "make_backend", "numba_installed"]
 
 KERNELS: Final = ("auto", "numba", "numpy")
 _COMPILED: Final = "fd"  # the dtype characters of float32 and float64 (complex arrays come as real views)
@@ -178,14 +178,15 @@ class NumbaBackend:
         )
 
 
-def _numba_importable() -> bool:
+def numba_installed() -> bool:
+    """Whether numba can be found (without importing it)."""
     return importlib.util.find_spec("numba") is not None
 
 
 def make_backend(kernel: str, block_size: int | None, threads: int) -> Backend:
     """The backend ``kernel`` names (``"auto"``: numba if it can be found, else NumPy)."""
-    if kernel == "numpy" or (kernel == "auto" and not _numba_importable()):
+    if kernel == "numpy" or (kernel == "auto" and not numba_installed()):
         return NumpyBackend(block_size, threads)
-    if kernel == "numba" and not _numba_importable():
+    if kernel == "numba" and not numba_installed():
         raise ValueError("Invalid kernel: 'numba' (numba is not installed; use kernel='numpy' or 'auto')")
     return NumbaBackend(block_size, threads, background=kernel == "auto")

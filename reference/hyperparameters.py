@@ -107,6 +107,10 @@ class Hyperparameters:
         values = validate_hyperparameters({name: group[name] for name in DEFAULTS})
         return cls(**{**values, "numerics": numerics_named(values["numerics"])})
 
+    def as_group(self) -> dict[str, Any]:
+        """The values as a param group holds them (the profile by its name)."""
+        return {name: getattr(self, name) for name in DEFAULTS} | {"numerics": self.numerics.name}
+
     def schedule(self, step: int | float) -> tuple[float, float]:
         """Line 8: ``(eta, mu)`` after ``step`` steps, stored in the profile's scalar format."""
         return self.numerics.schedule(step, lr=self.lr, lambd=self.lambd, alpha=self.alpha, t0=self.t0)

@@ -63,6 +63,23 @@ class Segment:
         part = flat[self.bounds[position] : self.bounds[position + 1]]
         return part.view(self.dtype).reshape(self.shapes[position])
 
+    def piece(self, position: int) -> Segment:
+        """Parameter ``position`` alone, with views of this segment's arrays and a copy of its clock."""
+        a, b = self.bounds[position], self.bounds[position + 1]
+        clock = self.clock
+        return Segment(
+            group=self.group,
+            indices=self.indices[position : position + 1],
+            dtype=self.dtype,
+            shapes=[self.shapes[position]],
+            bounds=[0, b - a],
+            theta=self.theta[a:b],
+            gathered=None,
+            clock=None if clock is None else Clock(clock.step, clock.eta, clock.mu),
+            ax=None if self.ax is None else self.ax[a:b],
+            buf=None if self.buf is None else self.buf[a:b],
+        )
+
     def states(self, clock: Clock, ax: np.ndarray, buf: np.ndarray | None) -> dict[int, ParameterState]:
         """Per-parameter states viewing one clock and flat buffers laid out like this segment."""
         return {

@@ -606,7 +606,7 @@ class ASGDOptimizer:
                 check_parameter(group["params"][index - indices[0]], index, hyper.numerics.dtypes)
                 index_of_saved_id[saved_id] = index
                 numerics_of_index[index] = hyper.numerics
-            new_hyperparameters.append(validate_hyperparameters({name: saved[name] for name in DEFAULTS}))
+            new_hyperparameters.append(hyper.as_group())
 
         parameters = self._parameters()
         new_state: dict[int, ParameterState] = {}
@@ -682,21 +682,7 @@ def _flat_gradient(segment: Segment, gradients: Sequence[np.ndarray | None]) -> 
 def _split(segment: Segment, gradients: Sequence[np.ndarray | None]) -> Iterator[tuple[Segment, np.ndarray]]:
     """The parameters of a packed segment that have a gradient, each as its own segment with a
     copy of the shared clock (the others keep the shared one), and its flat gradient."""
-    clock = segment.clock
     for position, gradient in enumerate(gradients):
-        if gradient is None:
-            continue
-        a, b = segment.bounds[position], segment.bounds[position + 1]
-        piece = Segment(
-            group=segment.group,
-            indices=segment.indices[position : position + 1],
-            dtype=segment.dtype,
-            shapes=[segment.shapes[position]],
-            bounds=[0, b - a],
-            theta=segment.theta[a:b],
-            gathered=None,
-            clock=None if clock is None else Clock(clock.step, clock.eta, clock.mu),
-            ax=None if segment.ax is None else segment.ax[a:b],
-            buf=None if segment.buf is None else segment.buf[a:b],
-        )
-        yield piece, _flat_gradient(piece, [gradient])
+        if gradient is not None:
+            piece = segment.piece(position)
+            yield piece, _flat_gradient(piece, [gradient])

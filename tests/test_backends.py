@@ -162,7 +162,7 @@ def test_kernel_choice_is_reported_and_validated(monkeypatch: pytest.MonkeyPatch
     assert optimized.ASGD([np.zeros(2)], kernel="numpy").backend == "numpy"
     assert optimized.ASGD([np.zeros(2)], kernel="numba").backend == "numba"
     assert "kernel='numba'" in repr(optimized.ASGD([np.zeros(2)]))
-    monkeypatch.setattr(backends, "_numba_importable", lambda: False)
+    monkeypatch.setattr(backends, "numba_installed", lambda: False)
     assert optimized.ASGD([np.zeros(2)]).backend == "numpy"
     with pytest.raises(ValueError, match=r"Invalid kernel: 'numba' \(numba is not installed"):
         optimized.ASGD([np.zeros(2)], kernel="numba")
