@@ -13,6 +13,7 @@ vectorized body and its scalar tail alike, for float32 and float64).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Final
@@ -62,7 +63,9 @@ class Numerics:
         Python numbers; where a hyperparameter is a NumPy scalar, each operation in NumPy's result
         type (NEP 50: a float32 ``lr`` makes the whole schedule float32 arithmetic, ``**`` NumPy's
         float32 power)."""
-        with np.errstate(all="ignore"):  # a NumPy power that overflows is inf, as _power makes it
+        python_floats = type(lr) is type(lambd) is type(alpha) is type(t0) is float
+        # A NumPy power that overflows is inf, as _power makes it (np.errstate costs µs: only then).
+        with contextlib.nullcontext() if python_floats else np.errstate(all="ignore"):
             eta = lr / _power(1 + lambd * lr * step, alpha)
             mu = 1 / max(1, step - t0)
         return (

@@ -211,7 +211,7 @@ class ASGDOptimizer:
     def _group_hyperparameters(self, group_index: int) -> Hyperparameters:
         """The group's hyperparameters, validated again only when one of its values was replaced."""
         group = self.param_groups[group_index]
-        values = tuple(group.get(name) for name in DEFAULTS)
+        values = tuple(map(group.get, DEFAULTS))
         cached = self._hyperparameters.get(group_index)
         if cached is not None and all(map(operator.is_, values, cached[0])):
             return cached[1]
