@@ -103,8 +103,7 @@ class NumbaBackend:
             if variant in self._ready:
                 continue
             empty = np.empty(0, np.dtype(variant[0]))
-            one = empty.dtype.type(1)
-            kernel(*variant[1:])(empty, empty, empty, empty, 0, 0, one, one, one, one, one)
+            kernel(*variant)(empty, empty, empty, empty, 0, 0, 1.0, 1.0, 1.0, 1.0, 1.0)
             self._ready.add(variant)
 
     def _make_in_background(self, variants: Sequence[Variant]) -> None:
@@ -165,17 +164,12 @@ class NumbaBackend:
             loop, coefficients, buf = calls[id(task)]
             loop(task.theta, task.grad, task.ax, buf, start, stop, *coefficients)
 
-    def _loop(self, task: Task, variant: Variant) -> tuple[Any, tuple[Any, ...]]:
-        """The compiled loop of a task's variant, and its coefficients rounded to its dtype."""
+    def _loop(self, task: Task, variant: Variant) -> tuple[Any, tuple[float, ...]]:
+        """The compiled loop of a task's variant, and its coefficients rounded to its dtype (as
+        Python floats, which numba takes faster than NumPy scalars)."""
         s, scalar = task.scalars, task.theta.dtype.type
-        loop = self._kernel(*variant[1:])
-        return loop, (
-            scalar(s.weight_decay),
-            scalar(s.momentum),
-            scalar(s.decay),
-            scalar(s.eta),
-            scalar(s.mu),
-        )
+        coefficients = (s.weight_decay, s.momentum, s.decay, s.eta, s.mu)
+        return self._kernel(*variant), tuple(float(scalar(value)) for value in coefficients)
 
 
 def numba_installed() -> bool:

@@ -41,6 +41,7 @@ fma = cast(Callable[[Any, Any, Any], Any], _fma)
 
 @functools.cache
 def kernel(
+    dtype: str,
     maximize: bool,
     weight_decay: bool,
     momentum: bool,
@@ -48,19 +49,23 @@ def kernel(
     averaging: bool,
     fused: bool,
 ) -> Callable[..., int]:
-    """The compiled loop for one combination of the step's choices.
+    """The compiled loop for one combination of the step's choices, on arrays of ``dtype`` (the
+    character of float32 or float64).
 
     It is called as ``loop(theta, grad, ax, buf, start, stop, wd, m, decay, eta, mu)`` on flat
-    arrays of one real dtype (float32 or float64), with the coefficients already rounded to it,
-    and updates elements ``[start, stop)``; what it returns means nothing. The choices are
-    constants of the loop, so the branches on them vanish at compile time.
+    arrays of that dtype, with the coefficients as Python floats already rounded to it (numba
+    takes Python floats faster than NumPy scalars; turning them back into the dtype is exact), and
+    updates elements ``[start, stop)``; what it returns means nothing. The choices are constants of
+    the loop, so the branches on them vanish at compile time.
     """
+    scalar = numba.float32 if dtype == "f" else numba.float64
 
     @numba.njit(nogil=True, cache=True, fastmath=False, error_model="numpy", boundscheck=False)
     def loop(theta, grad, ax, buf, start, stop, wd, m, decay, eta, mu):  # type: ignore[no-untyped-def]
         # Views from start on: indices counted from 0 are known non-negative, so no wrap-around
         # test is left in the loop and LLVM vectorizes it.
         theta, grad, ax = theta[start:stop], grad[start:stop], ax[start:stop]
+        wd, m, decay, eta, mu = scalar(wd), scalar(m), scalar(decay), scalar(eta), scalar(mu)
         if momentum:
             buf = buf[start:stop]
         nan_averages = 0
