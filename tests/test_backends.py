@@ -186,16 +186,25 @@ def test_auto_falls_back_to_numpy_when_numba_fails_to_import(monkeypatch: pytest
         explicit.step([np.ones(2)])
 
 
-def test_auto_never_waits_for_numba(monkeypatch: pytest.MonkeyPatch) -> None:
-    """While numba loads in the background, steps run on the NumPy kernel, with the same bits."""
-    release = threading.Event()
+def hold_the_loader(monkeypatch: pytest.MonkeyPatch, from_call: int) -> tuple[threading.Event, list[Any]]:
+    """Make the background loader's ``from_call``-th and later loads wait for the returned event;
+    the list records the variants each load was asked for."""
+    release, calls = threading.Event(), []
     make = backends.NumbaBackend._make
 
-    def slow_make(self: backends.NumbaBackend, variants: Any) -> None:
-        assert release.wait(60)
+    def held(self: backends.NumbaBackend, variants: Any) -> None:
+        calls.append(variants)
+        if len(calls) >= from_call:
+            assert release.wait(60)
         make(self, variants)
 
-    monkeypatch.setattr(backends.NumbaBackend, "_make", slow_make)
+    monkeypatch.setattr(backends.NumbaBackend, "_make", held)
+    return release, calls
+
+
+def test_auto_never_waits_for_numba(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While numba loads in the background, steps run on the NumPy kernel, with the same bits."""
+    release, _ = hold_the_loader(monkeypatch, from_call=1)
     theta, spec = np.linspace(-1, 1, 9).astype(np.float32), np.linspace(-1, 1, 9).astype(np.float32)
     optimizer = optimized.ASGD([theta], **HYPER)
     reference_optimizer = reference.ASGD([spec], **HYPER)
@@ -445,16 +454,7 @@ def test_a_copy_from_another_thread_never_holds_half_a_step(kernel: str) -> None
 def test_auto_never_waits_for_a_loop_a_later_step_needs(monkeypatch: pytest.MonkeyPatch) -> None:
     """A step that needs a loop not made yet (here: maximize switched on mid-run) runs on NumPy
     while the loop is made in the background, with the same bits."""
-    release, calls = threading.Event(), []
-    make = backends.NumbaBackend._make
-
-    def second_waits(self: backends.NumbaBackend, variants: Any) -> None:
-        calls.append(variants)
-        if len(calls) > 1:
-            assert release.wait(60)
-        make(self, variants)
-
-    monkeypatch.setattr(backends.NumbaBackend, "_make", second_waits)
+    release, calls = hold_the_loader(monkeypatch, from_call=2)
     theta, spec = np.linspace(-1, 1, 9).astype(np.float32), np.linspace(-1, 1, 9).astype(np.float32)
     optimizer = optimized.ASGD([theta], **HYPER)
     reference_optimizer = reference.ASGD([spec], **HYPER)
