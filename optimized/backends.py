@@ -5,8 +5,8 @@
   the NumPy kernel (bit-identical, tested).
 * ``"numpy"``: :mod:`optimized.numpy_kernel`, the fallback and cross-check.
 * ``"auto"``: numba where it is installed, else NumPy. numba is imported in the background from
-  the first step on, never with the package, and no step waits for it: steps run on the NumPy
-  kernel (the same bits) until the compiled loops are loaded.
+  the first step on, never with the package, and no step waits for it: a step whose compiled loops
+  are not made yet runs on the NumPy kernel (the same bits) while they are made.
 """
 
 from __future__ import annotations

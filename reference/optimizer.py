@@ -31,7 +31,7 @@ import numpy as np
 from reference import rounding
 from reference.hyperparameters import DEFAULTS, Hyperparameters, validate_hyperparameters
 from reference.interrupts import interrupts_deferred
-from reference.layout import Segment, build_layout, real_view, share_states
+from reference.layout import Segment, build_layout, flat_real, share_states
 from reference.memory import MemoryMap
 from reference.numerics import Numerics, numerics_named
 from reference.packing import Packed
@@ -343,7 +343,7 @@ class ASGDOptimizer:
         )
         slices = None
         if fits:
-            flat = real_view(grads.buffer.reshape(-1))
+            flat = flat_real(grads.buffer)
             scale = 2 if grads.buffer.dtype.kind == "c" else 1
             slices = []
             for segment in layout.segments:
@@ -669,8 +669,7 @@ def _flat_gradient(segment: Segment, gradients: Sequence[np.ndarray | None]) -> 
         gradient = gradients[0]
         assert gradient is not None
         if gradient.flags.c_contiguous:
-            flat = gradient.reshape(-1)
-            return flat if flat.dtype.kind == "f" else real_view(flat)
+            return flat_real(gradient)
     if segment.gradient_buffer is None:
         segment.gradient_buffer = np.empty_like(segment.theta)
     for position, gradient in enumerate(gradients):
