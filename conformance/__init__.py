@@ -1,2 +1,9 @@
-"""The conformance harness: scenarios through the reference, the optimized ASGD on each kernel and
-torch, compared step by step in ULPs, with verdicts and a self-contained HTML report."""
+"""The conformance harness: scenarios, implementations, pairs and verdicts, and the report.
+
+``check`` and ``Unsupported`` are the API for checking your own ASGD (see the README).
+"""
+
+from conformance.check import check
+from conformance.sessions import Unsupported
+
+__all__ = ["Unsupported", "check"]

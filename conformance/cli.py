@@ -12,16 +12,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from conformance.environment import describe_environment, torch_warning
+from conformance.external import CLAIMS, ExternalImplementation, pairs_for
 from conformance.findings import derive_findings
 from conformance.implementations import IMPLEMENTATIONS, Implementation
+from conformance.merge import merge_results
 from conformance.report import unusable_report_directory, write_report
 from conformance.results import SCHEMA_VERSION, RunResult, ScenarioResult
 from conformance.runner import run_scenarios
 from conformance.scenarios import select_scenarios
+from conformance.scenarios import shard as select_shard
 from conformance.statistics import PolyakJuditsky, polyak_juditsky
-from conformance.verdicts import PAIRS
+from conformance.verdicts import PAIRS, Pair
 
-__all__ = ["main", "run_conformance"]
+__all__ = ["main", "merge_main", "run_conformance"]
 
 
 EXIT_HOLDS, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -59,9 +62,63 @@ def _parser() -> argparse.ArgumentParser:
         "--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes (default: up to 2)"
     )
     parser.add_argument(
+        "--seeds", type=int, default=1, help="run every scenario with this many seeds (default 1)"
+    )
+    parser.add_argument(
+        "--shard",
+        metavar="K/N",
+        default=None,
+        help="run the K-th of N deterministic shares of the scenario × seed cells (merge them with "
+        "`asgd-conformance merge`); the statistics run in shard 1",
+    )
+    parser.add_argument(
+        "--implementation",
+        metavar="MODULE:FACTORY",
+        action="append",
+        default=[],
+        help="your ASGD, joined to the matrix (repeatable); see the README for the protocol",
+    )
+    parser.add_argument(
+        "--claims",
+        choices=CLAIMS,
+        action="append",
+        default=[],
+        help="what each --implementation claims, in order: the bits of the torch or fast profile, "
+        "or none (bounded against torch); one value applies to all (default torch)",
+    )
+    parser.add_argument(
         "--no-statistics", dest="statistics", action="store_false", help="skip the Polyak–Juditsky check"
     )
     return parser
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"K/N"`` as ``(K, N)`` with 1 ≤ K ≤ N, or ``ValueError`` saying what is wrong."""
+    if text is None:
+        return None
+    index, slash, count = text.partition("/")
+    if not slash or not index.isdigit() or not count.isdigit() or not 1 <= int(index) <= int(count):
+        raise ValueError(f"--shard must be K/N with 1 <= K <= N, got {text!r}")
+    return int(index), int(count)
+
+
+def external_implementations(specs: Sequence[str], claims: Sequence[str]) -> list[ExternalImplementation]:
+    """One implementation per ``--implementation``, with its ``--claims`` (or ``ValueError``)."""
+    if len(claims) > 1 and len(claims) != len(specs):
+        raise ValueError(
+            f"give one --claims for all implementations or one per --implementation "
+            f"({len(specs)} implementations, {len(claims)} --claims)"
+        )
+    if claims and not specs:
+        raise ValueError("--claims needs an --implementation")
+    chosen = list(claims) * len(specs) if len(claims) == 1 else list(claims) or ["torch"] * len(specs)
+    for spec in specs:
+        module, colon, factory = spec.partition(":")
+        if not colon or not module or not factory:
+            raise ValueError(f"--implementation must be MODULE:FACTORY, got {spec!r}")
+    if len(set(specs)) != len(specs):
+        raise ValueError("each --implementation may be given once")
+    return [ExternalImplementation(spec, claim) for spec, claim in zip(specs, chosen, strict=True)]
 
 
 def run_conformance(
@@ -69,15 +126,21 @@ def run_conformance(
     full: bool = False,
     only: str | None = None,
     seed: int = 0,
+    seeds: int = 1,
+    shard: tuple[int, int] | None = None,
     jobs: int = 1,
     statistics: bool = True,
     implementations: Sequence[Implementation] = IMPLEMENTATIONS,
+    pairs: Sequence[Pair] = PAIRS,
     command: str = "asgd-conformance",
     progress: bool = False,
 ) -> RunResult:
-    """Run a selection and return its results (nothing written)."""
+    """Run a selection (or one shard of it) and return its results (nothing written)."""
     started = time.perf_counter()
-    scenarios = select_scenarios(full=full, only=only, seed=seed)
+    cells = select_scenarios(full=full, only=only, seed=seed, seeds=seeds)
+    index, count = shard or (1, 1)
+    chosen = select_shard(cells, index, count)
+    scenarios = [scenario for _, scenario in chosen]
     bar = None
     if progress:
         from tqdm import tqdm
@@ -89,13 +152,17 @@ def run_conformance(
     def done(result: ScenarioResult) -> None:
         assert bar is not None
         bar.update()
-        following = scenarios[bar.n] if bar.n < len(scenarios) else None
-        bar.set_postfix_str(f"running {following.name}" if following else "")
+        bar.set_postfix_str(f"finished {result.name}" if bar.n < len(scenarios) else "")
 
     results = run_scenarios(
-        scenarios, implementations=implementations, jobs=jobs, on_done=done if bar is not None else None
+        scenarios,
+        implementations=implementations,
+        pairs=pairs,
+        cells=[position for position, _ in chosen],
+        jobs=jobs,
+        on_done=done if bar is not None else None,
     )
-    run_statistics = statistics and not only
+    run_statistics = statistics and not only and index == 1
     if bar is not None and run_statistics:
         bar.set_description_str(f"Polyak–Juditsky statistics ({PolyakJuditsky(seed=seed).runs} runs)")
         bar.set_postfix_str("")
@@ -107,7 +174,16 @@ def run_conformance(
         schema_version=SCHEMA_VERSION,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         command=command,
-        selection={"set": "full" if full else "quick", "only": only, "seed": seed, "jobs": jobs},
+        selection={
+            "set": "full" if full else "quick",
+            "only": only,
+            "seed": seed,
+            "seeds": seeds,
+            "jobs": jobs,
+            "shard": None if shard is None else f"{index}/{count}",
+            "cells": len(cells),
+            "statistics": statistics,
+        },
         environment=describe_environment(),
         implementations=[{"name": i.name, "description": i.description} for i in implementations],
         pairs=[
@@ -117,7 +193,7 @@ def run_conformance(
                 "ulp_budget": p.policy.ulp_budget,
                 "rationale": p.policy.rationale,
             }
-            for p in PAIRS
+            for p in pairs
             if {p.left, p.right} <= names
         ],
         scenarios=results,
@@ -127,19 +203,50 @@ def run_conformance(
     )
 
 
+def print_outcome(result: RunResult, page: Path, limit: int = 20) -> int:
+    """The summary line and the failures (at most ``limit``); returns the exit status."""
+    warning = torch_warning(result.environment)
+    if warning is not None:
+        print(f"asgd-conformance: warning: {warning}", file=sys.stderr)
+    print(f"asgd-conformance: {result.summary_line()}; report: {page}")
+    failures = result.failures
+    for failure in failures[:limit]:
+        step = f" from step {failure.first_divergence}" if failure.first_divergence else ""
+        print(f"  FAIL {failure.scenario}: {failure.pair}{step}: {failure.reason}")
+    if len(failures) > limit:
+        print(f"  ... and {len(failures) - limit} more failures (see the report)")
+    return EXIT_HOLDS if result.holds else EXIT_FAILED
+
+
+def _default_out() -> Path:
+    return Path("reports") / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
 def main(
     argv: Sequence[str] | None = None, implementations: Sequence[Implementation] = IMPLEMENTATIONS
 ) -> int:
     """The CLI; returns the exit status (see the parser's epilog)."""
+    arguments_list = list(sys.argv[1:] if argv is None else argv)
+    if arguments_list[:1] == ["merge"]:
+        return merge_main(arguments_list[1:])
     parser = _parser()
-    arguments = parser.parse_args(argv)  # exits with 2 on a malformed command line
+    arguments = parser.parse_args(arguments_list)  # exits with 2 on a malformed command line
     if not 1 <= arguments.jobs <= MAX_JOBS:
         parser.error(f"--jobs must be between 1 and {MAX_JOBS} (4 per CPU), got {arguments.jobs}")
     if arguments.seed < 0:
         parser.error(f"--seed must be >= 0, got {arguments.seed}")
-    scenarios = select_scenarios(full=arguments.full, only=arguments.only, seed=arguments.seed)
+    if arguments.seeds < 1:
+        parser.error(f"--seeds must be >= 1, got {arguments.seeds}")
+    try:
+        shard = parse_shard(arguments.shard)
+        external = external_implementations(arguments.implementation, arguments.claims)
+    except ValueError as error:
+        parser.error(str(error))
+    scenarios = select_scenarios(
+        full=arguments.full, only=arguments.only, seed=arguments.seed, seeds=arguments.seeds
+    )
     if arguments.list:
-        for scenario in scenarios:
+        for _position, scenario in select_shard(scenarios, *(shard or (1, 1))):
             print(scenario.name)
         return EXIT_HOLDS
     chosen = "full" if arguments.full else "quick"
@@ -148,20 +255,24 @@ def main(
             f"no scenario of the {chosen} set matches --only {arguments.only!r}; "
             f"`asgd-conformance --list{' --full' if arguments.full else ''}` prints their names"
         )
-    out = arguments.out or Path("reports") / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = arguments.out or _default_out()
     problem = unusable_report_directory(out.resolve())
     if problem is not None:
         parser.error(f"--out: {problem}")
     interactive = sys.stderr.isatty() and not os.environ.get("CI")
-    command = "asgd-conformance " + shlex.join(sys.argv[1:] if argv is None else list(argv))
+    command = "asgd-conformance " + shlex.join(arguments_list)
+    pairs = [*PAIRS, *(pair for implementation in external for pair in pairs_for(implementation))]
     try:
         result = run_conformance(
             full=arguments.full,
             only=arguments.only,
             seed=arguments.seed,
+            seeds=arguments.seeds,
+            shard=shard,
             jobs=arguments.jobs,
             statistics=arguments.statistics,
-            implementations=implementations,
+            implementations=[*implementations, *external],
+            pairs=pairs,
             command=command.strip(),
             progress=interactive,
         )
@@ -169,14 +280,38 @@ def main(
     except KeyboardInterrupt:
         print("asgd-conformance: interrupted; no report was written", file=sys.stderr)
         return EXIT_INTERRUPTED
-    warning = torch_warning(result.environment)
-    if warning is not None:
-        print(f"asgd-conformance: warning: {warning}", file=sys.stderr)
-    print(f"asgd-conformance: {result.summary_line()}; report: {page}")
-    for failure in result.failures:
-        step = f" from step {failure.first_divergence}" if failure.first_divergence else ""
-        print(f"  FAIL {failure.scenario}: {failure.pair}{step}: {failure.reason}")
-    return EXIT_HOLDS if result.holds else EXIT_FAILED
+    return print_outcome(result, page)
+
+
+def merge_main(argv: Sequence[str]) -> int:
+    """``asgd-conformance merge DIR... --out DIR``: one report from the shards' ``results.json``."""
+    parser = argparse.ArgumentParser(
+        prog="asgd-conformance merge",
+        description="Combine the results.json of the shards of one run into one report.",
+        epilog="Exit status: 0 every verdict of the whole holds, 1 one fails, 2 the shards do not "
+        "make one whole run (missing, repeated or from different selections).",
+    )
+    parser.add_argument("directories", nargs="+", type=Path, metavar="DIR", help="shard report directories")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="report directory (default: reports/<UTC time>)"
+    )
+    arguments = parser.parse_args(argv)
+    out = arguments.out or _default_out()
+    problem = unusable_report_directory(out.resolve())
+    if problem is not None:
+        parser.error(f"--out: {problem}")
+    try:
+        result = merge_results(
+            arguments.directories, command="asgd-conformance merge " + shlex.join(list(argv))
+        )
+    except ValueError as error:
+        parser.error(str(error))
+    try:
+        page = write_report(result, out)
+    except KeyboardInterrupt:
+        print("asgd-conformance: interrupted; no report was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return print_outcome(result, page)
 
 
 if __name__ == "__main__":  # pragma: no cover

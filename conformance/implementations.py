@@ -1,41 +1,34 @@
-"""The implementations under comparison, behind one small adapter interface.
+"""The implementations under comparison, behind one small interface.
 
-An adapter runs a scenario and returns its trajectory: the parameters and the averages after every
-step. It may decline a scenario with a reason (torch has no momentum; the torch profile models no
+An implementation starts a :class:`~conformance.sessions.Session` for a scenario, which the runner
+steps. It may decline a scenario with a reason (torch has no momentum; the torch profile models no
 float16; no CUDA device), and the reason goes into the report.
 """
 
 from __future__ import annotations
 
-import time
+import functools
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import Any, Final
 
 import optimized
 import reference
-from conformance.problems import GradientProblem, make_problem
 from conformance.scenarios import Scenario
+from conformance.sessions import ArraySession, Session, TorchSession, hyperparameters
+from conformance.workloads import Workload
 from optimized.backends import numba_installed
-from reference.hyperparameters import DEFAULTS
 from reference.numerics import numerics_named
 
-__all__ = ["IMPLEMENTATIONS", "Implementation", "NumpyImplementation", "TorchImplementation", "Trajectory"]
+__all__ = [
+    "IMPLEMENTATIONS",
+    "REFERENCE_BUDGET",
+    "Implementation",
+    "NumpyImplementation",
+    "TorchImplementation",
+]
 
-
-@dataclass(frozen=True)
-class Trajectory:
-    """What an implementation held after each step, and the scalar state at the end."""
-
-    parameters: np.ndarray
-    """``(steps, n)`` in the scenario's dtype."""
-    averages: np.ndarray
-    final_step: float
-    final_eta: float
-    final_mu: float
-    seconds: float
+REFERENCE_BUDGET: Final = 4_000_000
+"""Values × steps the pure-Python reference takes on (about a minute at 16 µs per value and step)."""
 
 
 class Implementation(ABC):
@@ -47,28 +40,8 @@ class Implementation(ABC):
         return None
 
     @abstractmethod
-    def run(self, scenario: Scenario) -> Trajectory: ...
-
-
-def _hyper(scenario: Scenario) -> dict[str, Any]:
-    return {**DEFAULTS, **scenario.hyper}
-
-
-def _late_state(scenario: Scenario, numerics: str, theta: np.ndarray) -> dict[str, Any]:
-    """The state at ``scenario.start_step`` as the profile would hold it: its eta, mu and ax = theta."""
-    h = _hyper(scenario)
-    profile = numerics_named(numerics)
-    eta, mu = profile.schedule(
-        scenario.start_step, lr=h["lr"], lambd=h["lambd"], alpha=h["alpha"], t0=h["t0"]
-    )
-    if profile.exact_step_counter:
-        return {"step": scenario.start_step, "eta": eta, "mu": mu, "ax": theta.copy()}
-    return {
-        "step": np.float32(scenario.start_step),
-        "eta": np.float32(eta),
-        "mu": np.float32(mu),
-        "ax": theta.copy(),
-    }
+    def start(self, scenario: Scenario, workload: Workload) -> Session:
+        """An optimizer at the scenario's starting point, ready for its first step."""
 
 
 class NumpyImplementation(Implementation):
@@ -100,31 +73,29 @@ class NumpyImplementation(Implementation):
             return "numba is not installed"
         if scenario.dtype not in numerics_named(self.numerics).dtypes:
             return f"the {self.numerics} profile does not model {scenario.dtype}"
+        if self.optimizer_class is reference.ASGD and scenario.elements * scenario.steps > REFERENCE_BUDGET:
+            minutes = scenario.elements * scenario.steps * 16e-6 / 60
+            return (
+                f"the pure-Python reference would take about {minutes:.0f} min here "
+                f"({scenario.elements:,} values × {scenario.steps} steps at ~16 µs each); "
+                "the optimized kernels are held to torch bit for bit instead"
+            )
+        if scenario.checkpoint_via == "torch" and scenario.checkpoint_at and self.numerics != "torch":
+            return "a checkpoint in torch's format carries only the torch profile's state"
         return None
 
-    def run(self, scenario: Scenario) -> Trajectory:
-        problem: GradientProblem = make_problem(
-            scenario.problem, scenario.size, scenario.dtype, scenario.seed
-        )
-        theta = problem.initial()
+    def start(self, scenario: Scenario, workload: Workload) -> Session:
         chosen = {} if self.kernel is None else {"kernel": self.kernel}
-        optimizer = self.optimizer_class([theta], numerics=self.numerics, **chosen, **scenario.hyper)
-        if scenario.start_step:
-            saved = optimizer.state_dict()
-            saved["state"] = {0: _late_state(scenario, self.numerics, theta)}
-            optimizer.load_state_dict(saved)
-        parameters, averages = [], []
-        started = time.perf_counter()
-        for step in range(scenario.start_step, scenario.start_step + scenario.steps):
-            optimizer.step([problem.gradient(theta, step)])
-            parameters.append(theta.copy())
-            averages.append(optimizer.averages()[0])
-        seconds = time.perf_counter() - started
-        state = optimizer.state_dict()["state"][0]
-        return Trajectory(
-            np.array(parameters), np.array(averages),
-            float(state["step"]), float(state["eta"]), float(state["mu"]), seconds,
-        )  # fmt: skip
+        factory = functools.partial(self.optimizer_class, numerics=self.numerics, **chosen)
+        return ArraySession(factory, scenario, workload, numerics=self.numerics, own_format=True)
+
+
+def torch_asgd(params: Any, *, momentum: float, foreach: bool, **hyper: Any) -> Any:
+    """``torch.optim.ASGD`` as a factory of this project's API (which has momentum, torch none)."""
+    import torch
+
+    assert momentum == 0, "the implementation declines momentum before it starts"
+    return torch.optim.ASGD(params, foreach=foreach, **hyper)
 
 
 class TorchImplementation(Implementation):
@@ -136,42 +107,15 @@ class TorchImplementation(Implementation):
     def skip_reason(self, scenario: Scenario) -> str | None:
         import torch
 
-        if _hyper(scenario)["momentum"] != 0:
+        if hyperparameters(scenario)["momentum"] != 0:
             return "torch.optim.ASGD has no momentum"
         if self.device == "cuda" and not torch.cuda.is_available():
             return "no CUDA device on this machine"
         return None
 
-    def run(self, scenario: Scenario) -> Trajectory:
-        import torch
-
-        problem = make_problem(scenario.problem, scenario.size, scenario.dtype, scenario.seed)
-        h = _hyper(scenario)
-        tensor = torch.from_numpy(problem.initial()).to(self.device).requires_grad_()
-        hyper = {k: h[k] for k in ("lr", "lambd", "alpha", "t0", "weight_decay", "maximize")}
-        optimizer = torch.optim.ASGD([tensor], foreach=self.foreach, **hyper)
-        if scenario.start_step:
-            late = _late_state(scenario, "torch", tensor.detach().cpu().numpy())
-            optimizer.state[tensor] = {
-                key: torch.as_tensor(value).to(self.device)
-                if key != "ax"
-                else torch.from_numpy(value).to(self.device)
-                for key, value in late.items()
-            }
-        parameters, averages = [], []
-        started = time.perf_counter()
-        for step in range(scenario.start_step, scenario.start_step + scenario.steps):
-            theta = tensor.detach().cpu().numpy()
-            tensor.grad = torch.from_numpy(problem.gradient(theta, step)).to(self.device)
-            optimizer.step()
-            parameters.append(tensor.detach().cpu().numpy().copy())
-            averages.append(optimizer.state[tensor]["ax"].detach().cpu().numpy().copy())
-        seconds = time.perf_counter() - started
-        state = optimizer.state[tensor]
-        return Trajectory(
-            np.array(parameters), np.array(averages),
-            state["step"].item(), state["eta"].item(), state["mu"].item(), seconds,
-        )  # fmt: skip
+    def start(self, scenario: Scenario, workload: Workload) -> Session:
+        factory = functools.partial(torch_asgd, foreach=self.foreach)
+        return TorchSession(factory, scenario, workload, device=self.device)
 
 
 IMPLEMENTATIONS: tuple[Implementation, ...] = (

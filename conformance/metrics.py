@@ -1,29 +1,56 @@
-"""Step-by-step differences between two trajectories: bits, ULPs, absolute and relative error."""
+"""Step-by-step differences between two implementations: bits, ULPs, absolute and relative error.
+
+The runner feeds each pair's values after every step (:meth:`PairMetrics.add`); only the per-step
+figures are kept, so tensors of millions of values cost no more memory than one step of them.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from conformance.implementations import Trajectory
 from conformance.ulp import compare_ulps, real_components
 
-__all__ = ["ArrayDifference", "PairMetrics", "compare_trajectories"]
+__all__ = ["ArrayDifference", "Divergence", "PairMetrics"]
 
 
 @dataclass(frozen=True)
-class ArrayDifference:
-    """The differences in one quantity (parameters or averages), per step and overall."""
+class Divergence:
+    """Where bits first differ: the step (1-based), the quantity, the tensor and the element."""
 
-    max_ulp_per_step: list[int]
-    differing_per_step: list[int]
+    step: int
+    quantity: str
+    """``"parameters"`` or ``"averages"``."""
+    tensor: str
+    element: str
+    """The element's index, e.g. ``[12, 3]``, with ``.real``/``.imag`` for complex tensors."""
+
+
+def _element(shape: tuple[int, ...], complex_valued: bool, scalar_index: int) -> str:
+    index, part = divmod(scalar_index, 2) if complex_valued else (scalar_index, None)
+    position = [int(i) for i in np.unravel_index(index, shape)] if shape else []
+    return f"{position}{'' if part is None else ('.real', '.imag')[part]}"
+
+
+@dataclass
+class ArrayDifference:
+    """The differences in one quantity (parameters or averages), per step and overall.
+
+    A step's figure over several tensors is the largest (ULPs) or the sum (differing scalars) of
+    the tensors' figures.
+    """
+
+    max_ulp_per_step: list[int] = field(default_factory=list)
+    differing_per_step: list[int] = field(default_factory=list)
     """Real scalars whose encodings differ (all NaNs count as one encoding; -0 differs from +0)."""
-    nan_mismatches: int
-    max_abs: float
-    max_rel: float
-    normwise_ulp_per_step: list[float]
-    """``max |a - b|`` in units of the ULP of ``max |b|``: the error at the scale of the whole array."""
+    nan_mismatches: int = 0
+    max_abs: float = 0.0
+    max_rel: float = 0.0
+    normwise_ulp_per_step: list[float] = field(default_factory=list)
+    """``max |a - b|`` in units of the ULP of ``max |b|``, per tensor: the error at each tensor's scale."""
+    first: Divergence | None = None
 
     @property
     def max_normwise_ulp(self) -> float:
@@ -36,39 +63,60 @@ class ArrayDifference:
     @property
     def first_divergence(self) -> int | None:
         """The first step (1-based) at which any bit differs, or ``None``."""
-        return next((step for step, n in enumerate(self.differing_per_step, 1) if n), None)
+        return None if self.first is None else self.first.step
 
-
-def _difference(left: np.ndarray, right: np.ndarray) -> ArrayDifference:
-    max_ulps, differing, normwise = [], [], []
-    nan_mismatches = 0
-    max_abs = max_rel = 0.0
-    for a, b in zip(left, right, strict=True):
-        comparison = compare_ulps(a, b)
-        x, y = real_components(a), real_components(b)
-        both_nan = np.isnan(x) & np.isnan(y)
-        differs = (x.view(f"u{x.itemsize}") != y.view(f"u{y.itemsize}")) & ~both_nan
-        max_ulps.append(comparison.max_ulp)
-        differing.append(int(differs.sum()))
-        nan_mismatches += comparison.nan_mismatches
-        finite = np.isfinite(x) & np.isfinite(y)
+    def add(
+        self,
+        step: int,
+        quantity: str,
+        names: Sequence[str],
+        left: Sequence[np.ndarray],
+        right: Sequence[np.ndarray],
+    ) -> None:
+        """Take in one step's values of every tensor (aligned lists)."""
+        step_ulp = step_differing = 0
         step_normwise = 0.0
-        if finite.any():
-            error = np.abs(x[finite].astype(np.float64) - y[finite].astype(np.float64))
-            scale = np.abs(y[finite].astype(np.float64))
-            max_abs = max(max_abs, float(error.max()))
-            relative = np.divide(error, scale, out=np.zeros_like(error), where=scale > 0)
-            max_rel = max(max_rel, float(relative.max()))
-            unit = float(np.spacing(y[finite].dtype.type(scale.max())))
-            step_normwise = float(error.max()) / unit
-        normwise.append(step_normwise)
-    return ArrayDifference(max_ulps, differing, nan_mismatches, max_abs, max_rel, normwise)
+        for name, a, b in zip(names, left, right, strict=True):
+            comparison = compare_ulps(a, b)
+            x, y = real_components(a), real_components(b)
+            both_nan = np.isnan(x) & np.isnan(y)
+            differs = (x.view(f"u{x.itemsize}") != y.view(f"u{y.itemsize}")) & ~both_nan
+            differing = int(differs.sum())
+            if differing and self.first is None:
+                where = _element(np.shape(a), np.iscomplexobj(a), int(np.argmax(differs)))
+                self.first = Divergence(step, quantity, name, where)
+            step_ulp, step_differing = max(step_ulp, comparison.max_ulp), step_differing + differing
+            self.nan_mismatches += comparison.nan_mismatches
+            finite = np.isfinite(x) & np.isfinite(y)
+            if finite.any():
+                error = np.abs(x[finite].astype(np.float64) - y[finite].astype(np.float64))
+                scale = np.abs(y[finite].astype(np.float64))
+                self.max_abs = max(self.max_abs, float(error.max()))
+                relative = np.divide(error, scale, out=np.zeros_like(error), where=scale > 0)
+                self.max_rel = max(self.max_rel, float(relative.max()))
+                unit = float(np.spacing(y[finite].dtype.type(scale.max())))
+                step_normwise = max(step_normwise, float(error.max()) / unit)
+        self.max_ulp_per_step.append(step_ulp)
+        self.differing_per_step.append(step_differing)
+        self.normwise_ulp_per_step.append(step_normwise)
 
 
-@dataclass(frozen=True)
+@dataclass
 class PairMetrics:
-    parameters: ArrayDifference
-    averages: ArrayDifference
+    parameters: ArrayDifference = field(default_factory=ArrayDifference)
+    averages: ArrayDifference = field(default_factory=ArrayDifference)
+
+    def add(
+        self,
+        step: int,
+        names: Sequence[str],
+        left: tuple[Sequence[np.ndarray], Sequence[np.ndarray]],
+        right: tuple[Sequence[np.ndarray], Sequence[np.ndarray]],
+    ) -> None:
+        """Take in one step: each side's ``(parameters, averages)``."""
+        with np.errstate(all="ignore"):
+            self.parameters.add(step, "parameters", names, left[0], right[0])
+            self.averages.add(step, "averages", names, left[1], right[1])
 
     @property
     def max_ulp(self) -> int:
@@ -87,14 +135,11 @@ class PairMetrics:
         return max(self.parameters.max_normwise_ulp, self.averages.max_normwise_ulp)
 
     @property
+    def first(self) -> Divergence | None:
+        """The first divergence, the parameters' where both quantities diverge on the same step."""
+        found = [d for d in (self.parameters.first, self.averages.first) if d is not None]
+        return min(found, key=lambda d: d.step, default=None)
+
+    @property
     def first_divergence(self) -> int | None:
-        steps = [s for s in (self.parameters.first_divergence, self.averages.first_divergence) if s]
-        return min(steps, default=None)
-
-
-def compare_trajectories(left: Trajectory, right: Trajectory) -> PairMetrics:
-    with np.errstate(all="ignore"):
-        return PairMetrics(
-            parameters=_difference(left.parameters, right.parameters),
-            averages=_difference(left.averages, right.averages),
-        )
+        return None if self.first is None else self.first.step

@@ -32,7 +32,7 @@ def pair_colours(pair_names: Sequence[str]) -> dict[str, str]:
 
 def ulp_plot_svg(scenario: ScenarioResult, colours: dict[str, str]) -> str:
     """The scenario's plot (see the module's docstring) as an inline ``<svg>``."""
-    compared = [c for c in scenario.comparisons if c.status != "skipped"]
+    compared = [c for c in scenario.comparisons if c.max_normwise_ulp is not None]
     bounded = [c for c in compared if c.policy != "bit-exact"]
     exact = [c for c in compared if c.policy == "bit-exact"]
     steps = list(range(scenario.start_step + 1, scenario.start_step + scenario.steps + 1))

@@ -55,7 +55,21 @@ def _judged(comparison: Comparison) -> str:
     return f"{_format_ulp(normwise)} normwise ULP"
 
 
+def _divergence(comparison: Comparison) -> str:
+    """Where bits first differ: step, quantity, tensor and element (or a dash)."""
+    if not comparison.first_divergence:
+        return "–"
+    where = f"step {comparison.first_divergence}"
+    if comparison.first_divergence_tensor is not None:
+        where += (
+            f", {comparison.first_divergence_quantity} of {comparison.first_divergence_tensor} "
+            f"at {comparison.first_divergence_element}"
+        )
+    return where
+
+
 _TEMPLATES.filters["ulp"] = _format_ulp
+_TEMPLATES.filters["divergence"] = _divergence
 _TEMPLATES.filters["power_of_two"] = _power_of_two
 _TEMPLATES.filters["judged"] = _judged
 

@@ -19,6 +19,7 @@ __all__ = [
     "RunResult",
     "ScenarioResult",
     "StatisticsResult",
+    "read_json",
     "write_json",
 ]
 
@@ -29,12 +30,14 @@ SCHEMA_VERSION = 1
 class ImplementationRun:
     name: str
     status: str
-    """``"ran"`` or ``"skipped"``."""
+    """``"ran"``, ``"skipped"`` (with the reason it declined) or ``"failed"`` (with what went wrong)."""
     reason: str | None = None
     seconds: float | None = None
     final_step: float | None = None
     final_eta: float | None = None
     final_mu: float | None = None
+    evaluation: dict[str, float] = field(default_factory=dict)
+    """The workload's figures of merit at the last iterate and at the averages (e.g. held-out accuracy)."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,10 @@ class Comparison:
     max_ulp_parameters: int | None = None
     max_ulp_averages: int | None = None
     first_divergence: int | None = None
+    first_divergence_quantity: str | None = None
+    """``"parameters"`` or ``"averages"``."""
+    first_divergence_tensor: str | None = None
+    first_divergence_element: str | None = None
     differing_scalar_steps: int | None = None
     nan_mismatches: int | None = None
     max_abs_error: float | None = None
@@ -78,6 +85,16 @@ class ScenarioResult:
     purpose: str
     implementations: list[ImplementationRun]
     comparisons: list[Comparison]
+    tensors: list[str] = field(default_factory=list)
+    """The tensors' names (shapes included for the many-tensor workloads)."""
+    groups: list[dict[str, Any]] = field(default_factory=list)
+    """Param groups beyond the scenario's hyperparameters: ``{"tensors": n, **overrides}``."""
+    lr_changes: list[list[float]] = field(default_factory=list)
+    """``[step, factor]``: before that step each group's lr became its initial lr times factor."""
+    checkpoint_at: int = 0
+    checkpoint_via: str = "state_dict"
+    cell: int = 0
+    """This scenario × seed cell's position in the whole selection (shards keep it; merge sorts by it)."""
 
 
 @dataclass(frozen=True)
@@ -122,8 +139,14 @@ class RunResult:
         return [c for c in self.comparisons if c.status == "fails"]
 
     @property
+    def judged(self) -> int:
+        """Comparisons that ran (holding, failing or an expected divergence)."""
+        return sum(1 for c in self.comparisons if c.status != "skipped")
+
+    @property
     def holds(self) -> bool:
-        return not self.failures and (self.statistics is None or self.statistics.holds)
+        """Every verdict holds, and at least one comparison was judged (a run that skipped all fails)."""
+        return not self.failures and self.judged > 0 and (self.statistics is None or self.statistics.holds)
 
     def summary_line(self) -> str:
         counts = {status: 0 for status in ("holds", "fails", "finding", "skipped")}
@@ -133,6 +156,9 @@ class RunResult:
             "" if self.statistics is None else f"; statistics {'hold' if self.statistics.holds else 'FAIL'}"
         )
         verdict = "PASS" if self.holds else "FAIL"
+        failed = sum(1 for s in self.scenarios for run in s.implementations if run.status == "failed")
+        if failed:
+            statistics += f"; {failed} implementation runs failed"
         return (
             f"{verdict}: {len(self.scenarios)} scenarios, {len(self.comparisons)} comparisons: "
             f"{counts['holds']} hold, {counts['fails']} fail, {counts['finding']} expected divergence, "
@@ -142,6 +168,34 @@ class RunResult:
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunResult:
+        """The result a ``results.json`` holds (as :meth:`to_json` wrote it)."""
+        scenarios = [
+            ScenarioResult(
+                **{
+                    **scenario,
+                    "implementations": [ImplementationRun(**run) for run in scenario["implementations"]],
+                    "comparisons": [Comparison(**comparison) for comparison in scenario["comparisons"]],
+                }
+            )
+            for scenario in data["scenarios"]
+        ]
+        statistics = data["statistics"]
+        return cls(
+            **{
+                **data,
+                "scenarios": scenarios,
+                "findings": [Finding(**finding) for finding in data["findings"]],
+                "statistics": None if statistics is None else StatisticsResult(**statistics),
+            }
+        )
+
+
+def read_json(path: Path) -> RunResult:
+    """The result in a ``results.json``."""
+    return RunResult.from_json(json.loads(path.read_text(encoding="utf-8")))
 
 
 def write_json(result: RunResult, path: Path) -> None:

@@ -1,23 +1,114 @@
-"""Run scenarios through the implementations and compare the pairs: scenarios → runs → verdicts."""
+"""Run scenarios through the implementations and compare the pairs: scenarios → runs → verdicts.
+
+Every implementation of a scenario is stepped in lock step: each computes its gradients at its own
+parameters, steps, and then every pair is compared on that step's values. An implementation that
+declines (:class:`~conformance.sessions.Unsupported`) is shown skipped with its reason; one that
+raises, or hands back a parameter or average of the wrong shape or dtype, is shown failed with what
+it did, and every pair it belongs to fails; the run goes on with the others.
+"""
 
 from __future__ import annotations
 
+import time
+import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
-from conformance.implementations import IMPLEMENTATIONS, Implementation, Trajectory
-from conformance.metrics import compare_trajectories
+import numpy as np
+
+from conformance.implementations import IMPLEMENTATIONS, Implementation
+from conformance.metrics import PairMetrics
 from conformance.results import Comparison, ImplementationRun, ScenarioResult
 from conformance.scenarios import Scenario
+from conformance.sessions import Session, Unsupported, group_lrs
 from conformance.verdicts import PAIRS, Pair, judge, policy_for
+from conformance.workloads import Workload, make_workload
 
 __all__ = ["run_scenario", "run_scenarios"]
 
 
-def _compare(
-    scenario: Scenario, pair: Pair, trajectories: dict[str, Trajectory], skipped: dict[str, str]
-) -> Comparison:
+class _WrongOutput(Exception):
+    """An implementation handed back values of the wrong kind."""
+
+
+def _describe(error: BaseException) -> str:
+    """An exception as one line: its type, its message and where in the implementation it rose."""
+    if isinstance(error, _WrongOutput):
+        return str(error)
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    return f"{type(error).__name__}: {error}{where}"
+
+
+def _checked(
+    what: str, values: Any, expected: Sequence[tuple[np.dtype[Any], tuple[int, ...]]]
+) -> list[np.ndarray]:
+    """``values`` as NumPy arrays, each of the dtype and shape of its tensor, or :class:`_WrongOutput`."""
+    arrays = list(values)
+    if len(arrays) != len(expected):
+        raise _WrongOutput(f"{what} gave {len(arrays)} arrays for {len(expected)} tensors")
+    for index, (array, (dtype, shape)) in enumerate(zip(arrays, expected, strict=True)):
+        if not isinstance(array, np.ndarray):
+            raise _WrongOutput(f"{what}[{index}] is a {type(array).__name__}, not a numpy.ndarray")
+        if array.dtype != dtype or array.shape != shape:
+            raise _WrongOutput(
+                f"{what}[{index}] is {array.dtype} of shape {array.shape}; expected {dtype} of shape {shape}"
+            )
+    return arrays
+
+
+@dataclass
+class _Running:
+    """One implementation's progress through a scenario."""
+
+    session: Session | None
+    seconds: float = 0.0
+    status: str = "ran"
+    reason: str | None = None
+    values: tuple[list[np.ndarray], list[np.ndarray]] | None = None
+    evaluation: dict[str, float] = field(default_factory=dict)
+
+    def stop(self, status: str, reason: str) -> None:
+        self.session, self.status, self.reason, self.values = None, status, reason, None
+
+
+def _advance(
+    running: _Running, scenario: Scenario, workload: Workload, index: int, expected: list[Any]
+) -> None:
+    """Step ``running`` once (``index`` counts from 1) and keep its values for the comparisons."""
+    session = running.session
+    assert session is not None
+    changes = dict(scenario.lr_changes)
+    if index in changes:
+        for group, base in enumerate(group_lrs(scenario)):
+            session.set_lr(group, base * changes[index])
+    gradients = workload.gradients(session.parameters(), scenario.start_step + index - 1)
+    started = time.perf_counter()
+    session.step(gradients)
+    running.seconds += time.perf_counter() - started
+    running.values = (
+        _checked("the parameters", session.parameters(), expected),
+        _checked("averages()", session.averages(), expected),
+    )
+    if index == scenario.checkpoint_at:
+        session.checkpoint(scenario.checkpoint_via)
+
+
+def _start(implementation: Implementation, scenario: Scenario, workload: Workload) -> _Running:
+    reason = implementation.skip_reason(scenario)
+    if reason is not None:
+        return _Running(None, status="skipped", reason=reason)
+    try:
+        return _Running(implementation.start(scenario, workload))
+    except Unsupported as declined:
+        return _Running(None, status="skipped", reason=str(declined))
+    except Exception as error:
+        return _Running(None, status="failed", reason=f"could not start: {_describe(error)}")
+
+
+def _compare(scenario: Scenario, pair: Pair, metrics: PairMetrics, runs: dict[str, _Running]) -> Comparison:
     policy = policy_for(pair, scenario.expected_divergence)
     base: dict[str, Any] = {
         "scenario": scenario.name,
@@ -27,12 +118,16 @@ def _compare(
         "policy": policy.kind,
         "ulp_budget": None if policy.ulp_budget is None else policy.ulp_budget[scenario.dtype],
     }
-    missing = [name for name in (pair.left, pair.right) if name not in trajectories]
+    failed = [name for name in (pair.left, pair.right) if runs[name].status == "failed"]
+    if failed:
+        reasons = "; ".join(f"{name} failed: {runs[name].reason}" for name in failed)
+        return Comparison(**base, status="fails", reason=reasons)
+    missing = [name for name in (pair.left, pair.right) if runs[name].status != "ran"]
     if missing:
-        reasons = "; ".join(f"{name}: {skipped.get(name, 'not run')}" for name in missing)
+        reasons = "; ".join(f"{name}: {runs[name].reason or 'not run'}" for name in missing)
         return Comparison(**base, status="skipped", reason=reasons)
-    metrics = compare_trajectories(trajectories[pair.left], trajectories[pair.right])
     verdict = judge(policy, metrics, scenario.dtype)
+    first = metrics.first
     return Comparison(
         **base,
         status=("finding" if policy.kind == "finding" else "holds") if verdict.holds else "fails",
@@ -41,6 +136,9 @@ def _compare(
         max_ulp_parameters=metrics.parameters.max_ulp,
         max_ulp_averages=metrics.averages.max_ulp,
         first_divergence=metrics.first_divergence,
+        first_divergence_quantity=None if first is None else first.quantity,
+        first_divergence_tensor=None if first is None else first.tensor,
+        first_divergence_element=None if first is None else first.element,
         differing_scalar_steps=metrics.differing_bits,
         nan_mismatches=metrics.nan_mismatches,
         max_abs_error=max(metrics.parameters.max_abs, metrics.averages.max_abs),
@@ -63,32 +161,58 @@ def run_scenario(
     scenario: Scenario,
     implementations: Sequence[Implementation] = IMPLEMENTATIONS,
     pairs: Sequence[Pair] = PAIRS,
+    cell: int = 0,
 ) -> ScenarioResult:
-    trajectories: dict[str, Trajectory] = {}
-    skipped: dict[str, str] = {}
-    runs = []
-    for implementation in implementations:
-        reason = implementation.skip_reason(scenario)
-        if reason is not None:
-            skipped[implementation.name] = reason
-            runs.append(ImplementationRun(implementation.name, "skipped", reason))
-            continue
-        trajectory = implementation.run(scenario)
-        trajectories[implementation.name] = trajectory
-        runs.append(
+    """Run one scenario × seed cell through ``implementations`` and compare ``pairs`` at every step."""
+    workload = make_workload(scenario)
+    expected = [(array.dtype, array.shape) for array in workload.initial()]
+    runs = {
+        implementation.name: _start(implementation, scenario, workload) for implementation in implementations
+    }
+    compared = [pair for pair in pairs if pair.left in runs and pair.right in runs]
+    metrics = {pair.name: PairMetrics() for pair in compared}
+    for index in range(1, scenario.steps + 1):
+        for running in runs.values():
+            if running.session is None:
+                continue
+            try:
+                _advance(running, scenario, workload, index, expected)
+            except Unsupported as declined:
+                running.stop("skipped", str(declined))
+            except Exception as error:
+                running.stop("failed", f"at step {index}: {_describe(error)}")
+        for pair in compared:
+            left, right = runs[pair.left].values, runs[pair.right].values
+            if left is not None and right is not None:
+                metrics[pair.name].add(index, workload.names, left, right)
+    implementation_runs = []
+    for name, running in runs.items():
+        scalars = None
+        if running.session is not None:
+            try:
+                scalars = running.session.scalars()
+                parameters, averages = running.values or ([], [])
+                last, averaged = workload.evaluate(parameters), workload.evaluate(averages)
+                running.evaluation = {
+                    **{f"{k} (last iterate)": v for k, v in last.items()},
+                    **{f"{k} (averaged)": v for k, v in averaged.items()},
+                }
+            except Exception as error:
+                running.stop("failed", f"after the last step: {_describe(error)}")
+        ran = running.status == "ran"
+        implementation_runs.append(
             ImplementationRun(
-                implementation.name,
-                "ran",
-                seconds=trajectory.seconds,
-                final_step=trajectory.final_step,
-                final_eta=trajectory.final_eta,
-                final_mu=trajectory.final_mu,
+                name,
+                running.status,
+                running.reason,
+                seconds=running.seconds if ran else None,
+                final_step=scalars[0] if scalars else None,
+                final_eta=scalars[1] if scalars else None,
+                final_mu=scalars[2] if scalars else None,
+                evaluation=running.evaluation if ran else {},
             )
         )
-    known = {implementation.name for implementation in implementations}
-    comparisons = [
-        _compare(scenario, pair, trajectories, skipped) for pair in pairs if {pair.left, pair.right} <= known
-    ]
+    comparisons = [_compare(scenario, pair, metrics[pair.name], runs) for pair in compared]
     return ScenarioResult(
         name=scenario.name,
         problem=scenario.problem,
@@ -96,11 +220,17 @@ def run_scenario(
         hyperparameters=dict(scenario.hyper),
         steps=scenario.steps,
         seed=scenario.seed,
-        size=scenario.size,
+        size=scenario.elements,
         start_step=scenario.start_step,
         purpose=scenario.purpose,
-        implementations=runs,
+        implementations=implementation_runs,
         comparisons=comparisons,
+        tensors=list(workload.names),
+        groups=[{"tensors": count, **overrides} for count, overrides in scenario.groups],
+        lr_changes=[[step, factor] for step, factor in scenario.lr_changes],
+        checkpoint_at=scenario.checkpoint_at,
+        checkpoint_via=scenario.checkpoint_via,
+        cell=cell,
     )
 
 
@@ -108,21 +238,29 @@ def run_scenarios(
     scenarios: Sequence[Scenario],
     *,
     implementations: Sequence[Implementation] = IMPLEMENTATIONS,
+    pairs: Sequence[Pair] = PAIRS,
+    cells: Sequence[int] | None = None,
     jobs: int = 1,
     on_done: Callable[[ScenarioResult], None] | None = None,
 ) -> list[ScenarioResult]:
-    """Results in the order of ``scenarios``; with ``jobs > 1`` scenarios run in processes."""
-    results: list[ScenarioResult] = []
+    """Results in the order of ``scenarios``; with ``jobs > 1`` scenarios run in processes, the
+    largest started first. ``cells`` numbers them within the whole selection (default 0, 1, …)."""
+    numbers = list(range(len(scenarios))) if cells is None else list(cells)
     if jobs <= 1:
-        for scenario in scenarios:
-            results.append(run_scenario(scenario, implementations))
+        results: list[ScenarioResult] = []
+        for scenario, cell in zip(scenarios, numbers, strict=True):
+            results.append(run_scenario(scenario, implementations, pairs, cell))
             if on_done:
                 on_done(results[-1])
         return results
+    order = sorted(range(len(scenarios)), key=lambda i: -scenarios[i].elements * scenarios[i].steps)
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(run_scenario, scenario, implementations) for scenario in scenarios]
-        for future in futures:
-            results.append(future.result())
+        futures = {
+            i: pool.submit(run_scenario, scenarios[i], implementations, pairs, numbers[i]) for i in order
+        }
+        done: dict[int, ScenarioResult] = {}
+        for i in order:
+            done[i] = futures[i].result()
             if on_done:
-                on_done(results[-1])
-    return results
+                on_done(done[i])
+    return [done[i] for i in range(len(scenarios))]

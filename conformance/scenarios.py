@@ -9,11 +9,12 @@ with about 20 steps), so most scenarios here use a small ``t0`` to exercise the 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
-__all__ = ["LATE_START", "SCENARIOS", "Scenario", "select_scenarios"]
+__all__ = ["LATE_START", "SCENARIOS", "Scenario", "select_scenarios", "shard"]
 
 LATE_START: Final = 2**24 - 2
 """Where the late-run scenario injects its state: two steps before torch's float32 counter freezes."""
@@ -28,6 +29,7 @@ class Scenario:
     steps: int
     seed: int = 0
     size: int = 16
+    """Values of the tensor (one-tensor problems) or hidden units (``digits-mlp``)."""
     start_step: int = 0
     """Nonzero: every implementation starts from injected state at this step."""
     quick: bool = True
@@ -35,9 +37,28 @@ class Scenario:
     expected_divergence: tuple[str, ...] = ()
     """Pairs (``"left vs right"``) whose divergence is the point of the scenario: reported, not judged."""
     tags: tuple[str, ...] = field(default=())
+    shapes: tuple[tuple[int, ...], ...] = ()
+    """The tensors of a ``many-tensors`` problem."""
+    groups: tuple[tuple[int, Mapping[str, Any]], ...] = ()
+    """Param groups as (number of tensors, hyperparameter overrides), in tensor order; () is one group."""
+    lr_changes: tuple[tuple[int, float], ...] = ()
+    """(step, factor): before that step every group's lr becomes its initial lr times factor."""
+    checkpoint_at: int = 0
+    """Nonzero: after this step the state goes out, a fresh optimizer loads it and goes on."""
+    checkpoint_via: str = "state_dict"
+    """``"state_dict"``, or ``"torch"``: the checkpoint also passes through a torch.save file of torch's format."""
 
     def with_seed(self, seed: int) -> Scenario:
         return replace(self, seed=self.seed + seed)
+
+    @property
+    def elements(self) -> int:
+        """Values stepped per step (an upper bound: some gradients are ``None``)."""
+        if self.shapes:
+            return sum(math.prod(shape) for shape in self.shapes)
+        if self.problem == "digits-mlp":
+            return 64 * self.size + self.size + self.size * 10 + 10
+        return self.size
 
 
 AVERAGING: Final = {"lr": 0.01, "t0": 20}
@@ -61,6 +82,20 @@ _QUICK: Final = (
     Scenario("late-run-f32", "random-stream", "float32", {"lr": 0.01, "t0": LATE_START - 10}, 8, start_step=LATE_START,
              purpose="torch's float32 step counter freezes at 2**24, and eta and mu with it",
              expected_divergence=("optimized-numba-fast vs torch-forloop",)),
+    Scenario("many-tensors-f32", "many-tensors", "float32", {"lr": 0.01, "t0": 3, "lambd": 1e-3}, 8,
+             shapes=((100_000,), (64, 32), (32,), (10, 32), (10,), (3, 3, 3)),
+             groups=((3, {}), (3, {"lr": 0.02, "weight_decay": 1e-3, "t0": 2})), lr_changes=((7, 0.5),), checkpoint_at=5,
+             purpose="six tensors in two groups, one of 100,000 values (torch's vector body and tail, our blocks and "
+                     "threads); None gradients; lr halved before step 7; a checkpoint after step 5 while averaging"),
+    Scenario("many-tensors-f64-handover", "many-tensors", "float64", {"lr": 0.01, "t0": 2}, 12,
+             shapes=((4096,), (17, 5), (3,), (2, 2, 2, 2), (1,), ()),
+             groups=((2, {"t0": 4}), (4, {"lr": 0.005, "weight_decay": 0.01})), lr_changes=((4, 2.0), (9, 0.25)),
+             checkpoint_at=6, checkpoint_via="torch",
+             purpose="a 0-d tensor among six; the checkpoint after step 6 passes through a torch.save file in torch's format"),
+    Scenario("digits-mlp-f32", "digits-mlp", "float32", {"lr": 0.1, "t0": 100}, 300,
+             purpose="a torch nn MLP on scikit-learn's digits, gradients from autograd; held-out accuracy per implementation"),
+    Scenario("digits-mlp-f64", "digits-mlp", "float64", {"lr": 0.1, "t0": 100}, 300,
+             purpose="the MLP in float64, where torch rounds eta and mu to float32"),
     # torch's own test configurations (common_optimizers.optim_inputs_func_asgd), run to 25 steps.
     Scenario("torch-config-default", "random-stream", "float32", {"lr": 1e-2}, 25, tags=("torch-config",)),
     Scenario("torch-config-lambd", "random-stream", "float32", {"lr": 1e-2, "lambd": 0.1}, 25, tags=("torch-config",)),
@@ -82,6 +117,15 @@ _FULL_ONLY: Final = (
              tags=("torch-config",)),
     Scenario("torch-config-weight-decay", "random-stream", "float32", {"lr": 1e-2, "weight_decay": 0.1}, 25, quick=False,
              tags=("torch-config",)),
+    Scenario("many-tensors-f32-large", "many-tensors", "float32", {"lr": 0.01, "t0": 2, "lambd": 1e-3}, 6,
+             shapes=((2_000_000,), (1000, 300), (300,), (10, 300), (10,), (5, 5)),
+             groups=((3, {}), (3, {"lr": 0.02, "weight_decay": 1e-3, "t0": 1})), lr_changes=((5, 0.5),), checkpoint_at=4,
+             quick=False, purpose="a 2,000,000-value tensor among six (threads in the optimized kernel)"),
+    Scenario("many-tensors-c64", "many-tensors", "complex64", {"lr": 0.01, "t0": 5, "weight_decay": 1e-3}, 40,
+             shapes=((3000,), (20, 7), (5,), (3, 3), (1,), ()), groups=((3, {}), (3, {"lambd": 1e-2})),
+             lr_changes=((20, 0.1),), checkpoint_at=25, checkpoint_via="torch", quick=False),
+    Scenario("digits-mlp-f32-long", "digits-mlp", "float32", {"lr": 0.05, "t0": 300, "weight_decay": 1e-4}, 800,
+             size=24, quick=False),
     Scenario("late-run-f64", "random-stream", "float64", {"lr": 0.01, "t0": LATE_START - 10}, 8, start_step=LATE_START,
              quick=False, purpose="the frozen counter with float64 parameters",
              expected_divergence=("optimized-numba-fast vs torch-forloop",)),
@@ -90,9 +134,26 @@ _FULL_ONLY: Final = (
 SCENARIOS: Final = _QUICK + _FULL_ONLY
 
 
-def select_scenarios(*, full: bool = False, only: str | None = None, seed: int = 0) -> list[Scenario]:
-    """The quick set (or all with ``full``), filtered by a glob ``only``, seeds offset by ``seed``."""
+def select_scenarios(
+    *, full: bool = False, only: str | None = None, seed: int = 0, seeds: int = 1
+) -> list[Scenario]:
+    """The quick set (or all with ``full``), filtered by a glob ``only``, each repeated with
+    ``seeds`` seeds (offsets ``seed`` to ``seed + seeds - 1``): the run's scenario × seed cells.
+
+    With more than one seed a cell's name says its offset (``lsq-f32-averaging@seed2``).
+    """
     chosen = [s for s in SCENARIOS if full or s.quick]
     if only:
         chosen = [s for s in chosen if fnmatch.fnmatchcase(s.name, only) or only in s.name]
-    return [s.with_seed(seed) for s in chosen]
+    if seeds == 1:
+        return [s.with_seed(seed) for s in chosen]
+    return [
+        replace(s.with_seed(offset), name=f"{s.name}@seed{offset}")
+        for s in chosen
+        for offset in range(seed, seed + seeds)
+    ]
+
+
+def shard(cells: Sequence[Scenario], index: int, count: int) -> list[tuple[int, Scenario]]:
+    """Shard ``index`` of ``count`` (1-based): every ``count``-th cell, each with its position."""
+    return [(position, cell) for position, cell in enumerate(cells) if position % count == index - 1]

@@ -1,0 +1,56 @@
+"""``conformance.check``: your implementation against the reference and torch, from your own tests."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from typing import Any
+
+from conformance.external import ExternalImplementation, pairs_for
+from conformance.implementations import IMPLEMENTATIONS, Implementation
+from conformance.results import RunResult
+
+__all__ = ["check"]
+
+
+def check(
+    factory: Callable[..., Any] | str,
+    claims: str = "torch",
+    full: bool = False,
+    *,
+    only: str | None = None,
+    jobs: int = 1,
+) -> RunResult:
+    """Run the quick (or ``full``) set through ``factory`` and what it claims to match; write nothing.
+
+    ``factory`` follows the protocol of :mod:`conformance.external` (or is its ``MODULE:FACTORY``
+    spec). With ``claims="torch"`` it must match the reference's torch profile and torch's for-loop
+    path bit for bit, with ``"fast"`` the fast profile, and with ``"none"`` stay within the bounded
+    budget of torch's for-loop path. The result's ``holds`` is the verdict (it needs at least one
+    comparison judged); ``failures`` name the scenario, the pair, the step, the tensor and the element.
+    Scenarios it declines with :class:`~conformance.Unsupported` are skipped with the reason.
+    ``jobs > 1`` needs a factory a worker process can import by name.
+    """
+    from conformance.cli import run_conformance
+
+    external = ExternalImplementation(factory, claims)
+    wanted = {
+        "torch": {"reference-torch", "torch-forloop"},
+        "fast": {"reference-fast"},
+        "none": {"torch-forloop"},
+    }
+    torch_installed = importlib.util.find_spec("torch") is not None
+    implementations: list[Implementation] = [
+        i
+        for i in IMPLEMENTATIONS
+        if i.name in wanted[claims] and (torch_installed or i.name != "torch-forloop")
+    ]
+    return run_conformance(
+        full=full,
+        only=only,
+        jobs=jobs,
+        statistics=False,
+        implementations=[*implementations, external],
+        pairs=pairs_for(external),
+        command=f"conformance.check({external.name}, claims={claims!r}, full={full})",
+    )

@@ -1,0 +1,282 @@
+"""One implementation's optimizer running one scenario, driven a step at a time.
+
+The runner advances every implementation of a scenario in lock step and compares them after each
+step, so only the current values are held, whatever the size of the tensors. Two drivers cover
+every implementation, this project's and a user's:
+
+* :class:`ArraySession`: an optimizer over NumPy arrays updated in place, with ``step(grads)`` and
+  ``averages()`` (``reference.ASGD``, ``optimized.ASGD``, a user's NumPy-style factory);
+* :class:`TorchSession`: a ``torch.optim.Optimizer``-like object over tensors whose ``step()`` reads
+  ``.grad`` and whose ``state[p]["ax"]`` holds the averages (torch's ASGD, a user's torch-style one).
+
+What a scenario asks beyond stepping (param groups, an lr change, a checkpoint, injected state) is
+done through the optimizer's ``param_groups``, ``state_dict``/``load_state_dict`` and ``state``;
+an optimizer that lacks them declines the scenario with :class:`Unsupported`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Final
+
+import numpy as np
+
+from conformance.scenarios import Scenario
+from conformance.workloads import Gradients, Workload
+from reference.hyperparameters import DEFAULTS
+from reference.numerics import numerics_named
+
+__all__ = [
+    "HYPERPARAMETERS",
+    "ArraySession",
+    "Factory",
+    "Session",
+    "TorchSession",
+    "Unsupported",
+    "hyperparameters",
+    "late_state",
+]
+
+Factory = Callable[..., Any]
+"""``factory(params, **hyperparameters)``: an optimizer over ``params`` (arrays or param groups)."""
+
+
+class Unsupported(Exception):
+    """Raised by a factory or its optimizer to decline a scenario; the message is the reason shown."""
+
+
+HYPERPARAMETERS: Final = ("lr", "momentum", "weight_decay", "alpha", "t0", "lambd", "maximize")
+"""The keyword names a factory receives, every one of them, every time."""
+
+
+def hyperparameters(scenario: Scenario) -> dict[str, Any]:
+    """Every hyperparameter of this project's API for ``scenario``: its own values over the defaults."""
+    chosen = {**DEFAULTS, **scenario.hyper}
+    return {name: chosen[name] for name in HYPERPARAMETERS}
+
+
+def param_groups(scenario: Scenario, tensors: Sequence[Any]) -> list[Any]:
+    """``tensors`` as a factory receives them: the list itself, or torch-style group dicts."""
+    if not scenario.groups:
+        return list(tensors)
+    groups, start = [], 0
+    for count, overrides in scenario.groups:
+        groups.append({"params": list(tensors[start : start + count]), **overrides})
+        start += count
+    if start != len(tensors):
+        raise ValueError(
+            f"scenario {scenario.name}: groups hold {start} tensors, the workload {len(tensors)}"
+        )
+    return groups
+
+
+def group_lrs(scenario: Scenario) -> list[float]:
+    """Each group's initial lr (the scheduler's base)."""
+    base = hyperparameters(scenario)["lr"]
+    if not scenario.groups:
+        return [base]
+    return [overrides.get("lr", base) for _, overrides in scenario.groups]
+
+
+def late_state(scenario: Scenario, numerics: str, theta: np.ndarray) -> dict[str, Any]:
+    """The state at ``scenario.start_step`` as the profile would hold it: its eta, mu and ax = theta."""
+    h = hyperparameters(scenario)
+    profile = numerics_named(numerics)
+    eta, mu = profile.schedule(
+        scenario.start_step, lr=h["lr"], lambd=h["lambd"], alpha=h["alpha"], t0=h["t0"]
+    )
+    if profile.exact_step_counter:
+        return {"step": scenario.start_step, "eta": eta, "mu": mu, "ax": theta.copy()}
+    return {
+        "step": np.float32(scenario.start_step),
+        "eta": np.float32(eta),
+        "mu": np.float32(mu),
+        "ax": theta.copy(),
+    }
+
+
+class Session(ABC):
+    """An optimizer stepping a workload's tensors."""
+
+    @abstractmethod
+    def step(self, gradients: Gradients) -> None: ...
+
+    @abstractmethod
+    def parameters(self) -> list[np.ndarray]:
+        """The current parameters as NumPy arrays (views are fine: read before the next step)."""
+
+    @abstractmethod
+    def averages(self) -> list[np.ndarray]: ...
+
+    @abstractmethod
+    def set_lr(self, group: int, lr: float) -> None:
+        """Set a group's lr as a scheduler does."""
+
+    @abstractmethod
+    def checkpoint(self, via: str) -> None:
+        """Take the state out, build a fresh optimizer over the same tensors and load it."""
+
+    def scalars(self) -> tuple[float, float, float] | None:
+        """``step``, ``eta`` and ``mu`` of the first tensor's state, where the format is known."""
+        return None
+
+
+def _required(optimizer: Any, name: str, purpose: str) -> Any:
+    if not hasattr(optimizer, name):
+        raise Unsupported(f"the optimizer has no {name} ({purpose})")
+    return getattr(optimizer, name)
+
+
+def _through_torch_file(torch_state_dict: dict[str, Any]) -> Any:
+    """A torch-format state dict after ``torch.save`` and ``torch.load(weights_only=True)``."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(torch_state_dict, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+class ArraySession(Session):
+    """An optimizer over NumPy arrays: ``step(grads)``, ``averages()``.
+
+    ``numerics`` is the profile whose state the optimizer holds (``None``: no profile), which
+    decides injected late-run state and whether a checkpoint in torch's format can carry it.
+    ``own_format``: its ``state_dict`` is in this project's layout (``reference``, ``optimized``);
+    for a user's optimizer a state the harness cannot convert declines the scenario instead.
+    """
+
+    def __init__(
+        self,
+        factory: Factory,
+        scenario: Scenario,
+        workload: Workload,
+        *,
+        numerics: str | None,
+        own_format: bool,
+    ) -> None:
+        self._factory, self._scenario = factory, scenario
+        self.numerics, self.own_format = numerics, own_format
+        self._tensors = workload.initial()
+        self.optimizer = self._make()
+        if scenario.start_step:
+            with self._declining_foreign_state(
+                "the scenario starts from state injected through load_state_dict"
+            ):
+                saved = _required(self.optimizer, "state_dict", "the scenario starts from injected state")()
+                saved["state"] = {
+                    index: late_state(scenario, numerics or "torch", theta)
+                    for index, theta in enumerate(self._tensors)
+                }
+                _required(self.optimizer, "load_state_dict", "the scenario starts from injected state")(saved)
+
+    @contextlib.contextmanager
+    def _declining_foreign_state(self, purpose: str) -> Iterator[None]:
+        """For a user's optimizer, a state the harness cannot handle declines the scenario."""
+        try:
+            yield
+        except Unsupported:
+            raise
+        except Exception as error:
+            if self.own_format:
+                raise
+            raise Unsupported(
+                f"{purpose}, in this project's state_dict layout: {type(error).__name__}: {error}"
+            ) from error
+
+    def _make(self) -> Any:
+        return self._factory(param_groups(self._scenario, self._tensors), **hyperparameters(self._scenario))
+
+    def step(self, gradients: Gradients) -> None:
+        self.optimizer.step(gradients)
+
+    def parameters(self) -> list[np.ndarray]:
+        return self._tensors
+
+    def averages(self) -> list[np.ndarray]:
+        return list(_required(self.optimizer, "averages", "the protocol asks for averages()")())
+
+    def set_lr(self, group: int, lr: float) -> None:
+        _required(self.optimizer, "param_groups", "the scenario changes lr as a scheduler does")[group][
+            "lr"
+        ] = lr
+
+    def checkpoint(self, via: str) -> None:
+        saved = _required(self.optimizer, "state_dict", "the scenario takes a checkpoint")()
+        if via == "torch":
+            if self.numerics != "torch":
+                raise Unsupported("a checkpoint in torch's format carries only the torch profile's state")
+            from optimized.torch_interop import state_dict_from_torch, state_dict_to_torch
+
+            with self._declining_foreign_state("the checkpoint passes through torch's format"):
+                saved = state_dict_from_torch(_through_torch_file(state_dict_to_torch(saved)))
+        fresh = self._make()
+        _required(fresh, "load_state_dict", "the scenario takes a checkpoint")(saved)
+        self.optimizer = fresh
+
+    def scalars(self) -> tuple[float, float, float] | None:
+        if not self.own_format:
+            return None
+        state = self.optimizer.state_dict()["state"].get(0)
+        if state is None:
+            return None
+        return float(state["step"]), float(state["eta"]), float(state["mu"])
+
+
+class TorchSession(Session):
+    """A ``torch.optim.Optimizer``-like object: ``step()`` reads ``.grad``, ``state[p]["ax"]``."""
+
+    def __init__(
+        self, factory: Factory, scenario: Scenario, workload: Workload, *, device: str = "cpu"
+    ) -> None:
+        import torch
+
+        self._torch, self._factory, self._scenario, self._device = torch, factory, scenario, device
+        self._tensors = [torch.from_numpy(array).to(device).requires_grad_() for array in workload.initial()]
+        self._optimizer = self._make()
+        if scenario.start_step:
+            for tensor in self._tensors:
+                late = late_state(scenario, "torch", tensor.detach().cpu().numpy())
+                self._optimizer.state[tensor] = {
+                    key: torch.from_numpy(np.asarray(value)).to(device) for key, value in late.items()
+                }
+
+    def _make(self) -> Any:
+        return self._factory(param_groups(self._scenario, self._tensors), **hyperparameters(self._scenario))
+
+    def step(self, gradients: Gradients) -> None:
+        for tensor, gradient in zip(self._tensors, gradients, strict=True):
+            tensor.grad = None if gradient is None else self._torch.from_numpy(gradient).to(self._device)
+        self._optimizer.step()
+
+    def parameters(self) -> list[np.ndarray]:
+        return [tensor.detach().cpu().numpy() for tensor in self._tensors]
+
+    def averages(self) -> list[np.ndarray]:
+        """Each tensor's ``ax``; a tensor never stepped (no state yet) averages to itself."""
+        averages = []
+        for tensor in self._tensors:
+            state = self._optimizer.state.get(tensor, {})
+            held = state.get("ax", tensor)
+            averages.append(held.detach().cpu().numpy())
+        return averages
+
+    def set_lr(self, group: int, lr: float) -> None:
+        self._optimizer.param_groups[group]["lr"] = lr
+
+    def checkpoint(self, via: str) -> None:
+        saved = self._optimizer.state_dict()
+        if via == "torch":
+            saved = _through_torch_file(saved)
+        fresh = self._make()
+        fresh.load_state_dict(saved)
+        self._optimizer = fresh
+
+    def scalars(self) -> tuple[float, float, float] | None:
+        state = self._optimizer.state.get(self._tensors[0], {})
+        if not {"step", "eta", "mu"} <= set(state):
+            return None
+        return tuple(float(state[key]) for key in ("step", "eta", "mu"))  # type: ignore[return-value]
