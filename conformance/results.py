@@ -23,7 +23,7 @@ __all__ = [
     "write_json",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -55,10 +55,6 @@ class Comparison:
     max_ulp_parameters: int | None = None
     max_ulp_averages: int | None = None
     first_divergence: int | None = None
-    first_divergence_quantity: str | None = None
-    """``"parameters"`` or ``"averages"``."""
-    first_divergence_tensor: str | None = None
-    first_divergence_element: str | None = None
     differing_scalar_steps: int | None = None
     nan_mismatches: int | None = None
     max_abs_error: float | None = None
@@ -70,6 +66,12 @@ class Comparison:
     normwise_ulp_per_step_averages: list[float] = field(default_factory=list)
     differing_per_step: list[int] = field(default_factory=list)
     """Real scalars whose bits differ at each step, parameters and averages together."""
+    first_divergence_quantity: str | None = None
+    """Where bits first differ: ``"parameters"`` or ``"averages"``, ..."""
+    first_divergence_tensor: str | None = None
+    """... the tensor's name ..."""
+    first_divergence_element: str | None = None
+    """... and the element's index, e.g. ``[12, 3]`` (``.real``/``.imag`` for complex tensors)."""
 
 
 @dataclass(frozen=True)

@@ -92,9 +92,9 @@ _QUICK: Final = (
              groups=((2, {"t0": 4}), (4, {"lr": 0.005, "weight_decay": 0.01})), lr_changes=((4, 2.0), (9, 0.25)),
              checkpoint_at=6, checkpoint_via="torch",
              purpose="a 0-d tensor among six; the checkpoint after step 6 passes through a torch.save file in torch's format"),
-    Scenario("digits-mlp-f32", "digits-mlp", "float32", {"lr": 0.1, "t0": 100}, 300,
+    Scenario("digits-mlp-f32", "digits-mlp", "float32", {"lr": 0.1, "t0": 100}, 200,
              purpose="a torch nn MLP on scikit-learn's digits, gradients from autograd; held-out accuracy per implementation"),
-    Scenario("digits-mlp-f64", "digits-mlp", "float64", {"lr": 0.1, "t0": 100}, 300,
+    Scenario("digits-mlp-f64", "digits-mlp", "float64", {"lr": 0.1, "t0": 100}, 200,
              purpose="the MLP in float64, where torch rounds eta and mu to float32"),
     # torch's own test configurations (common_optimizers.optim_inputs_func_asgd), run to 25 steps.
     Scenario("torch-config-default", "random-stream", "float32", {"lr": 1e-2}, 25, tags=("torch-config",)),

@@ -1,0 +1,95 @@
+"""Factories of the bring-your-own-implementation protocol, right and deliberately wrong, for the tests.
+
+They live in an importable module so that ``--implementation tests.external_factories:NAME`` and
+worker processes can find them by name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+import conformance
+import optimized
+
+FLIP_AT_STEP = 37
+
+
+def torch_profile(params: Any, **hyperparameters: Any) -> optimized.ASGD:
+    """``optimized.ASGD`` in the torch profile: claims ``torch`` and keeps the claim."""
+    return optimized.ASGD(params, numerics="torch", **hyperparameters)
+
+
+def fast_profile(params: Any, **hyperparameters: Any) -> optimized.ASGD:
+    return optimized.ASGD(params, numerics="fast", **hyperparameters)
+
+
+class _FlipsOneBit(optimized.ASGD):
+    """Flips the lowest bit of the first value of the tensor ``tensor`` after step ``at``."""
+
+    def __init__(self, params: Any, *, tensor: int, at: int, **hyperparameters: Any) -> None:
+        super().__init__(params, numerics="torch", **hyperparameters)
+        self._tensor, self._at, self._steps = tensor, at, 0
+
+    def step(self, grads: Any = None, *, closure: Any = None) -> Any:
+        loss = super().step(grads, closure=closure)
+        self._steps += 1
+        if self._steps == self._at:
+            flat = [p for group in self.param_groups for p in group["params"]][self._tensor].reshape(-1)
+            flat[-1:].view(np.uint8)[0] ^= 1
+        return loss
+
+
+def flips_a_bit_at_step_37(params: Any, **hyperparameters: Any) -> optimized.ASGD:
+    return _FlipsOneBit(params, tensor=0, at=FLIP_AT_STEP, **hyperparameters)
+
+
+def flips_tensor_3_at_step_3(params: Any, **hyperparameters: Any) -> optimized.ASGD:
+    return _FlipsOneBit(params, tensor=3, at=3, **hyperparameters)
+
+
+def torch_for_loop(params: Any, momentum: float, **hyperparameters: Any) -> Any:
+    """torch's own ASGD as a torch-style factory (declines momentum, which it lacks)."""
+    import torch
+
+    if momentum:
+        raise conformance.Unsupported("torch.optim.ASGD has no momentum")
+    return torch.optim.ASGD(params, foreach=False, **hyperparameters)
+
+
+def torch_foreach(params: Any, momentum: float, **hyperparameters: Any) -> Any:
+    """torch's foreach path: claims no profile, stays within the bounded budget."""
+    import torch
+
+    if momentum:
+        raise conformance.Unsupported("torch.optim.ASGD has no momentum")
+    return torch.optim.ASGD(params, foreach=True, **hyperparameters)
+
+
+def declines_everything(params: Any, **hyperparameters: Any) -> Any:
+    raise conformance.Unsupported("this implementation runs nothing")
+
+
+class _WideAverages(optimized.ASGD):
+    def averages(self) -> list[np.ndarray]:
+        return [average.astype(np.float64) for average in super().averages()]
+
+
+def averages_in_float64(params: Any, **hyperparameters: Any) -> optimized.ASGD:
+    """Hands back averages of the wrong dtype (float64 for float32 parameters)."""
+    return _WideAverages(params, numerics="torch", **hyperparameters)
+
+
+def crashes_at_step_3(params: Any, **hyperparameters: Any) -> Any:
+    optimizer = optimized.ASGD(params, numerics="torch", **hyperparameters)
+    original, calls = optimizer.step, [0]
+
+    def step(grads: Any = None) -> Any:
+        calls[0] += 1
+        if calls[0] == 3:
+            raise FloatingPointError("planted crash")
+        return original(grads)
+
+    optimizer.step = step  # type: ignore[method-assign]
+    return optimizer

@@ -1,0 +1,162 @@
+"""Bring your own implementation: the protocol, the verdicts it earns, and how failures are named."""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+
+import pytest
+
+import conformance
+from conformance import cli
+from conformance.check import check
+from conformance.implementations import IMPLEMENTATIONS
+from conformance.results import read_json
+from tests import external_factories as factories
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+SHORT = "lsq-f32-averaging"  # 200 steps of float32 least squares, averaging from step 51
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    """The exit status and what was printed (stdout and stderr)."""
+    try:
+        status = cli.main(list(argv))
+    except SystemExit as exit_:
+        status = int(exit_.code or 0)
+    captured = capsys.readouterr()
+    return status, captured.out + captured.err
+
+
+def readme_block(first_line: str) -> str:
+    """The README's Python block that starts with ``first_line``."""
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+    (block,) = [b for b in blocks if b.startswith(first_line)]
+    return block
+
+
+def test_the_readme_adapter_passes_claiming_torch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "my_asgd.py").write_text(readme_block("# my_asgd.py"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    judges = [i for i in IMPLEMENTATIONS if i.name in ("reference-torch", "torch-forloop")]
+    argv = ["--implementation", "my_asgd:make", "--claims", "torch", "--only", "*f64*", "--no-statistics",
+            "--jobs", "1", "--out", str(tmp_path / "report")]  # fmt: skip
+    try:
+        status = cli.main(argv, implementations=judges)
+    except SystemExit as exit_:
+        status = int(exit_.code or 0)
+    out = capsys.readouterr().out
+    assert status == 0, out
+    results = read_json(tmp_path / "report" / "results.json")
+    judged = [c for c in results.comparisons if "my_asgd:make" in c.pair and c.status != "skipped"]
+    pairs = {c.pair for c in judged}
+    assert pairs == {"reference-torch vs my_asgd:make", "my_asgd:make vs torch-forloop"}
+    assert all(c.status == "holds" and c.differing_scalar_steps == 0 for c in judged)
+    scenarios = {c.scenario for c in judged}
+    assert {"many-tensors-f64-handover", "digits-mlp-f64", "lsq-f64-averaging"} <= scenarios
+
+
+def test_the_readme_pytest_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "my_asgd.py").write_text(readme_block("# my_asgd.py"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    namespace: dict[str, object] = {}
+    exec(compile(readme_block("# test_my_asgd.py"), "test_my_asgd.py", "exec"), namespace)
+    tests = [value for name, value in namespace.items() if name.startswith("test_") and callable(value)]
+    assert len(tests) == 1
+    # The README's test checks the whole quick set; a slice of it keeps this test short.
+    monkeypatch.setattr(conformance, "check", functools.partial(check, only=SHORT))
+    tests[0]()
+
+
+def test_a_bit_flipped_at_step_37_fails_naming_scenario_pair_step_and_tensor(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = "tests.external_factories:flips_a_bit_at_step_37"
+    status, out = run_cli(
+        capsys, "--implementation", name, "--claims", "torch", "--only", SHORT, "--no-statistics",
+        "--jobs", "1", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert status == 1
+    assert f"FAIL {SHORT}: reference-torch vs {name} from step 37:" in out
+    assert f"FAIL {SHORT}: {name} vs torch-forloop from step 37:" in out
+    assert "first at step 37 in the parameters of theta at [7]" in out
+
+
+def test_an_implementation_that_cannot_be_imported_fails_with_its_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "broken_asgd.py").write_text('raise RuntimeError("no such accelerator")\n')
+    monkeypatch.chdir(tmp_path)
+    status, out = run_cli(
+        capsys, "--implementation", "broken_asgd:make", "--only", SHORT, "--no-statistics", "--jobs", "1",
+        "--out", str(tmp_path / "report"),
+    )  # fmt: skip
+    assert status == 1
+    assert "broken_asgd:make failed: could not start: RuntimeError: no such accelerator" in out
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "no such accelerator" in page
+
+
+def test_check_names_the_tensor_and_the_element() -> None:
+    result = conformance.check(
+        factories.flips_tensor_3_at_step_3, claims="torch", only="many-tensors-f64-handover"
+    )
+    assert not result.holds
+    failure = result.failures[0]
+    assert (failure.scenario, failure.first_divergence) == ("many-tensors-f64-handover", 3)
+    assert failure.pair == "reference-torch vs tests.external_factories:flips_tensor_3_at_step_3"
+    assert failure.first_divergence_quantity == "parameters"
+    assert failure.first_divergence_tensor == "tensor3[2, 2, 2, 2]"
+    assert failure.first_divergence_element == "[1, 1, 1, 1]"  # the last value, where the bit flipped
+
+
+def test_check_holds_for_a_faithful_implementation_in_each_claim() -> None:
+    torch_claim = conformance.check(factories.torch_profile, claims="torch", only="many-tensors-f64-handover")
+    assert torch_claim.holds, torch_claim.failures
+    fast_claim = conformance.check(factories.fast_profile, claims="fast", only="random-c64-averaging")
+    assert fast_claim.holds and {c.pair for c in fast_claim.comparisons} == {
+        "reference-fast vs tests.external_factories:fast_profile"
+    }
+    # torch's foreach path claims no profile: bounded against the for-loop path, and within budget
+    none_claim = conformance.check(factories.torch_foreach, claims="none", only="digits-mlp-f32")
+    (comparison,) = none_claim.comparisons
+    assert none_claim.holds and comparison.policy == "bounded" and comparison.first_divergence is not None
+
+
+def test_a_torch_style_factory_is_recognized_and_declines_with_a_reason() -> None:
+    result = conformance.check(factories.torch_for_loop, claims="torch", only="momentum-f32")
+    (skipped,) = [r for s in result.scenarios for r in s.implementations if r.name.endswith("torch_for_loop")]
+    assert skipped.status == "skipped" and skipped.reason == "torch.optim.ASGD has no momentum"
+    exact = conformance.check(factories.torch_for_loop, claims="torch", only="late-run-f32")
+    assert exact.holds and all(c.differing_scalar_steps == 0 for c in exact.comparisons)
+
+
+def test_a_run_where_everything_was_declined_does_not_hold() -> None:
+    result = conformance.check(factories.declines_everything, claims="torch", only=SHORT)
+    assert result.judged == 0 and not result.holds
+
+
+@pytest.mark.parametrize(
+    ("factory", "message"),
+    [
+        (factories.averages_in_float64, "averages()[0] is float64 of shape (8,); expected float32 of shape (8,)"),
+        (factories.crashes_at_step_3, "at step 3: FloatingPointError: planted crash"),
+    ],
+)
+def test_a_wrong_answer_or_a_crash_is_a_failure_of_the_implementation(factory: object, message: str) -> None:
+    result = conformance.check(factory, claims="torch", only=SHORT)  # type: ignore[arg-type]
+    (run,) = [r for s in result.scenarios for r in s.implementations if r.name.startswith("tests.")]
+    assert run.status == "failed" and message in (run.reason or "")
+    assert not result.holds and all(message in c.reason for c in result.failures)
+
+
+def test_claims_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ValueError, match="claims must be one of torch, fast, none, got 'exact'"):
+        conformance.check(factories.torch_profile, claims="exact")
+    status, printed = run_cli(capsys, "--implementation", "no-colon", "--list")
+    assert status == 2
+    assert "--implementation must be MODULE:FACTORY, got 'no-colon'" in printed
