@@ -160,7 +160,7 @@ class RunResult:
         verdict = "PASS" if self.holds else "FAIL"
         failed = sum(1 for s in self.scenarios for run in s.implementations if run.status == "failed")
         if failed:
-            statistics += f"; {failed} implementation runs failed"
+            statistics += f"; {failed} implementation run{'s' if failed > 1 else ''} failed"
         return (
             f"{verdict}: {len(self.scenarios)} scenarios, {len(self.comparisons)} comparisons: "
             f"{counts['holds']} hold, {counts['fails']} fail, {counts['finding']} expected divergence, "

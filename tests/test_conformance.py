@@ -150,26 +150,36 @@ def synthetic_result() -> RunResult:
                    [0.0] * steps, [0.0] * steps, [0] * steps),
         Comparison("demo", "optimized-numba-fast vs torch-forloop", "optimized-numba-fast", "torch-forloop",
                    "bounded", "fails", "300 normwise ULP exceeds the budget of 256", 256, 4096, 4096, 12, 2, 9, 0, 1e-5, 3e-4, 300.0,
-                   [0, 2, 40, 4096], [0, 1, 12, 12], [0.0, 1.0, 30.0, 300.0], [0.0, 1.0, 8.0, 9.0], [0, 3, 5, 9]),
+                   [0, 2, 40, 4096], [0, 1, 12, 12], [0.0, 1.0, 30.0, 300.0], [0.0, 1.0, 8.0, 9.0], [0, 3, 5, 9],
+                   "parameters", "layer.weight", "[2, 0]"),
+        Comparison("demo", "reference-torch vs mine:make", "reference-torch", "mine:make", "bit-exact", "fails",
+                   "mine:make failed: could not start: ImportError: no module"),
         Comparison("demo", "torch-foreach vs torch-forloop", "torch-foreach", "torch-forloop", "bounded", "skipped",
                    "torch-foreach: not run"),
     ]  # fmt: skip
     scenario = ScenarioResult(
         name="demo", problem="random-stream", dtype="float32", hyperparameters={"lr": 0.01, "t0": 2}, steps=steps,
         seed=0, size=3, start_step=0, purpose="a fixed example",
-        implementations=[ImplementationRun("reference-fast", "ran", None, 0.5, 4.0, 0.01, 0.5),
-                         ImplementationRun("torch-foreach", "skipped", "not run")],
+        implementations=[ImplementationRun("reference-fast", "ran", None, 0.5, 4.0, 0.01, 0.5,
+                                           {"held-out accuracy (last iterate)": 0.9, "held-out accuracy (averaged)": 0.95}),
+                         ImplementationRun("torch-foreach", "skipped", "not run"),
+                         ImplementationRun("mine:make", "failed", "could not start: ImportError: no module")],
+        tensors=["layer.weight", "layer.bias"], groups=[{"tensors": 1, "lr": 0.02}, {"tensors": 1}],
+        lr_changes=[[3, 0.5]], checkpoint_at=2, checkpoint_via="torch",
         comparisons=comparisons,
     )  # fmt: skip
     return RunResult(
-        schema_version=1, created="2026-01-01T00:00:00+00:00", command="asgd-conformance --only demo",
-        selection={"set": "quick", "only": "demo", "seed": 0, "jobs": 1},
+        schema_version=2, created="2026-01-01T00:00:00+00:00", command="asgd-conformance --only demo",
+        selection={"set": "quick", "only": "demo", "seed": 0, "seeds": 1, "jobs": 1, "shard": None, "cells": 1,
+                   "statistics": True},
         environment={"python": "3.x", "platform": "p", "numpy": "n", "torch": "t", "scipy": "s",
                      "aten_cpu_capability": "AVX2", "cuda": None, "numba": "b", "optimized_kernel": "numba",
                      "cpu": {"model": "cpu", "flags": ["avx2", "fma"]}},
         implementations=[{"name": "reference-fast", "description": "spec"}],
         pairs=[{"name": "optimized-numba-fast vs torch-forloop", "policy": "bounded", "ulp_budget": {"float32": 256},
-                "rationale": "two roundings against one"}],
+                "rationale": "two roundings against one"},
+               {"name": "reference-torch vs mine:make", "policy": "bit-exact", "ulp_budget": None,
+                "rationale": "claims the torch profile"}],
         scenarios=[scenario],
         findings=[Finding("demo-finding", "A finding", "Measured, not judged.", ["demo"])],
         statistics=StatisticsResult(True, "averaged iterate optimal", {}),
@@ -182,6 +192,13 @@ def scrubbed(html: str) -> str:
     html = re.sub(r'<span class="timestamp">[^<]*</span>', '<span class="timestamp">TIME</span>', html)
     html = re.sub(r'<td class="version">[^<]*</td>', '<td class="version">VERSION</td>', html)
     return re.sub(r"<svg.*?</svg>", "<svg><!-- plot --></svg>", html, flags=re.DOTALL)
+
+
+def test_a_result_survives_json_and_follows_the_schema() -> None:
+    """What merge reads back is what the run wrote, and the synthetic result is a valid one."""
+    data = json.loads(json.dumps(synthetic_result().to_json()))
+    jsonschema.validate(data, SCHEMA)
+    assert RunResult.from_json(data) == synthetic_result()
 
 
 def test_html_matches_the_golden_file() -> None:

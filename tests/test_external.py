@@ -160,3 +160,36 @@ def test_claims_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
     status, printed = run_cli(capsys, "--implementation", "no-colon", "--list")
     assert status == 2
     assert "--implementation must be MODULE:FACTORY, got 'no-colon'" in printed
+
+
+def test_two_shards_merged_equal_the_unsharded_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--shard 1/2`` + ``--shard 2/2`` + ``merge``: the same cells, verdicts and exit status."""
+    name = "tests.external_factories:flips_a_bit_at_step_37"  # a failing verdict must survive the merge
+    common = ["--only", "*-f32-*", "--seeds", "2", "--jobs", "1", "--implementation", name]
+    whole, _ = run_cli(capsys, *common, "--out", str(tmp_path / "whole"))
+    first, _ = run_cli(capsys, *common, "--shard", "1/2", "--out", str(tmp_path / "one"))
+    second, _ = run_cli(capsys, *common, "--shard", "2/2", "--out", str(tmp_path / "two"))
+    merged, printed = run_cli(capsys, "merge", str(tmp_path / "one"), str(tmp_path / "two"), "--out", str(tmp_path / "all"))
+    assert whole == merged == 1 and {first, second} == {1}
+    assert "FAIL random-f32-averaging@seed0" in printed
+    expected, combined = (read_json(tmp_path / d / "results.json") for d in ("whole", "all"))
+    one, two = (read_json(tmp_path / d / "results.json") for d in ("one", "two"))
+    assert len(one.scenarios) + len(two.scenarios) == len(expected.scenarios) > 2
+    assert [s.name for s in combined.scenarios] == [s.name for s in expected.scenarios]
+    verdicts = [[(c.scenario, c.pair, c.status, c.first_divergence, c.differing_scalar_steps) for c in r.comparisons]
+                for r in (expected, combined)]  # fmt: skip
+    assert verdicts[0] == verdicts[1]
+    assert combined.statistics == expected.statistics  # not run with --only, in either
+    assert [f.key for f in combined.findings] == [f.key for f in expected.findings]
+
+
+def test_merge_refuses_an_incomplete_or_mixed_set_of_shards(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for shard in ("1/3", "2/3"):
+        status, _ = run_cli(capsys, "--only", SHORT, "--seeds", "3", "--shard", shard, "--no-statistics",
+                            "--jobs", "1", "--out", str(tmp_path / shard.replace("/", "-")))  # fmt: skip
+        assert status == 0
+    status, printed = run_cli(capsys, "merge", str(tmp_path / "1-3"), str(tmp_path / "2-3"), "--out", str(tmp_path / "m"))
+    assert status == 2 and "shards 3/3 are missing" in printed
+    status, printed = run_cli(capsys, "merge", str(tmp_path / "1-3"), str(tmp_path / "1-3"), "--out", str(tmp_path / "m"))
+    assert status == 2 and "given twice" in printed
+    assert not (tmp_path / "m").exists()

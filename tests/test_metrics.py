@@ -1,0 +1,37 @@
+"""The per-step comparison of two implementations: where bits first differ, and the figures per step."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from conformance.metrics import PairMetrics
+
+
+def test_the_first_divergence_names_step_quantity_tensor_and_element() -> None:
+    names = ("w", "z")
+    same = [np.zeros((2, 3), np.float32), np.zeros(4, np.complex64)]
+    metrics = PairMetrics()
+    metrics.add(1, names, (same, same), (same, same))
+    assert metrics.first is None and metrics.differing_bits == 0
+    later = [same[0].copy(), same[1].copy()]
+    later[1][2] = np.complex64(complex(0, np.float32(1e-45)))  # the imaginary part, one ULP off zero
+    averages = [same[0].copy(), same[1].copy()]
+    averages[0][1, 2] = -0.0  # -0 differs from +0 in its bits, by 0 ULP
+    metrics.add(2, names, (same, averages), (later, same))
+    first = metrics.first
+    assert first is not None
+    assert (first.step, first.quantity, first.tensor, first.element) == (2, "parameters", "z", "[2].imag")
+    assert metrics.averages.first is not None and metrics.averages.first.element == "[1, 2]"
+    assert metrics.parameters.differing_per_step == [0, 1] and metrics.averages.differing_per_step == [0, 1]
+    assert metrics.parameters.max_ulp_per_step == [0, 1] and metrics.averages.max_ulp == 0
+
+
+def test_the_normwise_figure_is_each_tensors_own_scale() -> None:
+    """A large tensor does not hide the drift of a small one: the step's figure is the largest."""
+    big = np.full(8, 1e6, np.float32)
+    small = np.ones(2, np.float32)
+    drifted = small.copy()
+    drifted[0] = np.nextafter(np.float32(1), np.float32(2))
+    metrics = PairMetrics()
+    metrics.add(1, ("big", "small"), ([big, drifted], [big, small]), ([big, small], [big, small]))
+    assert metrics.parameters.normwise_ulp_per_step == [1.0]
