@@ -32,7 +32,10 @@ def check(
     ``jobs > 1`` needs a factory a worker process can import by name.
     """
     from conformance.cli import run_conformance
+    from conformance.scenarios import select_scenarios
 
+    if not select_scenarios(full=full, only=only):
+        raise ValueError(f"no scenario of the {'full' if full else 'quick'} set matches only={only!r}")
     external = ExternalImplementation(factory, claims)
     wanted = {
         "torch": {"reference-torch", "torch-forloop"},

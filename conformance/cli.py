@@ -185,7 +185,14 @@ def run_conformance(
             "statistics": statistics,
         },
         environment=describe_environment(),
-        implementations=[{"name": i.name, "description": i.description} for i in implementations],
+        implementations=[
+            {
+                "name": i.name,
+                "description": i.description,
+                **({"claims": i.claims} if isinstance(i, ExternalImplementation) else {}),
+            }
+            for i in implementations
+        ],
         pairs=[
             {
                 "name": p.name,

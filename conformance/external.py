@@ -15,6 +15,7 @@ The style that works is kept for the rest of the run. ``Unsupported("why")`` dec
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import sys
@@ -51,7 +52,11 @@ def load_factory(spec: str) -> Factory:
 
 
 def _spec(factory: Callable[..., Any]) -> str:
-    return f"{factory.__module__}:{factory.__qualname__}"
+    """``MODULE:NAME`` of a callable (of its class for an instance or a ``functools.partial``)."""
+    named = factory.func if isinstance(factory, functools.partial) else factory
+    module = getattr(named, "__module__", None) or type(named).__module__
+    name = getattr(named, "__qualname__", None) or type(named).__qualname__
+    return f"{module}:{name}"
 
 
 class ExternalImplementation(Implementation):
@@ -67,6 +72,9 @@ class ExternalImplementation(Implementation):
         self.claims = claims
         self._from_spec = isinstance(factory, str)
         if isinstance(factory, str):
+            module, colon, attribute = factory.partition(":")
+            if not (module and colon and attribute):
+                raise ValueError(f"a factory spec must be MODULE:FACTORY, got {factory!r}")
             self.name, self._factory = factory, None
         else:
             self.name, self._factory = _spec(factory), factory

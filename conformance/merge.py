@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from conformance.findings import derive_findings
 from conformance.results import SCHEMA_VERSION, RunResult, read_json
@@ -26,22 +25,17 @@ def _load(directory: Path) -> RunResult:
         raise ValueError(f"{directory} holds no results.json")
     try:
         result = read_json(path)
-    except (ValueError, TypeError, KeyError) as error:
+        if not isinstance(result.selection, dict) or not all(
+            isinstance(s.cell, int) for s in result.scenarios
+        ):
+            raise TypeError("its selection or cells are malformed")
+    except (ValueError, TypeError, KeyError, AttributeError) as error:
         raise ValueError(f"{path} is not a results.json of this version ({error})") from error
     if result.schema_version != SCHEMA_VERSION:
         raise ValueError(
             f"{path} has schema version {result.schema_version}, this merge reads {SCHEMA_VERSION}"
         )
     return result
-
-
-def _union(lists: Sequence[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """The entries of all lists, each name once, in first-seen order."""
-    merged: dict[str, dict[str, Any]] = {}
-    for entries in lists:
-        for entry in entries:
-            merged.setdefault(entry["name"], entry)
-    return list(merged.values())
 
 
 def merge_results(directories: Sequence[Path], *, command: str = "asgd-conformance merge") -> RunResult:
@@ -53,6 +47,10 @@ def merge_results(directories: Sequence[Path], *, command: str = "asgd-conforman
     for directory, result in zip(directories, shards, strict=True):
         selection = result.selection
         different = [key for key in _SAME_SELECTION if selection.get(key) != first.get(key)]
+        if [i["name"] for i in result.implementations] != [i["name"] for i in shards[0].implementations]:
+            different.append("implementations")
+        if [p["name"] for p in result.pairs] != [p["name"] for p in shards[0].pairs]:
+            different.append("pairs")
         if different:
             raise ValueError(
                 f"{directory} is a shard of another selection (its {', '.join(different)} differ)"
@@ -76,8 +74,8 @@ def merge_results(directories: Sequence[Path], *, command: str = "asgd-conforman
         command=command,
         selection={**first, "shard": None, "merged": [r.selection["shard"] for r in shards]},
         environment=shards[0].environment,
-        implementations=_union([r.implementations for r in shards]),
-        pairs=_union([r.pairs for r in shards]),
+        implementations=shards[0].implementations,
+        pairs=shards[0].pairs,
         scenarios=scenarios,
         findings=derive_findings(scenarios),
         statistics=statistics,

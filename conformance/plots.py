@@ -46,9 +46,10 @@ def ulp_plot_svg(scenario: ScenarioResult, colours: dict[str, str]) -> str:
         figure.suptitle(f"{scenario.name}: normwise ULP per step, and differing bits of the bit-exact pairs")
         for c in bounded:
             colour = colours.get(c.pair, "#444444")
-            upper.plot(steps, c.normwise_ulp_per_step_parameters, color=colour, linewidth=1.2,
+            ran = steps[: len(c.normwise_ulp_per_step_parameters)]  # fewer where an implementation stopped
+            upper.plot(ran, c.normwise_ulp_per_step_parameters, color=colour, linewidth=1.2,
                        drawstyle="steps-post", label=f"{c.pair} (parameters)")  # fmt: skip
-            upper.plot(steps, c.normwise_ulp_per_step_averages, color=colour, linewidth=1.0, linestyle="--",
+            upper.plot(ran, c.normwise_ulp_per_step_averages, color=colour, linewidth=1.0, linestyle="--",
                        drawstyle="steps-post", label=f"{c.pair} (averages)")  # fmt: skip
             if c.ulp_budget:
                 upper.axhline(c.ulp_budget, color=colour, linestyle=":", linewidth=1.0,

@@ -146,9 +146,18 @@ class RunResult:
         return sum(1 for c in self.comparisons if c.status != "skipped")
 
     @property
+    def unjudged(self) -> list[str]:
+        """Implementations brought to be checked (they carry ``claims``) that no comparison judged."""
+        judged = {name for c in self.comparisons if c.status != "skipped" for name in (c.left, c.right)}
+        return [i["name"] for i in self.implementations if "claims" in i and i["name"] not in judged]
+
+    @property
     def holds(self) -> bool:
-        """Every verdict holds, and at least one comparison was judged (a run that skipped all fails)."""
-        return not self.failures and self.judged > 0 and (self.statistics is None or self.statistics.holds)
+        """Every verdict holds; and in a whole run (not one shard of it), at least one comparison was
+        judged, and every implementation brought to be checked was judged somewhere."""
+        whole = not self.selection.get("shard")
+        vacuous = whole and (self.judged == 0 or bool(self.unjudged))
+        return not self.failures and not vacuous and (self.statistics is None or self.statistics.holds)
 
     def summary_line(self) -> str:
         counts = {status: 0 for status in ("holds", "fails", "finding", "skipped")}
@@ -161,6 +170,8 @@ class RunResult:
         failed = sum(1 for s in self.scenarios for run in s.implementations if run.status == "failed")
         if failed:
             statistics += f"; {failed} implementation run{'s' if failed > 1 else ''} failed"
+        if self.unjudged and not self.selection.get("shard"):
+            statistics += f"; judged in no scenario: {', '.join(self.unjudged)}"
         return (
             f"{verdict}: {len(self.scenarios)} scenarios, {len(self.comparisons)} comparisons: "
             f"{counts['holds']} hold, {counts['fails']} fail, {counts['finding']} expected divergence, "

@@ -104,7 +104,7 @@ def _start(implementation: Implementation, scenario: Scenario, workload: Workloa
         return _Running(implementation.start(scenario, workload))
     except Unsupported as declined:
         return _Running(None, status="skipped", reason=str(declined))
-    except Exception as error:
+    except (Exception, SystemExit) as error:  # a user's code may call sys.exit
         return _Running(None, status="failed", reason=f"could not start: {_describe(error)}")
 
 
@@ -123,15 +123,21 @@ def _compare(scenario: Scenario, pair: Pair, metrics: PairMetrics, runs: dict[st
         reasons = "; ".join(f"{name} failed: {runs[name].reason}" for name in failed)
         return Comparison(**base, status="fails", reason=reasons)
     missing = [name for name in (pair.left, pair.right) if runs[name].status != "ran"]
+    verdict = judge(policy, metrics, scenario.dtype)
+    status = ("finding" if policy.kind == "finding" else "holds") if verdict.holds else "fails"
+    reason = verdict.reason
     if missing:
         reasons = "; ".join(f"{name}: {runs[name].reason or 'not run'}" for name in missing)
-        return Comparison(**base, status="skipped", reason=reasons)
-    verdict = judge(policy, metrics, scenario.dtype)
+        if not metrics.parameters.differing_per_step or verdict.holds:
+            return Comparison(**base, status="skipped", reason=reasons)
+        reason = (
+            f"{verdict.reason} (then {reasons})"  # a decline does not hide what the steps before it showed
+        )
     first = metrics.first
     return Comparison(
         **base,
-        status=("finding" if policy.kind == "finding" else "holds") if verdict.holds else "fails",
-        reason=verdict.reason,
+        status=status,
+        reason=reason,
         max_ulp=metrics.max_ulp,
         max_ulp_parameters=metrics.parameters.max_ulp,
         max_ulp_averages=metrics.averages.max_ulp,
@@ -178,8 +184,8 @@ def run_scenario(
             try:
                 _advance(running, scenario, workload, index, expected)
             except Unsupported as declined:
-                running.stop("skipped", str(declined))
-            except Exception as error:
+                running.stop("skipped", f"declined at step {index}: {declined}")
+            except (Exception, SystemExit) as error:
                 running.stop("failed", f"at step {index}: {_describe(error)}")
         for pair in compared:
             left, right = runs[pair.left].values, runs[pair.right].values
@@ -197,7 +203,7 @@ def run_scenario(
                     **{f"{k} (last iterate)": v for k, v in last.items()},
                     **{f"{k} (averaged)": v for k, v in averaged.items()},
                 }
-            except Exception as error:
+            except (Exception, SystemExit) as error:
                 running.stop("failed", f"after the last step: {_describe(error)}")
         ran = running.status == "ran"
         implementation_runs.append(

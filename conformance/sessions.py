@@ -124,6 +124,17 @@ class Session(ABC):
         return None
 
 
+def _needs(optimizer: Any, scenario: Scenario) -> None:
+    """Decline up front, before any step, a scenario that needs what ``optimizer`` lacks."""
+    needed = []
+    if scenario.lr_changes:
+        needed.append(("param_groups", "the scenario changes lr as a scheduler does"))
+    if scenario.checkpoint_at:
+        needed += [(name, "the scenario takes a checkpoint") for name in ("state_dict", "load_state_dict")]
+    for name, purpose in needed:
+        _required(optimizer, name, purpose)
+
+
 def _required(optimizer: Any, name: str, purpose: str) -> Any:
     if not hasattr(optimizer, name):
         raise Unsupported(f"the optimizer has no {name} ({purpose})")
@@ -162,6 +173,7 @@ class ArraySession(Session):
         self.numerics, self.own_format = numerics, own_format
         self._tensors = workload.initial()
         self.optimizer = self._make()
+        _needs(self.optimizer, scenario)
         if scenario.start_step:
             with self._declining_foreign_state(
                 "the scenario starts from state injected through load_state_dict"
@@ -237,7 +249,9 @@ class TorchSession(Session):
         self._torch, self._factory, self._scenario, self._device = torch, factory, scenario, device
         self._tensors = [torch.from_numpy(array).to(device).requires_grad_() for array in workload.initial()]
         self._optimizer = self._make()
+        _needs(self._optimizer, scenario)
         if scenario.start_step:
+            _required(self._optimizer, "state", "the scenario starts from injected state")
             for tensor in self._tensors:
                 late = late_state(scenario, "torch", tensor.detach().cpu().numpy())
                 self._optimizer.state[tensor] = {

@@ -93,3 +93,25 @@ def crashes_at_step_3(params: Any, **hyperparameters: Any) -> Any:
 
     optimizer.step = step  # type: ignore[method-assign]
     return optimizer
+
+
+class _WrongThenDeclines(optimized.ASGD):
+    """Wrong from step 1 (twice the lr), then declines at step 10: what ran must still be judged."""
+
+    def __init__(self, params: Any, **hyperparameters: Any) -> None:
+        super().__init__(params, numerics="torch", **{**hyperparameters, "lr": 2 * hyperparameters["lr"]})
+        self._steps = 0
+
+    def step(self, grads: Any = None, *, closure: Any = None) -> Any:
+        self._steps += 1
+        if self._steps == 10:
+            raise conformance.Unsupported("not after step 9")
+        return super().step(grads, closure=closure)
+
+
+def wrong_then_declines(params: Any, **hyperparameters: Any) -> optimized.ASGD:
+    return _WrongThenDeclines(params, **hyperparameters)
+
+
+def exits_the_process(params: Any, **hyperparameters: Any) -> Any:
+    raise SystemExit(0)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import conformance
+import optimized
 from conformance import cli
 from conformance.check import check
 from conformance.implementations import IMPLEMENTATIONS
@@ -143,7 +144,10 @@ def test_a_run_where_everything_was_declined_does_not_hold() -> None:
 @pytest.mark.parametrize(
     ("factory", "message"),
     [
-        (factories.averages_in_float64, "averages()[0] is float64 of shape (8,); expected float32 of shape (8,)"),
+        (
+            factories.averages_in_float64,
+            "averages()[0] is float64 of shape (8,); expected float32 of shape (8,)",
+        ),
         (factories.crashes_at_step_3, "at step 3: FloatingPointError: planted crash"),
     ],
 )
@@ -162,14 +166,18 @@ def test_claims_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--implementation must be MODULE:FACTORY, got 'no-colon'" in printed
 
 
-def test_two_shards_merged_equal_the_unsharded_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_two_shards_merged_equal_the_unsharded_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """``--shard 1/2`` + ``--shard 2/2`` + ``merge``: the same cells, verdicts and exit status."""
     name = "tests.external_factories:flips_a_bit_at_step_37"  # a failing verdict must survive the merge
     common = ["--only", "*-f32-*", "--seeds", "2", "--jobs", "1", "--implementation", name]
     whole, _ = run_cli(capsys, *common, "--out", str(tmp_path / "whole"))
     first, _ = run_cli(capsys, *common, "--shard", "1/2", "--out", str(tmp_path / "one"))
     second, _ = run_cli(capsys, *common, "--shard", "2/2", "--out", str(tmp_path / "two"))
-    merged, printed = run_cli(capsys, "merge", str(tmp_path / "one"), str(tmp_path / "two"), "--out", str(tmp_path / "all"))
+    merged, printed = run_cli(
+        capsys, "merge", str(tmp_path / "one"), str(tmp_path / "two"), "--out", str(tmp_path / "all")
+    )
     assert whole == merged == 1 and {first, second} == {1}
     assert "FAIL random-f32-averaging@seed0" in printed
     expected, combined = (read_json(tmp_path / d / "results.json") for d in ("whole", "all"))
@@ -183,13 +191,63 @@ def test_two_shards_merged_equal_the_unsharded_run(tmp_path: Path, capsys: pytes
     assert [f.key for f in combined.findings] == [f.key for f in expected.findings]
 
 
-def test_merge_refuses_an_incomplete_or_mixed_set_of_shards(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_merge_refuses_an_incomplete_or_mixed_set_of_shards(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     for shard in ("1/3", "2/3"):
         status, _ = run_cli(capsys, "--only", SHORT, "--seeds", "3", "--shard", shard, "--no-statistics",
                             "--jobs", "1", "--out", str(tmp_path / shard.replace("/", "-")))  # fmt: skip
         assert status == 0
-    status, printed = run_cli(capsys, "merge", str(tmp_path / "1-3"), str(tmp_path / "2-3"), "--out", str(tmp_path / "m"))
+    status, printed = run_cli(
+        capsys, "merge", str(tmp_path / "1-3"), str(tmp_path / "2-3"), "--out", str(tmp_path / "m")
+    )
     assert status == 2 and "shards 3/3 are missing" in printed
-    status, printed = run_cli(capsys, "merge", str(tmp_path / "1-3"), str(tmp_path / "1-3"), "--out", str(tmp_path / "m"))
+    status, printed = run_cli(
+        capsys, "merge", str(tmp_path / "1-3"), str(tmp_path / "1-3"), "--out", str(tmp_path / "m")
+    )
     assert status == 2 and "given twice" in printed
     assert not (tmp_path / "m").exists()
+
+
+def test_a_decline_after_a_divergence_does_not_hide_it() -> None:
+    result = conformance.check(factories.wrong_then_declines, claims="torch", only=SHORT)
+    assert not result.holds
+    assert {(c.first_divergence, c.first_divergence_tensor) for c in result.failures} == {(1, "theta")}
+    assert all("declined at step 10: not after step 9" in c.reason for c in result.failures)
+
+
+def test_sys_exit_in_a_factory_is_a_failure_not_the_end_of_the_run() -> None:
+    result = conformance.check(factories.exits_the_process, claims="torch", only=SHORT)
+    (run,) = [r for s in result.scenarios for r in s.implementations if r.name.startswith("tests.")]
+    assert run.status == "failed" and "SystemExit" in (run.reason or "")
+
+
+def test_any_callable_is_a_factory() -> None:
+    factory = functools.partial(optimized.ASGD, numerics="torch")
+    result = conformance.check(factory, claims="torch", only=SHORT)
+    assert result.holds and "optimized.asgd:ASGD" in {
+        r.name for s in result.scenarios for r in s.implementations
+    }
+
+
+def test_the_cli_fails_an_implementation_it_never_judged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = "tests.external_factories:declines_everything"
+    status, out = run_cli(capsys, "--implementation", name, "--only", SHORT, "--no-statistics", "--jobs", "1",
+                          "--out", str(tmp_path))  # fmt: skip
+    assert status == 1 and f"judged in no scenario: {name}" in out
+
+
+def test_an_empty_shard_holds_and_shards_of_other_implementations_do_not_merge(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = ["--only", SHORT, "--no-statistics", "--jobs", "1"]
+    status, _ = run_cli(capsys, *common, "--shard", "2/2", "--out", str(tmp_path / "empty"))
+    assert status == 0  # one cell, two shards: the second has nothing to run, and nothing failed
+    status, _ = run_cli(capsys, *common, "--shard", "1/2", "--implementation",
+                        "tests.external_factories:torch_profile", "--out", str(tmp_path / "other"))  # fmt: skip
+    assert status == 0
+    status, printed = run_cli(capsys, "merge", str(tmp_path / "other"), str(tmp_path / "empty"),
+                              "--out", str(tmp_path / "m"))  # fmt: skip
+    assert status == 2 and "implementations, pairs differ" in printed
