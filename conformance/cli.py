@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from conformance.environment import describe_environment, torch_warning
-from conformance.external import CLAIMS, ExternalImplementation, pairs_for
+from conformance.external import CLAIMS, ExternalImplementation, pairs_for, split_spec
 from conformance.findings import derive_findings
 from conformance.implementations import IMPLEMENTATIONS, Implementation
 from conformance.merge import merge_results
@@ -113,9 +113,7 @@ def external_implementations(specs: Sequence[str], claims: Sequence[str]) -> lis
         raise ValueError("--claims needs an --implementation")
     chosen = list(claims) * len(specs) if len(claims) == 1 else list(claims) or ["torch"] * len(specs)
     for spec in specs:
-        module, colon, factory = spec.partition(":")
-        if not colon or not module or not factory:
-            raise ValueError(f"--implementation must be MODULE:FACTORY, got {spec!r}")
+        split_spec(spec, "--implementation")
     if len(set(specs)) != len(specs):
         raise ValueError("each --implementation may be given once")
     return [ExternalImplementation(spec, claim) for spec, claim in zip(specs, chosen, strict=True)]

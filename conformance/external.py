@@ -29,17 +29,23 @@ from conformance.verdicts import BIT_EXACT, INDEPENDENT_VS_TORCH, Pair
 from conformance.workloads import Workload
 from reference.numerics import numerics_named
 
-__all__ = ["CLAIMS", "ExternalImplementation", "load_factory", "pairs_for"]
+__all__ = ["CLAIMS", "ExternalImplementation", "load_factory", "pairs_for", "split_spec"]
 
 CLAIMS: Final = ("torch", "fast", "none")
 """What an implementation may claim: the bits of a profile (``torch``, ``fast``) or none of them."""
 
 
+def split_spec(spec: str, what: str = "a factory spec") -> tuple[str, str]:
+    """``MODULE:FACTORY`` as its two parts, or ``ValueError`` saying that ``what`` is malformed."""
+    module_name, colon, attribute = spec.partition(":")
+    if not (module_name and colon and attribute):
+        raise ValueError(f"{what} must be MODULE:FACTORY, got {spec!r}")
+    return module_name, attribute
+
+
 def load_factory(spec: str) -> Factory:
     """The callable ``MODULE:FACTORY`` names, imported as ``python -m`` would (working directory first)."""
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise ValueError(f"--implementation must be MODULE:FACTORY, got {spec!r}")
+    module_name, attribute = split_spec(spec)
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
     target: Any = importlib.import_module(module_name)
@@ -72,9 +78,7 @@ class ExternalImplementation(Implementation):
         self.claims = claims
         self._from_spec = isinstance(factory, str)
         if isinstance(factory, str):
-            module, colon, attribute = factory.partition(":")
-            if not (module and colon and attribute):
-                raise ValueError(f"a factory spec must be MODULE:FACTORY, got {factory!r}")
+            split_spec(factory)
             self.name, self._factory = factory, None
         else:
             self.name, self._factory = _spec(factory), factory

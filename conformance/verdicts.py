@@ -57,9 +57,12 @@ FAST_VS_TORCH: Final = Policy(
         "per step before the problem's dynamics amplify it (measured: up to 2**34 on Rosenbrock)"
     ),
 )
+TORCH_PATHS_BUDGET: Final = _budget(2**4, 2**12, 2**38)
+"""What torch's own two CPU paths need between them (foreach against for-loop)."""
+
 FOREACH_VS_FORLOOP: Final = Policy(
     "bounded",
-    ulp_budget=_budget(2**4, 2**12, 2**38),
+    ulp_budget=TORCH_PATHS_BUDGET,
     rationale=(
         "torch's foreach path folds lambd into the gradient and uses addcmul, always takes the "
         "averaging branch, and evaluates eta's schedule in float32 tensor arithmetic where the "
@@ -68,7 +71,7 @@ FOREACH_VS_FORLOOP: Final = Policy(
 )
 INDEPENDENT_VS_TORCH: Final = Policy(
     "bounded",
-    ulp_budget=_budget(2**4, 2**12, 2**38),
+    ulp_budget=TORCH_PATHS_BUDGET,
     rationale=(
         "an implementation that claims no profile may order and round its operations as it likes; "
         "it is held to the budget that torch's own two CPU paths need (foreach against for-loop)"
@@ -76,7 +79,7 @@ INDEPENDENT_VS_TORCH: Final = Policy(
 )
 DEVICE_VS_CPU: Final = Policy(
     "bounded",
-    ulp_budget=_budget(2**4, 2**12, 2**38),
+    ulp_budget=TORCH_PATHS_BUDGET,
     rationale="CUDA kernels may fuse and vectorize differently from the CPU kernels",
 )
 FINDING: Final = Policy("finding", rationale="the divergence this scenario exists to show")
