@@ -16,7 +16,8 @@ class ASGD(ASGDOptimizer):
     """Averaged SGD (torch's algorithm plus heavy-ball momentum), in place, compiled.
 
     Same API and same bits as :class:`reference.ASGD` in each numerics profile: ``"fast"``
-    (NumPy's rounding, exact step counter) or ``"torch"`` (torch 2.13's CPU for-loop ASGD).
+    (NumPy's rounding, exact step counter), ``"torch"`` (torch 2.13's CPU for-loop ASGD) or
+    ``"torch-foreach"`` (``torch.optim.ASGD(foreach=True)`` on the CPU).
 
     ``kernel`` chooses the arithmetic: ``"numba"`` (one compiled pass per element), ``"numpy"``
     (the vectorized fallback) or ``"auto"`` (numba where it can be imported). Parameters that tile

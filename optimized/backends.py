@@ -29,24 +29,24 @@ KERNELS: Final = ("auto", "numba", "numpy")
 _COMPILED: Final = "fd"  # the dtype characters of float32 and float64 (complex arrays come as real views)
 
 
-Variant = tuple[str, bool, bool, bool, bool, bool, bool]
+Variant = tuple[str, bool, bool, bool, bool, bool, bool, bool]
 """A compiled loop: the dtype character, then maximize, weight decay, momentum, first momentum
-step, averaging, fused (the arguments of :func:`optimized.numba_kernel.kernel`)."""
+step, averaging, fused, foreach (the arguments of :func:`optimized.numba_kernel.kernel`)."""
 
 
 def _variant(task: Task) -> Variant:
     s = task.scalars
     return (task.theta.dtype.char, s.maximize, s.has_weight_decay, task.buf is not None,
-            task.first_momentum_step, s.averaging, s.fused)  # fmt: skip
+            task.first_momentum_step, s.averaging, s.fused, s.foreach)  # fmt: skip
 
 
 def _followers(variant: Variant) -> list[Variant]:
     """The variant and those a run reaches from it by itself (momentum after its first step,
     averaging once t0 is passed), made ahead so that those steps need not wait either."""
-    char, maximize, decay, momentum, first, averaging, fused = variant
+    char, maximize, decay, momentum, first, averaging, fused, foreach = variant
     firsts = {first, False} if momentum else {False}
     return [
-        (char, maximize, decay, momentum, f, a, fused)
+        (char, maximize, decay, momentum, f, a, fused, foreach)
         for f in sorted(firsts)
         for a in sorted({averaging, True})
     ]
@@ -103,7 +103,7 @@ class NumbaBackend:
             if variant in self._ready:
                 continue
             empty = np.empty(0, np.dtype(variant[0]))
-            kernel(*variant)(empty, empty, empty, empty, 0, 0, 1.0, 1.0, 1.0, 1.0, 1.0)
+            kernel(*variant)(empty, empty, empty, empty, 0, 0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
             self._ready.add(variant)
 
     def _make_in_background(self, variants: Sequence[Variant]) -> None:
@@ -168,7 +168,7 @@ class NumbaBackend:
         """The compiled loop of a task's variant, and its coefficients rounded to its dtype (as
         Python floats, which numba takes faster than NumPy scalars)."""
         s, scalar = task.scalars, task.theta.dtype.type
-        coefficients = (s.weight_decay, s.momentum, s.decay, s.eta, s.mu)
+        coefficients = (s.weight_decay, s.momentum, s.decay, s.lambd, s.eta, s.mu)
         return self._kernel(*variant), tuple(float(scalar(value)) for value in coefficients)
 
 

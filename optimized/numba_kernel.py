@@ -1,8 +1,8 @@
 """The ASGD step compiled with numba: lines 2 to 7 in one pass over each element.
 
 Importing this module imports numba; :mod:`optimized.backends` does so only when a step needs it.
-Each combination of the step's choices (maximize, weight decay, momentum, averaging, fused) is its
-own compiled loop, so no branch is left inside a loop and LLVM vectorizes it. The loops are built
+Each combination of the step's choices (maximize, weight decay, momentum, averaging, fused, foreach)
+is its own compiled loop, so no branch is left inside a loop and LLVM vectorizes it. The loops are built
 lazily, compiled on first use and cached on disk (``cache=True``; numba falls back to a user cache
 directory where the package is read-only).
 
@@ -48,11 +48,12 @@ def kernel(
     first_momentum_step: bool,
     averaging: bool,
     fused: bool,
+    foreach: bool,
 ) -> Callable[..., int]:
     """The compiled loop for one combination of the step's choices, on arrays of ``dtype`` (the
     character of float32 or float64).
 
-    It is called as ``loop(theta, grad, ax, buf, start, stop, wd, m, decay, eta, mu)`` on flat
+    It is called as ``loop(theta, grad, ax, buf, start, stop, wd, m, decay, lambd, eta, mu)`` on flat
     arrays of that dtype, with the coefficients as Python floats already rounded to it (numba
     takes Python floats faster than NumPy scalars; turning them back into the dtype is exact), and
     updates elements ``[start, stop)``; what it returns means nothing. The choices are constants of
@@ -61,11 +62,12 @@ def kernel(
     scalar = numba.float32 if dtype == "f" else numba.float64
 
     @numba.njit(nogil=True, cache=True, fastmath=False, error_model="numpy", boundscheck=False)
-    def loop(theta, grad, ax, buf, start, stop, wd, m, decay, eta, mu):  # type: ignore[no-untyped-def]
+    def loop(theta, grad, ax, buf, start, stop, wd, m, decay, lambd, eta, mu):  # type: ignore[no-untyped-def]
         # Views from start on: indices counted from 0 are known non-negative, so no wrap-around
         # test is left in the loop and LLVM vectorizes it.
         theta, grad, ax = theta[start:stop], grad[start:stop], ax[start:stop]
-        wd, m, decay, eta, mu = scalar(wd), scalar(m), scalar(decay), scalar(eta), scalar(mu)
+        wd, m, decay, lambd = scalar(wd), scalar(m), scalar(decay), scalar(lambd)
+        eta, mu = scalar(eta), scalar(mu)
         if momentum:
             buf = buf[start:stop]
         nan_averages = 0
@@ -86,6 +88,12 @@ def kernel(
                 else:
                     g = m * buf[i] + g
                     buf[i] = g
+            if foreach:  # torch's foreach formulation of 5 to 7, each line one fused rounding
+                g = fma(lambd, t, g)  # 5: g + lambd * t
+                t = fma(-eta, g, t)  # 6: t - eta * g
+                theta[i] = t
+                ax[i] = fma(t - a, mu, a)  # 7: a + (t - a) * mu, at every step
+                continue
             t = t * decay  # 5
             if fused:  # 6: t - eta * g
                 t = fma(-eta, g, t)

@@ -51,11 +51,13 @@ class Coefficients:
     weight_decay: np.ndarray
     momentum: np.ndarray
     decay: np.ndarray
+    lambd: np.ndarray
     eta: np.ndarray
     mu: np.ndarray
     averaging: bool
     fused: bool
     has_weight_decay: bool
+    foreach: bool
 
     @classmethod
     def of(cls, dtype: np.dtype[Any], scalars: StepScalars) -> Coefficients:
@@ -66,11 +68,13 @@ class Coefficients:
             weight_decay=weight_decay,
             momentum=momentum,
             decay=_coefficient(scalars.decay, dtype),
+            lambd=_coefficient(scalars.lambd, dtype),
             eta=_coefficient(scalars.eta, dtype),
             mu=_coefficient(scalars.mu, dtype),
             averaging=scalars.averaging,
             fused=scalars.fused,
             has_weight_decay=scalars.has_weight_decay,
+            foreach=scalars.foreach,
         )
 
 
@@ -132,6 +136,12 @@ def update_block(
             _multiply(buf, k.momentum, buf)
             _add(buf, g, buf)
         g = buf
+    if k.foreach:  # torch's foreach formulation of 5 to 7, each line one fused rounding
+        fused_multiply_add(float(k.lambd), theta, g, work, ws.fma)  # 5: g + lambd * theta
+        fused_multiply_add(-float(k.eta), work, theta, theta, ws.fma)  # 6: theta - eta * g
+        _subtract(theta, ax, work)
+        fused_multiply_add(float(k.mu), work, ax, ax, ws.fma)  # 7: ax + mu * (theta - ax)
+        return
     _multiply(theta, k.decay, theta)  # 5
     if k.fused:  # 6: theta - eta * g
         fused_multiply_add(-float(k.eta), g, theta, theta, ws.fma)

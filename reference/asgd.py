@@ -11,7 +11,13 @@ Each step of a parameter with a gradient (``theta`` is the parameter, ``g`` its 
 7. ``ax = theta`` if ``mu == 1``, else ``ax = ax + mu * (theta - ax)``
 8. ``eta = lr / (1 + lambd * lr * step) ** alpha``; ``mu = 1 / max(1, step - t0)``
 
-With momentum 0 this is ``torch.optim.ASGD``. The optimizer core (:mod:`reference.optimizer`) runs
+With momentum 0 this is ``torch.optim.ASGD``. torch's foreach formulation (the ``torch-foreach``
+profile) writes lines 5 to 7 differently, and so rounds differently:
+
+5. ``g = g + lambd * theta`` (one rounding)
+6. ``theta = theta - eta * g`` (one rounding)
+7. ``ax = ax + mu * (theta - ax)`` at every step, ``mu == 1`` included (the sum and product rounded once)
+ The optimizer core (:mod:`reference.optimizer`) runs
 lines 1 and 8; lines 2 to 7 run here on each real scalar of the parameter (a complex one is a pair of
 reals), each operation rounded by :mod:`reference.rounding` as the numerics profile says
 (:mod:`reference.numerics`).
@@ -43,6 +49,7 @@ class Coefficients:
     momentum: float
     decay: float
     """``1 - lambd * eta``."""
+    lambd: float
     eta: float
     mu: float
     averaging: bool
@@ -51,6 +58,7 @@ class Coefficients:
     """``weight_decay != 0``, judged on the hyperparameter (before rounding)."""
     maximize: bool
     fused: bool
+    foreach: bool
 
     @classmethod
     def of(cls, fmt: BinaryFormat, scalars: StepScalars) -> Coefficients:
@@ -58,12 +66,14 @@ class Coefficients:
             weight_decay=convert(fmt, scalars.weight_decay),
             momentum=convert(fmt, scalars.momentum),
             decay=convert(fmt, scalars.decay),
+            lambd=convert(fmt, scalars.lambd),
             eta=convert(fmt, scalars.eta),
             mu=convert(fmt, scalars.mu),
             averaging=scalars.averaging,
             has_weight_decay=scalars.has_weight_decay,
             maximize=scalars.maximize,
             fused=scalars.fused,
+            foreach=scalars.foreach,
         )
 
     def multiply_add(self, fmt: BinaryFormat, x: float, s: float, y: float) -> float:
@@ -85,6 +95,10 @@ def update_scalar(
     if c.momentum != 0:
         buf = g if buf is None else add(fmt, mul(fmt, c.momentum, buf), g)  # 4
         g = buf
+    if c.foreach:
+        g = fma(fmt, c.lambd, theta, g)  # 5: g + lambd * theta
+        theta = fma(fmt, -c.eta, g, theta)  # 6: theta - eta * g
+        return theta, fma(fmt, sub(fmt, theta, ax), c.mu, ax), buf  # 7: ax + (theta - ax) * mu
     theta = mul(fmt, theta, c.decay)  # 5
     theta = c.multiply_add(fmt, theta, -c.eta, g)  # 6: theta - eta * g
     if c.averaging:
@@ -123,8 +137,9 @@ class ASGD(ASGDOptimizer):
 
     ``params`` is a list of NumPy arrays (or of objects with ``.data``/``.grad``), or of
     param-group dicts ``{"params": [...], "lr": ...}``. ``numerics`` chooses the rounding:
-    ``"fast"`` (NumPy's, with an exact step counter) or ``"torch"`` (torch 2.13's CPU for-loop
-    ASGD, bit for bit).
+    ``"fast"`` (NumPy's, with an exact step counter), ``"torch"`` (torch 2.13's CPU for-loop
+    ASGD, bit for bit) or ``"torch-foreach"`` (``torch.optim.ASGD(foreach=True)`` on the CPU, bit
+    for bit).
     """
 
     def __init__(

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from reference.numerics import NUMERICS_PROFILES, Numerics, numerics_named
+from reference.numerics import FOREACH_UNMODELLED_ALPHAS, NUMERICS_PROFILES, Numerics, numerics_named
 
 __all__ = [
     "DEFAULTS",
@@ -81,8 +81,20 @@ def validate_hyperparameter(name: str, value: object) -> Any:
 
 
 def validate_hyperparameters(values: Mapping[str, object]) -> dict[str, Any]:
-    """All of ``values`` validated; the first invalid one raises before anything is returned."""
-    return {name: validate_hyperparameter(name, value) for name, value in values.items()}
+    """All of ``values`` validated; the first invalid one raises before anything is returned.
+
+    Where both are given, ``alpha`` is also checked against what the ``numerics`` profile models.
+    """
+    validated = {name: validate_hyperparameter(name, value) for name, value in values.items()}
+    if "alpha" in validated and "numerics" in validated:
+        numerics = numerics_named(validated["numerics"])
+        if numerics.foreach and validated["alpha"] in FOREACH_UNMODELLED_ALPHAS:
+            raise ValueError(
+                f"Invalid alpha: {values['alpha']!r} for numerics={numerics.name!r} (torch's foreach "
+                "schedule computes this power with MKL's sqrt, which is not correctly rounded and "
+                "depends on the CPU; use numerics='torch', or another alpha)"
+            )
+    return validated
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,14 +1,18 @@
-"""The two numerics profiles: how each line of the ASGD step is rounded.
+"""The three numerics profiles: how each line of the ASGD step is rounded.
 
-A profile decides three things, and nothing else differs between them:
+A profile decides four things, and nothing else differs between them:
 
 * the format in which the scalar state ``eta`` and ``mu`` is stored (and the step counter's type),
 * whether ``x + s * y`` (lines 3 and 6 of the step) is one fused rounding or two,
+* whether the step follows torch's foreach formulation (λ folded into the gradient, the average
+  always updated, η's schedule in float32 tensor arithmetic),
 * which parameter dtypes it models.
 
 ``fast`` is what natural NumPy code computes. ``torch`` is torch 2.13's CPU for-loop ASGD: its state
 is float32 0-d tensors, and ATen's ``add(other, alpha=s)`` is a fused multiply-add on x86-64 (its
-vectorized body and its scalar tail alike, for float32 and float64).
+vectorized body and its scalar tail alike, for float32 and float64). ``torch-foreach`` is
+``torch.optim.ASGD(foreach=True)`` on the CPU: the same state and fused ``add``, and ATen's
+``addcmul`` (``x + v * y * z``) fuses as well (measured: :mod:`reference.asgd` states each line).
 """
 
 from __future__ import annotations
@@ -23,7 +27,15 @@ import numpy as np
 from reference import rounding
 from reference.rounding import BinaryFormat
 
-__all__ = ["FAST", "NUMERICS_PROFILES", "TORCH", "Numerics", "numerics_named"]
+__all__ = [
+    "FAST",
+    "FOREACH_UNMODELLED_ALPHAS",
+    "NUMERICS_PROFILES",
+    "TORCH",
+    "TORCH_FOREACH",
+    "Numerics",
+    "numerics_named",
+]
 
 
 @dataclass(frozen=True)
@@ -37,6 +49,9 @@ class Numerics:
     """Whether ``x + s * y`` is rounded once (as ATen's ``add(alpha=)``) or twice (as NumPy)."""
     dtypes: tuple[str, ...]
     """The parameter dtypes this profile models."""
+    foreach: bool = False
+    """torch's foreach formulation: ``theta - eta * (g + lambd * theta)`` instead of a separate
+    decay, ``ax + mu * (theta - ax)`` at every step, and η evaluated on float32 tensors."""
 
     @property
     def exact_step_counter(self) -> bool:
@@ -66,12 +81,53 @@ class Numerics:
         python_floats = type(lr) is type(lambd) is type(alpha) is type(t0) is float
         # A NumPy power that overflows is inf, as _power makes it (np.errstate costs µs: only then).
         with contextlib.nullcontext() if python_floats else np.errstate(all="ignore"):
-            eta = lr / _power(1 + lambd * lr * step, alpha)
+            if self.foreach:
+                eta = _foreach_eta(float(step), lr=lr, lambd=lambd, alpha=alpha)
+            else:
+                eta = lr / _power(1 + lambd * lr * step, alpha)
             mu = 1 / max(1, step - t0)
         return (
             rounding.convert(self.scalar_format, float(eta)),
             rounding.convert(self.scalar_format, float(mu)),
         )
+
+
+def _foreach_eta(step: float, *, lr: float, lambd: float, alpha: float) -> float:
+    """torch's foreach η, ``lr / ((1 + lambd * lr * step) ** alpha)`` with ``step`` a float32 0-d
+    tensor: ``lambd * lr`` is Python's (or NumPy's) product, and each later operation is a float32
+    tensor operation that rounds its Python operand to float32 first. ``lr / t`` is torch's
+    ``Tensor.__rtruediv__``: a reciprocal, then a product with ``lr``."""
+    f32 = rounding.BINARY32
+    rate = rounding.convert(f32, float(lambd * lr))
+    base = rounding.add(f32, 1.0, rounding.mul(f32, rate, step))
+    reciprocal = rounding.div(f32, 1.0, _tensor_power(base, float(alpha)))
+    return rounding.mul(f32, reciprocal, rounding.convert(f32, float(lr)))
+
+
+def _tensor_power(base: float, exponent: float) -> float:
+    """ATen's ``pow`` of a float32 tensor and a Python number ``exponent >= 0``: exact shortcuts for
+    0 and 1, ``b * b`` and ``b * b * b`` for 2 and 3 (rounded in float32 after each product), and
+    otherwise the C library's binary64 ``pow`` rounded once to float32 (``std::pow(float, double)``).
+
+    An exponent of 0.5 is ATen's ``sqrt`` kernel, which this build computes with MKL's ``vsSqrt``:
+    not correctly rounded (1 ULP low for 0.59 % of float32 inputs in [1, 4)) and chosen by CPU, so
+    no rounding model reproduces it; :data:`FOREACH_UNMODELLED_ALPHAS` refuses it up front.
+    """
+    f32 = rounding.BINARY32
+    assert exponent not in FOREACH_UNMODELLED_ALPHAS
+    if exponent == 0:
+        return 1.0
+    if exponent == 1:
+        return base
+    if exponent == 2:
+        return rounding.mul(f32, base, base)
+    if exponent == 3:
+        return rounding.mul(f32, rounding.mul(f32, base, base), base)
+    return rounding.convert(f32, _power(base, exponent))
+
+
+FOREACH_UNMODELLED_ALPHAS: Final = (0.5,)
+"""Values of ``alpha`` for which torch's foreach η is not a rounding model's (see :func:`_tensor_power`)."""
 
 
 def _power(base: float, exponent: float) -> float:
@@ -103,7 +159,15 @@ TORCH: Final = Numerics(
     dtypes=("float32", "float64", "complex64", "complex128"),
 )
 
-_BY_NAME: Final = {profile.name: profile for profile in (FAST, TORCH)}
+TORCH_FOREACH: Final = Numerics(
+    name="torch-foreach",
+    scalar_format=rounding.BINARY32,
+    fused_multiply_add=True,
+    dtypes=TORCH.dtypes,
+    foreach=True,
+)
+
+_BY_NAME: Final = {profile.name: profile for profile in (FAST, TORCH, TORCH_FOREACH)}
 NUMERICS_PROFILES: Final = tuple(_BY_NAME)
 
 

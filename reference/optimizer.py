@@ -475,6 +475,8 @@ class ASGDOptimizer:
             eta=clock.eta,
             mu=clock.mu,
             fused=hyper.numerics.fused_multiply_add,
+            lambd=hyper.lambd,
+            foreach=hyper.numerics.foreach,
         )
         return scalars, (step, *hyper.schedule(step))  # 8
 

@@ -34,7 +34,11 @@ class StepScalars:
     eta: float
     mu: float
     fused: bool
-    """Lines 3 and 6 as fused multiply-adds (the torch profile)."""
+    """Lines 3 and 6 as fused multiply-adds (the torch profiles)."""
+    lambd: float = 0.0
+    """λ itself, which torch's foreach formulation adds to the gradient as ``lambd * theta``."""
+    foreach: bool = False
+    """torch's foreach formulation of lines 5 to 7 (see :class:`reference.numerics.Numerics`)."""
 
     @property
     def has_weight_decay(self) -> bool:
@@ -44,8 +48,9 @@ class StepScalars:
 
     @property
     def averaging(self) -> bool:
-        """``mu != 1``, judged on the stored ``mu`` (before rounding to the parameters' dtype)."""
-        return self.mu != 1
+        """Whether line 7 averages rather than copies: ``mu != 1``, judged on the stored ``mu``
+        (before rounding to the parameters' dtype); always in the foreach formulation."""
+        return self.foreach or self.mu != 1
 
 
 @dataclass(slots=True)

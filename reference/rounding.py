@@ -15,8 +15,8 @@ The rules, each stated once:
 * **Signed zero** (:func:`_sign_of_zero_sum`): a rounded result of zero keeps the sign of the
   exact result; an exact zero sum is +0 unless both addends are -0; a zero product is signed by
   the exclusive-or of the factors' signs.
-* **Invalid operations** (inf - inf, 0 * inf, and a NaN operand) give NaN. IEEE 754 leaves NaN
-  payloads and signs to the implementation (x86 returns -NaN for inf - inf and passes an
+* **Invalid operations** (inf - inf, 0 * inf, 0 / 0, inf / inf, and a NaN operand) give NaN.
+  IEEE 754 leaves NaN payloads and signs to the implementation (x86 returns -NaN for inf - inf and passes an
   operand's payload on), so the model returns one quiet NaN and comparisons treat all NaNs alike.
 """
 
@@ -33,6 +33,7 @@ __all__ = [
     "BinaryFormat",
     "add",
     "convert",
+    "div",
     "fma",
     "format_of",
     "mul",
@@ -179,6 +180,18 @@ def mul(fmt: BinaryFormat, a: float, b: float) -> float:
         return -math.inf if _product_is_negative(a, b) else math.inf
     exact = Fraction(a) * Fraction(b)
     return round_exact(fmt, exact, zero_is_negative=_product_is_negative(a, b))
+
+
+def div(fmt: BinaryFormat, a: float, b: float) -> float:
+    """``a / b`` rounded to ``fmt``; a nonzero ``a`` over zero is an infinity signed as a product."""
+    if math.isnan(a) or math.isnan(b) or (a == 0 and b == 0) or (math.isinf(a) and math.isinf(b)):
+        return NAN
+    negative = _product_is_negative(a, b)
+    if math.isinf(a) or b == 0:
+        return -math.inf if negative else math.inf
+    if math.isinf(b):
+        return -0.0 if negative else 0.0
+    return round_exact(fmt, Fraction(a) / Fraction(b), zero_is_negative=negative)
 
 
 def fma(fmt: BinaryFormat, a: float, b: float, c: float) -> float:

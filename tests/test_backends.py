@@ -286,7 +286,7 @@ def test_the_numba_cache_works_from_a_read_only_install(tmp_path: Path) -> None:
         from optimized.numba_kernel import kernel
         optimizer = optimized.ASGD([np.zeros(8, np.float32)], lr=0.1, kernel="numba")
         optimizer.step([np.ones(8, np.float32)])
-        stats = kernel("f", False, False, False, False, False, False).stats
+        stats = kernel("f", False, False, False, False, False, False, False).stats
         print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))
         """
     )

@@ -140,7 +140,7 @@ HYPERPARAMETER_ROWS = [
              r"numerics must be a str, got array\(\['fast'\]"),
     BadInput("maximize=1", new_optimizer([p32()], maximize=1), TypeError, r"maximize must be a bool, got 1 \(int\)"),
     BadInput("numerics='exact'", new_optimizer([p32()], numerics="exact"), ValueError,
-             r"Invalid numerics: 'exact' \(must be one of \('fast', 'torch'\)\)"),
+             r"Invalid numerics: 'exact' \(must be one of \('fast', 'torch', 'torch-foreach'\)\)"),
     BadInput("unknown group key", new_optimizer([{"params": [p32()], "lr_decay": 0.1}]), ValueError, "Unknown hyperparameter 'lr_decay'"),
     BadInput("invalid group value", new_optimizer([{"params": [p32()], "lr": -1.0}]), ValueError, r"Invalid lr: -1.0"),
 ]  # fmt: skip
