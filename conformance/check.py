@@ -25,7 +25,8 @@ def check(
 
     ``factory`` follows the protocol of :mod:`conformance.external` (or is its ``MODULE:FACTORY``
     spec). With ``claims="torch"`` it must match the reference's torch profile and torch's for-loop
-    path bit for bit, with ``"fast"`` the fast profile, and with ``"none"`` stay within the bounded
+    path bit for bit, with ``"torch-foreach"`` the torch-foreach profile and torch's foreach path,
+    with ``"fast"`` the fast profile, and with ``"none"`` stay within the bounded
     budget of torch's for-loop path. The result's ``holds`` is the verdict (it needs at least one
     comparison judged); ``failures`` name the scenario, the pair, the step, the tensor and the element.
     Scenarios it declines with :class:`~conformance.Unsupported` are skipped with the reason.
@@ -39,6 +40,7 @@ def check(
     external = ExternalImplementation(factory, claims)
     wanted = {
         "torch": {"reference-torch", "torch-forloop"},
+        "torch-foreach": {"reference-torch-foreach", "torch-foreach"},
         "fast": {"reference-fast"},
         "none": {"torch-forloop"},
     }
@@ -46,7 +48,7 @@ def check(
     implementations: list[Implementation] = [
         i
         for i in IMPLEMENTATIONS
-        if i.name in wanted[claims] and (torch_installed or i.name != "torch-forloop")
+        if i.name in wanted[claims] and (torch_installed or not i.name.startswith("torch-"))
     ]
     return run_conformance(
         full=full,

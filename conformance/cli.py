@@ -83,8 +83,8 @@ def _parser() -> argparse.ArgumentParser:
         choices=CLAIMS,
         action="append",
         default=[],
-        help="what each --implementation claims, in order: the bits of the torch or fast profile, "
-        "or none (bounded against torch); one value applies to all (default torch)",
+        help="what each --implementation claims, in order: the bits of the torch, torch-foreach or "
+        "fast profile, or none (bounded against torch); one value applies to all (default torch)",
     )
     parser.add_argument(
         "--no-statistics", dest="statistics", action="store_false", help="skip the Polyak–Juditsky check"

@@ -24,14 +24,14 @@ from typing import Any, Final
 
 from conformance.implementations import Implementation
 from conformance.scenarios import Scenario
-from conformance.sessions import ArraySession, Factory, Session, TorchSession
+from conformance.sessions import ArraySession, Factory, Session, TorchSession, unmodelled_alpha
 from conformance.verdicts import BIT_EXACT, INDEPENDENT_VS_TORCH, Pair
 from conformance.workloads import Workload
 from reference.numerics import numerics_named
 
 __all__ = ["CLAIMS", "ExternalImplementation", "load_factory", "pairs_for", "split_spec"]
 
-CLAIMS: Final = ("torch", "fast", "none")
+CLAIMS: Final = ("torch", "torch-foreach", "fast", "none")
 """What an implementation may claim: the bits of a profile (``torch``, ``fast``) or none of them."""
 
 
@@ -99,9 +99,11 @@ class ExternalImplementation(Implementation):
         return self._factory
 
     def skip_reason(self, scenario: Scenario) -> str | None:
-        if self.claims != "none" and scenario.dtype not in numerics_named(self.claims).dtypes:
+        if self.claims == "none":
+            return None
+        if scenario.dtype not in numerics_named(self.claims).dtypes:
             return f"the {self.claims} profile it claims does not model {scenario.dtype}"
-        return None
+        return unmodelled_alpha(scenario, self.claims)
 
     def start(self, scenario: Scenario, workload: Workload) -> Session:
         factory = self.factory()
@@ -114,7 +116,7 @@ class ExternalImplementation(Implementation):
                 if self._style == "numpy":
                     raise
                 try:
-                    session = TorchSession(factory, scenario, workload)
+                    session = TorchSession(factory, scenario, workload, numerics=numerics or "torch")
                 except Exception as torch_error:
                     raise TypeError(
                         f"as a NumPy-style factory: {type(numpy_error).__name__}: {numpy_error}; as a "
@@ -125,10 +127,10 @@ class ExternalImplementation(Implementation):
             assert isinstance(session, ArraySession)
             if not hasattr(session.optimizer, "averages") and self._style is None:
                 self._style = "torch"
-                return TorchSession(factory, scenario, workload)
+                return TorchSession(factory, scenario, workload, numerics=numerics or "torch")
             self._style = "numpy"
             return session
-        return TorchSession(factory, scenario, workload)
+        return TorchSession(factory, scenario, workload, numerics=numerics or "torch")
 
 
 def pairs_for(implementation: ExternalImplementation) -> list[Pair]:
@@ -136,6 +138,8 @@ def pairs_for(implementation: ExternalImplementation) -> list[Pair]:
     name = implementation.name
     if implementation.claims == "torch":
         return [Pair("reference-torch", name, BIT_EXACT), Pair(name, "torch-forloop", BIT_EXACT)]
+    if implementation.claims == "torch-foreach":
+        return [Pair("reference-torch-foreach", name, BIT_EXACT), Pair(name, "torch-foreach", BIT_EXACT)]
     if implementation.claims == "fast":
         return [Pair("reference-fast", name, BIT_EXACT)]
     return [Pair(name, "torch-forloop", INDEPENDENT_VS_TORCH)]

@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from conformance.results import Comparison, Finding, ScenarioResult
+from conformance.verdicts import DEVICE_PAIRS
 
-__all__ = ["derive_findings"]
+__all__ = ["derive_findings", "device_match"]
 
 
 def _ran(scenario: ScenarioResult, pair: str) -> Comparison | None:
@@ -31,6 +32,14 @@ def _foreach_drift(scenarios: Sequence[ScenarioResult]) -> Finding | None:
         ):
             worst[family] = (scenario, comparison)
     diverging = sum(1 for _, c in drifts if c.first_divergence is not None)
+    modelled = [c for s, _ in drifts if (c := _ran(s, "reference-torch-foreach vs torch-foreach"))]
+    reproduced = (
+        f" The torch-foreach profile reproduces the foreach path bit for bit in "
+        f"{sum(c.status == 'holds' for c in modelled)} of the {len(modelled)} scenarios the "
+        "reference ran."
+        if modelled
+        else ""
+    )
     parts = [
         f"{family}: up to {c.max_normwise_ulp:.3g} normwise ULP ({c.max_ulp} element-wise, in {s.name})"
         for family, (s, c) in sorted(worst.items())
@@ -45,8 +54,39 @@ def _foreach_drift(scenarios: Sequence[ScenarioResult]) -> Finding | None:
             "tensor there) where the for-loop path uses binary64. Worst drift per dtype: "
             + "; ".join(parts)
             + "."
+            + reproduced
         ),
         scenarios=[s.name for s, c in drifts if c.first_divergence is not None],
+    )
+
+
+def device_match(scenario: ScenarioResult) -> str | None:
+    """Which CPU path of torch the CUDA run of ``scenario`` matches bit for bit (``None``: no CUDA run)."""
+    compared = [c for pair in DEVICE_PAIRS if (c := _ran(scenario, pair.name))]
+    if not compared:
+        return None
+    identical = [c.right for c in compared if c.differing_scalar_steps == 0 and not c.nan_mismatches]
+    if identical:
+        return f"CUDA matches {' and '.join(identical)} bit for bit"
+    closest = min(compared, key=lambda c: c.max_normwise_ulp or 0)
+    return (
+        f"CUDA matches neither CPU path bit for bit; closest: {closest.right} "
+        f"({closest.max_normwise_ulp:.3g} normwise ULP)"
+    )
+
+
+def _device(scenarios: Sequence[ScenarioResult]) -> Finding | None:
+    matches = [(s.name, match) for s in scenarios if (match := device_match(s))]
+    if not matches:
+        return None
+    return Finding(
+        key="cuda-path",
+        title="Which CPU path of torch the CUDA run matches",
+        detail=(
+            "torch's default path on a CUDA device is foreach; the CUDA column is compared with both "
+            "CPU paths. " + "; ".join(f"{name}: {match}" for name, match in matches) + "."
+        ),
+        scenarios=[name for name, _ in matches],
     )
 
 
@@ -114,5 +154,10 @@ def _eta_float32(scenarios: Sequence[ScenarioResult]) -> Finding | None:
 
 
 def derive_findings(scenarios: Sequence[ScenarioResult]) -> list[Finding]:
-    found = (_foreach_drift(scenarios), _counter_freeze(scenarios), _eta_float32(scenarios))
+    found = (
+        _foreach_drift(scenarios),
+        _counter_freeze(scenarios),
+        _eta_float32(scenarios),
+        _device(scenarios),
+    )
     return [finding for finding in found if finding is not None]

@@ -14,7 +14,14 @@ from typing import Any, Final
 import optimized
 import reference
 from conformance.scenarios import Scenario
-from conformance.sessions import ArraySession, Session, TorchSession, hyperparameters
+from conformance.sessions import (
+    TORCH_PROFILES,
+    ArraySession,
+    Session,
+    TorchSession,
+    hyperparameters,
+    unmodelled_alpha,
+)
 from conformance.workloads import Workload
 from optimized.backends import numba_installed
 from reference.numerics import numerics_named
@@ -80,9 +87,13 @@ class NumpyImplementation(Implementation):
                 f"({scenario.elements:,} values × {scenario.steps} steps at ~16 µs each); "
                 "the optimized kernels are held to torch bit for bit instead"
             )
-        if scenario.checkpoint_via == "torch" and scenario.checkpoint_at and self.numerics != "torch":
-            return "a checkpoint in torch's format carries only the torch profile's state"
-        return None
+        if (
+            scenario.checkpoint_via == "torch"
+            and scenario.checkpoint_at
+            and self.numerics not in TORCH_PROFILES
+        ):
+            return "a checkpoint in torch's format carries only a torch profile's state"
+        return unmodelled_alpha(scenario, self.numerics)
 
     def start(self, scenario: Scenario, workload: Workload) -> Session:
         chosen = {} if self.kernel is None else {"kernel": self.kernel}
@@ -90,7 +101,7 @@ class NumpyImplementation(Implementation):
         return ArraySession(factory, scenario, workload, numerics=self.numerics, own_format=True)
 
 
-def torch_asgd(params: Any, *, momentum: float, foreach: bool, **hyper: Any) -> Any:
+def torch_asgd(params: Any, *, momentum: float, foreach: bool | None, **hyper: Any) -> Any:
     """``torch.optim.ASGD`` as a factory of this project's API (which has momentum, torch none)."""
     import torch
 
@@ -99,10 +110,17 @@ def torch_asgd(params: Any, *, momentum: float, foreach: bool, **hyper: Any) -> 
 
 
 class TorchImplementation(Implementation):
-    """``torch.optim.ASGD`` on one code path (for-loop or foreach) and device."""
+    """``torch.optim.ASGD`` on one code path and device: ``foreach`` as torch takes it (``None``:
+    torch's own choice, the foreach path on a GPU)."""
 
-    def __init__(self, name: str, *, foreach: bool, device: str, description: str) -> None:
+    def __init__(self, name: str, *, foreach: bool | None, device: str, description: str) -> None:
         self.name, self.foreach, self.device, self.description = name, foreach, device, description
+
+    @property
+    def numerics(self) -> str:
+        """The profile of the path torch takes here (which decides injected late-run state)."""
+        takes_foreach = self.foreach if self.foreach is not None else self.device != "cpu"
+        return "torch-foreach" if takes_foreach else "torch"
 
     def skip_reason(self, scenario: Scenario) -> str | None:
         import torch
@@ -115,7 +133,7 @@ class TorchImplementation(Implementation):
 
     def start(self, scenario: Scenario, workload: Workload) -> Session:
         factory = functools.partial(torch_asgd, foreach=self.foreach)
-        return TorchSession(factory, scenario, workload, device=self.device)
+        return TorchSession(factory, scenario, workload, device=self.device, numerics=self.numerics)
 
 
 IMPLEMENTATIONS: tuple[Implementation, ...] = (
@@ -125,7 +143,10 @@ IMPLEMENTATIONS: tuple[Implementation, ...] = (
     NumpyImplementation("optimized-numba-torch", optimized.ASGD, "torch", "production ASGD, numba kernel, torch rounding", kernel="numba"),
     NumpyImplementation("optimized-numpy-fast", optimized.ASGD, "fast", "production ASGD, NumPy kernel, NumPy rounding", kernel="numpy"),
     NumpyImplementation("optimized-numpy-torch", optimized.ASGD, "torch", "production ASGD, NumPy kernel, torch rounding", kernel="numpy"),
+    NumpyImplementation("reference-torch-foreach", reference.ASGD, "torch-foreach", "pure-Python specification, torch foreach rounding"),
+    NumpyImplementation("optimized-numba-torch-foreach", optimized.ASGD, "torch-foreach", "production ASGD, numba kernel, torch foreach rounding", kernel="numba"),
+    NumpyImplementation("optimized-numpy-torch-foreach", optimized.ASGD, "torch-foreach", "production ASGD, NumPy kernel, torch foreach rounding", kernel="numpy"),
     TorchImplementation("torch-forloop", foreach=False, device="cpu", description="torch.optim.ASGD(foreach=False), CPU"),
     TorchImplementation("torch-foreach", foreach=True, device="cpu", description="torch.optim.ASGD(foreach=True), CPU"),
-    TorchImplementation("torch-cuda", foreach=False, device="cuda", description="torch.optim.ASGD on a CUDA device"),
+    TorchImplementation("torch-cuda", foreach=None, device="cuda", description="torch.optim.ASGD on a CUDA device, torch's default path (foreach)"),
 )  # fmt: skip

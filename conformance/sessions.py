@@ -27,7 +27,7 @@ import numpy as np
 from conformance.scenarios import Scenario
 from conformance.workloads import Gradients, Workload
 from reference.hyperparameters import DEFAULTS
-from reference.numerics import numerics_named
+from reference.numerics import FOREACH_UNMODELLED_ALPHAS, numerics_named
 
 __all__ = [
     "HYPERPARAMETERS",
@@ -79,6 +79,21 @@ def group_lrs(scenario: Scenario) -> list[float]:
     if not scenario.groups:
         return [base]
     return [overrides.get("lr", base) for _, overrides in scenario.groups]
+
+
+TORCH_PROFILES: Final = ("torch", "torch-foreach")
+"""The profiles whose state a checkpoint in torch's format carries."""
+
+
+def unmodelled_alpha(scenario: Scenario, numerics: str | None) -> str | None:
+    """Why the profile cannot run ``scenario`` (an ``alpha`` it does not model), or ``None``."""
+    if numerics is None or not numerics_named(numerics).foreach:
+        return None
+    base = hyperparameters(scenario)["alpha"]
+    alphas = {base, *(overrides.get("alpha", base) for _, overrides in scenario.groups)}
+    if alphas & set(FOREACH_UNMODELLED_ALPHAS):
+        return f"the {numerics} profile does not model alpha=0.5 (torch computes that power with MKL's sqrt)"
+    return None
 
 
 def late_state(scenario: Scenario, numerics: str, theta: np.ndarray) -> dict[str, Any]:
@@ -219,8 +234,8 @@ class ArraySession(Session):
     def checkpoint(self, via: str) -> None:
         saved = _required(self.optimizer, "state_dict", "the scenario takes a checkpoint")()
         if via == "torch":
-            if self.numerics != "torch":
-                raise Unsupported("a checkpoint in torch's format carries only the torch profile's state")
+            if self.numerics not in TORCH_PROFILES:
+                raise Unsupported("a checkpoint in torch's format carries only a torch profile's state")
             from optimized.torch_interop import state_dict_from_torch, state_dict_to_torch
 
             with self._declining_foreign_state("the checkpoint passes through torch's format"):
@@ -242,8 +257,15 @@ class TorchSession(Session):
     """A ``torch.optim.Optimizer``-like object: ``step()`` reads ``.grad``, ``state[p]["ax"]``."""
 
     def __init__(
-        self, factory: Factory, scenario: Scenario, workload: Workload, *, device: str = "cpu"
+        self,
+        factory: Factory,
+        scenario: Scenario,
+        workload: Workload,
+        *,
+        device: str = "cpu",
+        numerics: str = "torch",
     ) -> None:
+        """``numerics``: the profile of the path torch takes, for injected late-run state."""
         import torch
 
         self._torch, self._factory, self._scenario, self._device = torch, factory, scenario, device
@@ -253,7 +275,7 @@ class TorchSession(Session):
         if scenario.start_step:
             _required(self._optimizer, "state", "the scenario starts from injected state")
             for tensor in self._tensors:
-                late = late_state(scenario, "torch", tensor.detach().cpu().numpy())
+                late = late_state(scenario, numerics, tensor.detach().cpu().numpy())
                 self._optimizer.state[tensor] = {
                     key: torch.from_numpy(np.asarray(value)).to(device) for key, value in late.items()
                 }

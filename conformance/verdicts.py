@@ -2,7 +2,8 @@
 
 * **bit-exact**: the pair must not differ in a single bit (any NaN equals any NaN) at any step,
   in the parameters or the averages. Claimed for the reference and the optimized ASGD in each
-  profile, and for the torch profile against torch's for-loop path.
+  profile, for the torch profile against torch's for-loop path and for the torch-foreach profile
+  against torch's foreach path.
 * **bounded**: the pair may drift, with NaNs at the same positions, by at most a documented budget
   per dtype in *normwise* ULPs: ``max |a - b|`` over the array in units of the ULP of ``max |b|``.
   The element-wise ULP distance is reported too, but it cannot carry a budget: wherever a
@@ -20,6 +21,7 @@ from conformance.metrics import PairMetrics
 
 __all__ = [
     "BIT_EXACT",
+    "DEVICE_PAIRS",
     "FINDING",
     "INDEPENDENT_VS_TORCH",
     "PAIRS",
@@ -104,10 +106,18 @@ PAIRS: Final = (
     Pair("reference-torch", "torch-forloop", BIT_EXACT),
     Pair("optimized-numba-torch", "torch-forloop", BIT_EXACT),
     Pair("optimized-numpy-torch", "torch-forloop", BIT_EXACT),
+    Pair("reference-torch-foreach", "optimized-numba-torch-foreach", BIT_EXACT),
+    Pair("reference-torch-foreach", "optimized-numpy-torch-foreach", BIT_EXACT),
+    Pair("reference-torch-foreach", "torch-foreach", BIT_EXACT),
+    Pair("optimized-numba-torch-foreach", "torch-foreach", BIT_EXACT),
+    Pair("optimized-numpy-torch-foreach", "torch-foreach", BIT_EXACT),
     Pair("optimized-numba-fast", "torch-forloop", FAST_VS_TORCH),
     Pair("torch-foreach", "torch-forloop", FOREACH_VS_FORLOOP),
     Pair("torch-cuda", "torch-forloop", DEVICE_VS_CPU),
+    Pair("torch-cuda", "torch-foreach", DEVICE_VS_CPU),
 )
+DEVICE_PAIRS: Final = tuple(pair for pair in PAIRS if pair.left == "torch-cuda")
+"""The CUDA column against each CPU path of torch: the report says which one it matches bit for bit."""
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """Hand a run over between ``torch.optim.ASGD`` and :class:`optimized.ASGD`, in both directions.
 
 torch's state is float32 0-d tensors (``step``, ``eta``, ``mu``) and an ``ax`` tensor per parameter;
-its groups carry ``foreach``, ``differentiable`` and ``capturable`` and no ``momentum``. With
-``numerics="torch"`` a converted state continues exactly as torch's for-loop path would.
+its groups carry ``foreach``, ``differentiable`` and ``capturable`` and no ``momentum``. A group's
+``foreach`` flag names the path, and so the profile: ``numerics="torch"`` continues exactly as
+torch's for-loop path would, ``numerics="torch-foreach"`` as its foreach path.
 torch itself is not imported here: tensors are read through ``.detach().cpu().numpy()``, and
 :func:`state_dict_to_torch` imports torch only when called.
 """
@@ -19,7 +20,10 @@ from reference.hyperparameters import DEFAULTS
 __all__ = ["state_dict_from_torch", "state_dict_to_torch"]
 
 _SHARED_HYPERPARAMETERS = ("lr", "lambd", "alpha", "t0", "weight_decay", "maximize")
-_TORCH_ONLY_GROUP_KEYS = {"foreach": None, "differentiable": False, "capturable": False}
+_TORCH_ONLY_GROUP_KEYS = {"differentiable": False, "capturable": False}
+_FOREACH_OF_PROFILE = {"torch": False, "torch-foreach": True}
+"""torch's ``foreach`` flag for the path a profile models (``None``, torch's own choice, for others)."""
+_TORCH_PROFILES = ("torch", "torch-foreach")
 _SCALAR_STATE = ("step", "eta", "mu")
 
 
@@ -51,17 +55,25 @@ def _state_entry(index: Any, entry: Mapping[str, Any]) -> dict[str, Any]:
     return converted
 
 
-def state_dict_from_torch(torch_state_dict: Mapping[str, Any]) -> dict[str, Any]:
-    """A ``torch.optim.ASGD`` state dict in this project's layout, for ``numerics="torch"``.
+def state_dict_from_torch(torch_state_dict: Mapping[str, Any], numerics: str | None = None) -> dict[str, Any]:
+    """A ``torch.optim.ASGD`` state dict in this project's layout.
 
+    Each group gets the profile of the path torch took: ``"torch-foreach"`` where its ``foreach`` is
+    ``True``, else ``"torch"`` (torch's choice on the CPU). ``numerics`` sets one for every group,
+    for a state made where torch chose by itself (``foreach=None`` on a GPU takes the foreach path).
     Arrays are copies. The result goes to :meth:`optimized.ASGD.load_state_dict`, which checks it.
     """
+    if numerics is not None and numerics not in _TORCH_PROFILES:
+        raise ValueError(
+            f"Invalid numerics: {numerics!r} (a torch state continues in one of {_TORCH_PROFILES})"
+        )
     groups = []
     for group in torch_state_dict["param_groups"]:
         converted = {name: _to_numpy(group[name], scalar=True) for name in _SHARED_HYPERPARAMETERS}
         if hasattr(group["lr"], "detach"):  # torch allows a tensor lr; its value is what it computes with
             converted["lr"] = float(converted["lr"])
-        groups.append({**converted, "momentum": 0.0, "numerics": "torch", "params": list(group["params"])})
+        profile = numerics or ("torch-foreach" if group.get("foreach") is True else "torch")
+        groups.append({**converted, "momentum": 0.0, "numerics": profile, "params": list(group["params"])})
     state = {index: _state_entry(index, entry) for index, entry in torch_state_dict["state"].items()}
     return {"state": state, "param_groups": groups}
 
@@ -71,7 +83,9 @@ def state_dict_to_torch(state_dict: Mapping[str, Any]) -> dict[str, Any]:
 
     torch's ASGD has no momentum, so a group with momentum is refused. Scalar state becomes float32
     0-d tensors as torch keeps it; a fast-profile state (exact step, binary64 eta and mu) is rounded
-    to float32 here, so only a torch-profile run hands over bit for bit.
+    to float32 here, so only a run of a torch profile hands over bit for bit. A group's ``foreach``
+    names the path of its profile (``False`` for ``"torch"``, ``True`` for ``"torch-foreach"``), so
+    torch continues on that path on any device.
     """
     import torch
 
@@ -82,7 +96,9 @@ def state_dict_to_torch(state_dict: Mapping[str, Any]) -> dict[str, Any]:
                 f"param_groups[{index}] has momentum={group['momentum']!r}; torch.optim.ASGD has no momentum"
             )
         shared = {name: group[name] for name in _SHARED_HYPERPARAMETERS}
-        groups.append({**shared, **_TORCH_ONLY_GROUP_KEYS, "params": list(group["params"])})
+        foreach = _FOREACH_OF_PROFILE.get(group.get("numerics", DEFAULTS["numerics"]))
+        groups.append({**shared, "foreach": foreach, **_TORCH_ONLY_GROUP_KEYS,
+                       "params": list(group["params"])})  # fmt: skip
     state: dict[Any, dict[str, Any]] = {}
     for index, entry in state_dict["state"].items():
         converted = {key: torch.tensor(float(entry[key]), dtype=torch.float32) for key in _SCALAR_STATE}
