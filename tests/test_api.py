@@ -19,7 +19,7 @@ def gradient_stream() -> list[list[np.ndarray | None]]:
     return PROBLEM.gradients()
 
 
-@pytest.mark.parametrize("numerics", ["fast", "torch"])
+@pytest.mark.parametrize("numerics", ["fast", "torch", "torch-foreach"])
 def test_state_dict_resume_reproduces_the_uninterrupted_run(numerics: str, asgd_class: Any) -> None:
     hyper = {"lr": 0.05, "t0": 3, "momentum": 0.9 if numerics == "fast" else 0.0, "weight_decay": 0.01}
     grads = gradient_stream()

@@ -8,10 +8,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from reference.numerics import FOREACH_UNMODELLED_ALPHAS
 from tests.assertions import assert_same_bits
 from tests.problems import random_array
 from tests.strategies import arrays, dtypes, hyperparameters, shapes
@@ -125,7 +126,7 @@ def test_dtype_and_shape_are_preserved(asgd_class: Any, run: tuple[Any, ...]) ->
     assert average.dtype == start.dtype and average.shape == start.shape
 
 
-@pytest.mark.parametrize("numerics", ["fast", "torch"])
+@pytest.mark.parametrize("numerics", ["fast", "torch", "torch-foreach"])
 @given(
     lr=st.floats(1e-4, 1.0), lambd=st.floats(0.0, 1.0), alpha=st.floats(0.0, 2.0), t0=st.floats(0.0, 10.0),
     steps=st.integers(1, 30),
@@ -134,7 +135,10 @@ def test_eta_and_mu_follow_their_closed_forms(
     asgd_class: Any, numerics: str, lr: float, lambd: float, alpha: float, t0: float, steps: int
 ) -> None:
     """After s steps: eta = lr / (1 + lambd*lr*s)**alpha and mu = 1 / max(1, s - t0), in binary64
-    (fast) or rounded to float32 (torch profile, whose counter is exact this far)."""
+    (fast), rounded to float32 (torch profile, whose counter is exact this far), or, for eta, as
+    torch's foreach path evaluates it on a float32 step tensor (torch-foreach profile)."""
+    if numerics == "torch-foreach":
+        assume(alpha not in FOREACH_UNMODELLED_ALPHAS)
     optimizer = asgd_class(
         [np.zeros(2, np.float32)], lr=lr, lambd=lambd, alpha=alpha, t0=t0, numerics=numerics
     )
@@ -144,6 +148,10 @@ def test_eta_and_mu_follow_their_closed_forms(
     eta, mu = lr / (1 + lambd * lr * steps) ** alpha, 1 / max(1, steps - t0)
     if numerics == "torch":
         eta, mu = float(np.float32(eta)), float(np.float32(mu))
+    if numerics == "torch-foreach":
+        torch = pytest.importorskip("torch")
+        eta = torch.as_tensor(lr / ((1 + lambd * lr * torch.tensor(float(steps))) ** alpha)).item()
+        mu = float(np.float32(mu))
     assert float(state["step"]) == steps
     assert float(state["eta"]) == eta and float(state["mu"]) == mu
 

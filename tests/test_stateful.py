@@ -21,6 +21,7 @@ from hypothesis.stateful import (
 import optimized
 import reference
 from reference import DEFAULTS
+from reference.numerics import FOREACH_UNMODELLED_ALPHAS, numerics_named
 from tests.assertions import assert_same_bits
 from tests.implementations import OPTIMIZED
 from tests.strategies import arrays, dtypes, hyperparameters, shapes
@@ -35,17 +36,25 @@ def rebuilt(asgd_class: Any, optimizer: Any) -> Any:
     return fresh
 
 
+def hyperparameters_for(numerics: str) -> st.SearchStrategy[dict[str, Any]]:
+    """Valid hyperparameters of the profile: the torch-foreach profile refuses the alphas whose
+    schedule it cannot model."""
+    if not numerics_named(numerics).foreach:
+        return hyperparameters()
+    return hyperparameters().filter(lambda hyper: hyper["alpha"] not in FOREACH_UNMODELLED_ALPHAS)
+
+
 class OptimizedMatchesReference(RuleBasedStateMachine):
     implementation: Any = OPTIMIZED["numba"]
 
-    @initialize(numerics=st.sampled_from(["fast", "torch"]), data=st.data())
+    @initialize(numerics=st.sampled_from(["fast", "torch", "torch-foreach"]), data=st.data())
     def build(self, numerics: str, data: st.DataObject) -> None:
         self.numerics = numerics
         self.dtype = data.draw(dtypes(numerics), label="dtype")
         values = data.draw(
             st.lists(arrays(self.dtype, data.draw(shapes(2, 3))), min_size=1, max_size=3), label="params"
         )
-        hyper = data.draw(hyperparameters(), label="hyperparameters")
+        hyper = data.draw(hyperparameters_for(numerics), label="hyperparameters")
         self.fast_params = [v.copy() for v in values]
         self.spec_params = [v.copy() for v in values]
         self.fast = self.implementation(self.fast_params, numerics=numerics, **hyper)
@@ -74,7 +83,7 @@ class OptimizedMatchesReference(RuleBasedStateMachine):
     @rule(data=st.data())
     def add_param_group(self, data: st.DataObject) -> None:
         value = data.draw(arrays(self.dtype, data.draw(shapes(2, 3))), label="new param")
-        hyper = data.draw(hyperparameters(), label="group hyperparameters")
+        hyper = data.draw(hyperparameters_for(self.numerics), label="group hyperparameters")
         self.fast_params.append(value.copy())
         self.spec_params.append(value.copy())
         self.fast.add_param_group({"params": [self.fast_params[-1]], **hyper})

@@ -1,0 +1,478 @@
+"""``ASGD(numerics="torch-foreach")`` reproduces ``torch.optim.ASGD(foreach=True)`` on the CPU bit
+for bit.
+
+Both implementations, the reference (short runs of small tensors: it computes one scalar at a time)
+and the optimized one on each kernel (long runs that reach the averaging phase, with a tensor large
+enough for the vectorized body and its tail), are stepped in lockstep with torch and compared as bit
+patterns after every step: parameters, averages, and the scalar state ``step``, ``eta`` and ``mu``.
+The comparison is shown to tell torch's two CPU paths apart, and η's schedule model is checked
+against torch's own foreach expression on its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+from reference import ASGD, rounding
+from reference.hyperparameters import DEFAULTS
+from reference.numerics import FOREACH_UNMODELLED_ALPHAS, TORCH, TORCH_FOREACH
+from tests.assertions import assert_same_bits
+from tests.drivers import TORCH_HYPERPARAMETERS
+from tests.problems import Problem, random_array, strided_like
+
+torch = pytest.importorskip("torch")
+
+
+@dataclasses.dataclass(frozen=True)
+class MixedProblem(Problem):
+    """A problem whose parameter ``i`` has dtype ``dtypes[i % len(dtypes)]``: several dtypes in one
+    group, which torch's foreach path splits into one batch per dtype."""
+
+    dtypes: tuple[str, ...] = ()
+
+    def dtype_of(self, index: int) -> str:
+        return self.dtypes[index % len(self.dtypes)]
+
+    def initial_parameters(self) -> list[np.ndarray]:
+        rng = np.random.default_rng(self.seed)
+        arrays = [random_array(rng, shape, self.dtype_of(i)) for i, shape in enumerate(self.shapes)]
+        return [strided_like(a) if self.strided else a for a in arrays]
+
+    def gradients(self) -> list[list[np.ndarray | None]]:
+        rng = np.random.default_rng(self.seed + 1)
+        stream: list[list[np.ndarray | None]] = []
+        for step in range(self.steps):
+            row: list[np.ndarray | None] = []
+            for index, shape in enumerate(self.shapes):
+                g = random_array(rng, shape, self.dtype_of(index))
+                skipped = self.skip_every and index == 0 and step % self.skip_every == self.skip_every - 1
+                row.append(None if skipped else (strided_like(g) if self.strided else g))
+            stream.append(row)
+        return stream
+
+
+AVERAGING = {"lr": 0.05, "t0": 10, "lambd": 1e-3}  # mu < 1 from step 12 on
+MIXED = ("float32", "float64", "complex64", "complex128")
+
+FOREACH_CASES = [
+    Problem("float32-averaging", "float32", ((7, 5), (3,)), (AVERAGING,)),
+    Problem("float64-wd-alpha-1", "float64", ((13,),), ({"lr": 0.05, "t0": 3, "weight_decay": 0.1, "alpha": 1.0},)),
+    Problem("float32-maximize-alpha-0", "float32", ((6,), (2, 2)), ({"lr": 0.03, "t0": 0, "maximize": True, "lambd": 0.01, "alpha": 0.0},)),
+    Problem("float64-wd-maximize-alpha-2", "float64", ((9,),), ({"lr": 0.05, "t0": 3, "weight_decay": 0.1, "maximize": True, "lambd": 0.02, "alpha": 2.0},)),
+    Problem("complex64-wd-lambd-alpha-3", "complex64", ((3, 3),), ({"lr": 0.02, "t0": 5, "weight_decay": 0.1, "lambd": 0.1, "alpha": 3.0},)),
+    Problem("complex128-maximize-alpha-1.5", "complex128", ((4,), (2, 3)), ({"lr": 0.03, "t0": 3, "maximize": True, "lambd": 0.05, "alpha": 1.5},)),
+    Problem("float32-lambd-zero-alpha-0.3", "float32", ((11,),), ({"lr": 0.05, "t0": 10, "lambd": 0.0, "alpha": 0.3},)),
+    Problem("float64-alpha-0.3-t0-zero", "float64", ((5, 2),), ({"lr": 0.05, "t0": 0, "lambd": 0.01, "alpha": 0.3},)),
+    Problem("float32-large-lambd-alpha-2", "float32", ((9, 2),), ({"lr": 0.3, "t0": 3, "lambd": 2.0, "alpha": 2.0},)),
+    Problem("float32-lambd-alpha-0.75", "float32", ((8,),), ({"lr": 0.1, "t0": 3, "lambd": 0.5, "alpha": 0.75},)),
+    Problem("float32-t0-inf", "float32", ((6,),), ({"lr": 0.1, "t0": math.inf, "lambd": 0.01},)),
+    Problem("complex128-t0-inf-wd", "complex128", ((4,),), ({"lr": 0.05, "t0": math.inf, "weight_decay": 0.05},)),
+    Problem("float32-wd-rounds-to-zero", "float32", ((10,),), ({**AVERAGING, "weight_decay": 1e-46},), non_finite=True),
+    Problem("float64-wd-1e-46", "float64", ((10,),), ({**AVERAGING, "weight_decay": 1e-46},)),
+    Problem("float32-non-finite", "float32", ((10,),), (AVERAGING,), non_finite=True),
+    Problem("complex64-non-finite-lambd-zero", "complex64", ((5,),), ({"lr": 0.05, "t0": 3, "lambd": 0.0},), non_finite=True),
+    Problem("float64-large-gradients", "float64", ((12,),), (AVERAGING,), gradient_scale=1e300),
+    Problem("float32-0d", "float32", ((),), ({"lr": 0.02, "t0": 0, "lambd": 0.01},)),
+    Problem("complex128-0d", "complex128", ((), ()), ({"lr": 0.02, "t0": 3, "weight_decay": 0.1},)),
+    Problem("float32-strided", "float32", ((4, 9), (11,)), ({"lr": 0.03, "t0": 3.5, "weight_decay": 0.01, "lambd": 0.01},), strided=True),
+    Problem("complex64-strided-maximize", "complex64", ((5, 3),), ({"lr": 0.01, "t0": 1, "maximize": True},), strided=True),
+    Problem("float32-none-gradients", "float32", ((8,), (3,)), (AVERAGING,), skip_every=3),
+    Problem(
+        "two-groups", "float32", ((4, 4), (5,), (3,)),
+        ({"lr": 0.05, "t0": 8, "weight_decay": 0.2, "alpha": 1.0}, {"lr": 0.01, "t0": 3, "lambd": 0.02, "maximize": True, "alpha": 3.0}),
+    ),
+    Problem(
+        "two-groups-float64-none-gradients", "float64", ((6,), (2, 2)),
+        ({"lr": 0.05, "t0": 2, "lambd": 0.1, "alpha": 0.3}, {"lr": 0.2, "t0": 5, "weight_decay": 0.01, "alpha": 1.5}),
+        skip_every=2,
+    ),
+    MixedProblem("mixed-dtypes-one-group", "mixed", ((3,), (2, 2), (4,), (), (5,), (3,), (2,), (1,)), ({"lr": 0.05, "t0": 3, "lambd": 0.01, "weight_decay": 0.1},), skip_every=4, dtypes=MIXED),
+    MixedProblem(
+        "mixed-dtypes-two-groups", "mixed", ((3,), (2, 2), (4,), (), (5,), (2,), (6,), (3,)),
+        ({"lr": 0.05, "t0": 3, "maximize": True, "alpha": 2.0}, {"lr": 0.02, "t0": 1, "lambd": 0.1, "alpha": 1.0}),
+        strided=True, dtypes=MIXED,
+    ),
+    # torch's own ASGD test configurations (common_optimizers.optim_inputs_func_asgd).
+    Problem("torch-default", "float32", ((6, 3),), ({"lr": 1e-2},)),
+    Problem("torch-lambd", "float64", ((6, 3),), ({"lr": 1e-2, "lambd": 0.1},)),
+    Problem("torch-t0", "float32", ((6, 3),), ({"lr": 1e-2, "t0": 100},)),
+    Problem("torch-wd-maximize", "complex64", ((6, 3),), ({"lr": 1e-2, "weight_decay": 0.1, "maximize": True},)),
+]  # fmt: skip
+
+REFERENCE_STEPS = 25
+OPTIMIZED_STEPS = 120
+LARGE = (1027,)
+"""Added to every case for the optimized runs: the vectorized body and a scalar tail both run."""
+
+
+def for_implementation(asgd_class: Any, problem: Problem) -> Problem:
+    """The reference runs a short problem; the optimized ASGD a long one with a large tensor too."""
+    if asgd_class is ASGD:
+        return dataclasses.replace(problem, steps=REFERENCE_STEPS)
+    return dataclasses.replace(problem, steps=OPTIMIZED_STEPS, shapes=(*problem.shapes, LARGE))
+
+
+def assert_lockstep_with_torch(
+    asgd_class: Any, problem: Problem, *, numerics: str = "torch-foreach", foreach: bool = True
+) -> None:
+    """Step ``asgd_class(numerics=numerics)`` and ``torch.optim.ASGD(foreach=foreach)`` through
+    ``problem`` together; after every step their parameters, averages and scalar state (as
+    float32 bit patterns) must be identical, and a parameter has state in one exactly when it has in
+    the other. Each side gets its own copy of the gradients."""
+    ours_params = problem.initial_parameters()
+    torch_params = [torch.from_numpy(p).requires_grad_() for p in problem.initial_parameters()]
+    members = problem.group_members()
+    order = [i for m in members for i in m]  # both optimizers' parameter order
+    ours = asgd_class(
+        [{"params": [ours_params[i] for i in m], **h} for m, h in zip(members, problem.groups, strict=True)],
+        numerics=numerics,
+    )
+    torch_groups = []
+    for member, hyper in zip(members, problem.groups, strict=True):
+        merged = {**DEFAULTS, **hyper}
+        torch_groups.append(
+            {"params": [torch_params[i] for i in member], **{k: merged[k] for k in TORCH_HYPERPARAMETERS}}
+        )
+    theirs = torch.optim.ASGD(torch_groups, foreach=foreach)
+
+    for step, (gradients, torch_gradients) in enumerate(
+        zip(problem.gradients(), problem.gradients(), strict=True), 1
+    ):
+        ours.step([gradients[i] for i in order])
+        for parameter, gradient in zip(torch_params, torch_gradients, strict=True):
+            parameter.grad = None if gradient is None else torch.from_numpy(gradient)
+        theirs.step()
+
+        where = f"{problem.name}, {numerics} vs foreach={foreach}, step {step}"
+        for index, (p, tp) in enumerate(zip(ours_params, torch_params, strict=True)):
+            assert_same_bits(p, tp.detach().numpy(), f"{where}: parameter {index}")
+        ours_state, torch_state = ours.state_dict()["state"], theirs.state_dict()["state"]
+        assert ours_state.keys() == torch_state.keys(), f"{where}: parameters with state"
+        for position, entry in ours_state.items():
+            index, expected = order[position], torch_state[position]
+            assert entry.keys() == expected.keys(), f"{where}: state keys of parameter {index}"
+            assert_same_bits(entry["ax"], expected["ax"].numpy(), f"{where}: ax {index}")
+            for key in ("step", "eta", "mu"):
+                assert isinstance(entry[key], np.float32), f"{where}: {key} {index} is {type(entry[key])}"
+                assert_same_bits(np.asarray(entry[key]), expected[key].numpy(), f"{where}: {key} {index}")
+
+
+@pytest.mark.parametrize("problem", FOREACH_CASES, ids=lambda p: p.name)
+def test_torch_foreach_profile_matches_torch_foreach_at_every_step(problem: Problem, asgd_class: Any) -> None:
+    """Every case, on the reference and both kernels, equals torch's foreach path after every step."""
+    assert_lockstep_with_torch(asgd_class, for_implementation(asgd_class, problem))
+
+
+NUMPY_SCALARS = [
+    ("float32", {"lr": np.float32(0.05), "lambd": np.float32(1e-3), "alpha": np.float64(0.75), "t0": 3}),
+    ("float64", {"lr": 0.05, "lambd": np.float32(1e-2), "alpha": np.float32(1.5), "t0": np.float32(2.0)}),
+    ("complex64", {"lr": np.float64(0.05), "t0": 2, "weight_decay": np.float32(0.01), "alpha": np.float64(2.0)}),
+    ("float32", {"lr": np.float16(0.05), "lambd": 0.01, "t0": 2, "maximize": True}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("dtype", "hyper"), NUMPY_SCALARS, ids=lambda v: str(v))
+def test_numpy_scalar_hyperparameters_follow_torch_foreach(
+    dtype: str, hyper: dict[str, Any], asgd_class: Any
+) -> None:
+    """In torch's foreach η a NumPy scalar hyperparameter meets a float32 tensor and is rounded to
+    float32 like a Python number, where its own type rules only ``lambd * lr``; ``mu`` is still
+    Python's (or NumPy's) arithmetic. The profile follows both."""
+    problem = Problem("numpy-scalars", dtype, ((7,), (2, 3)), (hyper,))
+    assert_lockstep_with_torch(asgd_class, for_implementation(asgd_class, problem))
+
+
+def test_momentum_joins_the_gradient_after_weight_decay_and_before_lambd(asgd_class: Any) -> None:
+    """Momentum, our extension, is torch's foreach step run on the momentum buffer: ``g`` negated
+    if maximizing, plus ``weight_decay * theta`` (one rounding, ATen's ``add(alpha=)``), then
+    ``buf = momentum * buf + g`` (two roundings), and torch folds λ into that buffer as it would
+    into a gradient."""
+    hyper = {"lr": 0.05, "t0": 3, "lambd": 0.02, "alpha": 0.75, "weight_decay": 0.1, "maximize": True}
+    momentum = 0.9
+    for dtype in ("float32", "float64"):
+        problem = for_implementation(asgd_class, Problem(f"momentum-{dtype}", dtype, ((7,), (3, 2))))
+        ours_params = problem.initial_parameters()
+        ours = asgd_class(ours_params, numerics="torch-foreach", momentum=momentum, **hyper)
+        torch_params = [torch.from_numpy(p).requires_grad_() for p in problem.initial_parameters()]
+        theirs = torch.optim.ASGD(
+            torch_params, foreach=True, **{**hyper, "weight_decay": 0.0, "maximize": False}
+        )
+        buffers: list[Any] = [None] * len(torch_params)
+        for step, gradients in enumerate(problem.gradients(), 1):
+            ours.step([None if g is None else g.copy() for g in gradients])
+            with torch.no_grad():
+                for index, (parameter, g) in enumerate(zip(torch_params, gradients, strict=True)):
+                    assert g is not None
+                    decayed = torch.add(-torch.from_numpy(g), parameter, alpha=hyper["weight_decay"])
+                    previous = buffers[index]
+                    buffers[index] = decayed if previous is None else previous.mul(momentum).add(decayed)
+                    parameter.grad = buffers[index].clone()
+            theirs.step()
+            state, where = ours.state_dict()["state"], f"{problem.name}, step {step}"
+            for index, (p, tp) in enumerate(zip(ours_params, torch_params, strict=True)):
+                assert_same_bits(p, tp.detach().numpy(), f"{where}: parameter {index}")
+                assert_same_bits(state[index]["momentum_buffer"], buffers[index].numpy(), f"{where}: buf")
+                assert_same_bits(state[index]["ax"], theirs.state[tp]["ax"].numpy(), f"{where}: ax {index}")
+
+
+def test_a_weight_decay_that_rounds_to_zero_still_adds_zero_times_theta(asgd_class: Any) -> None:
+    """torch decides ``weight_decay != 0`` on the hyperparameter: 1e-46 is 0 in float32, and
+    ``g + 0 * inf`` is NaN where a skipped weight decay would leave ``g + lambd * inf = inf``."""
+    values = np.array([np.inf, 1.0, -2.0, 0.0], np.float32)
+    gradient = np.array([1.0, -0.0, 0.5, -0.0], np.float32)
+    hyper = {"lr": 0.1, "weight_decay": 1e-46, "t0": 0}
+    tensor = torch.from_numpy(values.copy()).requires_grad_()
+    theirs = torch.optim.ASGD([tensor], foreach=True, **hyper)
+    parameter = values.copy()
+    ours = asgd_class([parameter], numerics="torch-foreach", **hyper)
+    for _ in range(2):
+        tensor.grad = torch.from_numpy(gradient.copy())
+        theirs.step()
+        ours.step([gradient.copy()])
+        assert np.isnan(parameter[0])
+        assert_same_bits(parameter, tensor.detach().numpy(), "parameter")
+        assert_same_bits(ours.averages()[0], theirs.state[tensor]["ax"].numpy(), "ax")
+
+
+def test_lambd_zero_still_adds_zero_times_theta(asgd_class: Any) -> None:
+    """torch's foreach path always adds ``lambd * theta`` to the gradient, even for ``lambd == 0``:
+    an infinite parameter becomes NaN, where the for-loop path's decay by 1 keeps it infinite."""
+    values = np.array([np.inf, -np.inf, 1.0], np.float64)
+    gradient = np.array([0.5, -0.5, 0.25], np.float64)
+    tensor = torch.from_numpy(values.copy()).requires_grad_()
+    theirs = torch.optim.ASGD([tensor], foreach=True, lr=0.1, lambd=0.0)
+    tensor.grad = torch.from_numpy(gradient.copy())
+    theirs.step()
+    parameter = values.copy()
+    asgd_class([parameter], numerics="torch-foreach", lr=0.1, lambd=0.0).step([gradient.copy()])
+    assert np.isnan(parameter[:2]).all()
+    assert_same_bits(parameter, tensor.detach().numpy())
+
+
+def test_step_counter_freezes_at_2_pow_24_like_torch_foreach(asgd_class: Any) -> None:
+    """torch's foreach path adds 1 to its float32 step tensor, which stops at 2**24; eta is then
+    evaluated from that frozen step in float32 tensor arithmetic. Resumed from a late state, the
+    profile freezes with it, and its eta and mu stay torch's."""
+    hyper = {"lr": 0.1, "t0": 2**24 - 10, "lambd": 1e-4, "alpha": 0.3}
+    values = np.array([1.0, -2.0, 3.0], np.float32)
+    gradient = np.array([0.5, 0.25, -1.0], np.float32)
+    late = {"step": 2.0**24 - 2, "eta": 0.01, "mu": 0.125}
+
+    tensor = torch.from_numpy(values.copy()).requires_grad_()
+    theirs = torch.optim.ASGD([tensor], foreach=True, **hyper)
+    theirs.state[tensor] = {
+        **{key: torch.tensor(value, dtype=torch.float32) for key, value in late.items()},
+        "ax": torch.from_numpy(values.copy()),
+    }
+    parameter = values.copy()
+    ours = asgd_class([parameter], numerics="torch-foreach", **hyper)
+    ours.load_state_dict(
+        {
+            "state": {0: {**{k: np.float32(v) for k, v in late.items()}, "ax": values.copy()}},
+            "param_groups": ours.state_dict()["param_groups"],
+        }
+    )
+    for step in range(4):
+        tensor.grad = torch.from_numpy(gradient.copy())
+        theirs.step()
+        ours.step([gradient.copy()])
+        assert_same_bits(parameter, tensor.detach().numpy(), f"step {step}: parameter")
+        exported, torch_state = ours.state_dict()["state"][0], theirs.state[tensor]
+        for key in ("ax", "step", "eta", "mu"):
+            assert_same_bits(np.asarray(exported[key]), torch_state[key].numpy(), f"step {step}: {key}")
+    assert float(ours.state_dict()["state"][0]["step"]) == 2**24
+
+
+# ------------------------------------------------------------------------ alpha = 0.5 is refused
+
+
+def snapshot(parameters: list[np.ndarray], optimizer: Any) -> list[bytes]:
+    """The bytes of every parameter and of every array and scalar in the state dict."""
+    state = optimizer.state_dict()["state"]
+    return [p.tobytes() for p in parameters] + [
+        np.asarray(value).tobytes() for index in sorted(state) for _, value in sorted(state[index].items())
+    ]
+
+
+@pytest.mark.parametrize("alpha", [0.5, np.float64(0.5), np.float32(0.5)], ids=repr)
+def test_an_alpha_of_one_half_is_refused_everywhere(alpha: Any, asgd_class: Any) -> None:
+    """torch's foreach η takes ``** 0.5`` with MKL's sqrt, which no rounding model reproduces: the
+    profile refuses the value at construction, in ``add_param_group``, in ``load_state_dict`` and at
+    ``step()`` after a group's alpha was set to it, and changes nothing when it does."""
+    refused = r"Invalid alpha: .*0\.5.* for numerics='torch-foreach'"
+    with pytest.raises(ValueError, match=refused):
+        asgd_class([np.ones(3, np.float32)], numerics="torch-foreach", alpha=alpha)
+    with pytest.raises(ValueError, match=refused):
+        asgd_class([{"params": [np.ones(3, np.float32)], "alpha": alpha}], numerics="torch-foreach")
+
+    parameters = [np.array([1.0, -2.0, 3.0], np.float32), np.array([0.5, 0.25])]
+    optimizer = asgd_class(parameters[:1], numerics="torch-foreach", lr=0.1, t0=0)
+    gradient = np.array([0.5, 1.0, -1.0], np.float32)
+    optimizer.step([gradient])
+    before = snapshot(parameters, optimizer)
+
+    with pytest.raises(ValueError, match=refused):
+        optimizer.add_param_group({"params": [parameters[1]], "alpha": alpha})
+    assert len(optimizer.param_groups) == 1
+
+    saved = optimizer.state_dict()
+    saved["param_groups"][0]["alpha"] = alpha
+    with pytest.raises(ValueError, match=refused):
+        optimizer.load_state_dict(saved)
+    assert optimizer.param_groups[0]["alpha"] == 0.75
+
+    optimizer.param_groups[0]["alpha"] = alpha
+    with pytest.raises(ValueError, match=refused):
+        optimizer.step([gradient])
+    assert snapshot(parameters, optimizer) == before
+
+    optimizer.param_groups[0]["alpha"] = 0.75  # and the optimizer goes on as before
+    optimizer.step([gradient])
+    assert snapshot(parameters, optimizer) != before
+
+
+# ------------------------------------------------------------- the check tells the two paths apart
+
+
+def test_the_comparison_tells_torchs_foreach_path_from_its_for_loop_path(asgd_class: Any) -> None:
+    """On one case the torch-foreach profile equals the foreach path and not the for-loop path, and
+    the torch profile the other way round: the lockstep check can fail, and tells them apart."""
+    problem = dataclasses.replace(FOREACH_CASES[0], steps=12)
+    assert_lockstep_with_torch(asgd_class, problem, numerics="torch-foreach", foreach=True)
+    assert_lockstep_with_torch(asgd_class, problem, numerics="torch", foreach=False)
+    with pytest.raises(AssertionError, match=r"torch-foreach vs foreach=False, step \d+: parameter"):
+        assert_lockstep_with_torch(asgd_class, problem, numerics="torch-foreach", foreach=False)
+    with pytest.raises(AssertionError, match=r"torch vs foreach=True, step \d+: parameter"):
+        assert_lockstep_with_torch(asgd_class, problem, numerics="torch", foreach=True)
+
+
+# ------------------------------------------------------------------------------- the η schedule
+
+
+SCHEDULE_ALPHAS = (0.0, 0.3, 0.75, 1.0, 2.0, 3.0)
+
+
+def schedule_draws(count: int) -> list[tuple[Any, Any, float, Any, Any]]:
+    """``(lr, lambd, step, alpha, t0)``: lr and lambd over many decades (λ·lr·step from 0 past
+    float32's range), steps up to 2**24, the special alphas and random ones, and a share of NumPy
+    scalar hyperparameters of each float type."""
+    rng = np.random.default_rng(2026)
+    draws = []
+    for i in range(count):
+        lr: Any = float(10 ** rng.uniform(-6, 1))
+        lambd: Any = 0.0 if i % 11 == 0 else float(10 ** rng.uniform(-8, 3))
+        step = float(rng.integers(1, 2**24 + 1) if i % 2 else rng.integers(1, 1000))
+        alpha: Any = SCHEDULE_ALPHAS[i % 8] if i % 8 < len(SCHEDULE_ALPHAS) else float(rng.uniform(0, 4))
+        t0: Any = float(rng.choice([0.0, 3.0, 1e6, 2**24 - 5.0]))
+        kind = i % 5
+        if kind == 1:
+            lr = np.float32(lr)
+        elif kind == 2:
+            lambd, alpha = np.float32(lambd), np.float64(alpha)
+        elif kind == 3:
+            lr, alpha, t0 = np.float64(lr), np.float32(alpha), np.float32(t0)
+        elif kind == 4:
+            lr, lambd = np.float16(min(lr, 1.0)), np.float64(lambd)
+        assert alpha not in FOREACH_UNMODELLED_ALPHAS
+        draws.append((lr, lambd, step, alpha, t0))
+    return draws
+
+
+def torch_foreach_schedule(lr: Any, lambd: Any, step: float, alpha: Any, t0: Any) -> tuple[bytes, bytes]:
+    """torch's foreach ``eta`` and ``mu`` as its ``_multi_tensor_asgd`` computes them from a float32
+    0-d ``step`` tensor, as the float32 bytes its state stores."""
+    step_tensor = torch.tensor(step, dtype=torch.float32)
+    eta = torch.as_tensor(lr / ((1 + lambd * lr * step_tensor) ** alpha)).to(torch.float32)
+    mu = torch.as_tensor(1 / max(1, step_tensor.item() - t0)).to(torch.float32)
+    return eta.numpy().tobytes(), mu.numpy().tobytes()
+
+
+def test_eta_schedule_model_matches_torchs_foreach_expression() -> None:
+    """``TORCH_FOREACH.schedule`` gives torch's foreach ``eta`` and ``mu``, bit for bit."""
+    for lr, lambd, step, alpha, t0 in schedule_draws(4000):
+        eta, mu = TORCH_FOREACH.schedule(step, lr=lr, lambd=lambd, alpha=alpha, t0=t0)
+        torch_eta, torch_mu = torch_foreach_schedule(lr, lambd, step, alpha, t0)
+        where = f"lr={lr!r}, lambd={lambd!r}, step={step!r}, alpha={alpha!r}, t0={t0!r}"
+        assert np.float32(eta).tobytes() == torch_eta, f"eta, {where}: model {eta!r}, torch {torch_eta!r}"
+        assert np.float32(mu).tobytes() == torch_mu, f"mu, {where}: model {mu!r}, torch {torch_mu!r}"
+
+
+def test_the_schedule_check_can_fail() -> None:
+    """The for-loop path's schedule (binary64, rounded once) misses torch's foreach η on some draws:
+    the comparison above would catch a profile that used it."""
+    misses = 0
+    for lr, lambd, step, alpha, t0 in schedule_draws(400):
+        eta, _ = TORCH.schedule(step, lr=lr, lambd=lambd, alpha=alpha, t0=t0)
+        misses += np.float32(eta).tobytes() != torch_foreach_schedule(lr, lambd, step, alpha, t0)[0]
+    assert misses > 0
+
+
+# ----------------------------------------------------------------------------- rounding.div
+
+
+DIVISION_FORMATS: dict[str, tuple[rounding.BinaryFormat, type[np.floating[Any]]]] = {
+    "float32": (rounding.BINARY32, np.float32),
+    "float64": (rounding.BINARY64, np.float64),
+}
+
+
+def assert_quotient(fmt: rounding.BinaryFormat, dtype: type[np.floating[Any]], a: float, b: float) -> None:
+    """``rounding.div`` equals NumPy's correctly rounded quotient in bits (any NaN for NaN)."""
+    got = rounding.div(fmt, a, b)
+    with np.errstate(all="ignore"):
+        expected = np.divide(dtype(a), dtype(b))
+    if np.isnan(expected):
+        assert math.isnan(got), f"{a!r} / {b!r}: {got!r}, expected NaN"
+        return
+    assert np.array(got, dtype).tobytes() == expected.tobytes(), f"{a!r} / {b!r}: {got!r} vs {expected!r}"
+
+
+SPECIAL_QUOTIENTS = [
+    (1.0, 0.0, math.inf), (1.0, -0.0, -math.inf), (-1.0, 0.0, -math.inf), (-1.0, -0.0, math.inf),
+    (math.inf, 0.0, math.inf), (-math.inf, -0.0, math.inf), (math.inf, 2.0, math.inf), (math.inf, -2.0, -math.inf),
+    (0.0, 0.0, math.nan), (-0.0, 0.0, math.nan), (math.inf, math.inf, math.nan), (math.inf, -math.inf, math.nan),
+    (1.0, math.inf, 0.0), (1.0, -math.inf, -0.0), (-1.0, math.inf, -0.0), (-1.0, -math.inf, 0.0),
+    (0.0, 5.0, 0.0), (-0.0, 5.0, -0.0), (0.0, -5.0, -0.0), (0.0, math.inf, 0.0), (-0.0, math.inf, -0.0),
+    (math.nan, 1.0, math.nan), (1.0, math.nan, math.nan), (math.nan, 0.0, math.nan),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype_name", DIVISION_FORMATS)
+@pytest.mark.parametrize(("a", "b", "expected"), SPECIAL_QUOTIENTS)
+def test_div_special_cases(a: float, b: float, expected: float, dtype_name: str) -> None:
+    """IEEE division: x/0 an infinity signed as a product, 0/0 and inf/inf NaN, x/inf a zero
+    signed as a product."""
+    fmt, dtype = DIVISION_FORMATS[dtype_name]
+    got = rounding.div(fmt, a, b)
+    if math.isnan(expected):
+        assert math.isnan(got)
+    else:
+        assert got == expected and math.copysign(1, got) == math.copysign(1, expected), (got, expected)
+    assert_quotient(fmt, dtype, a, b)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [(1e-45, 2.0), (-1e-45, 2.0), (3e-45, 2.0), (3e38, 1e-3), (-3e38, 0.5), (1.0, 3.0), (1e-38, 3.0)],
+)
+def test_div_rounds_ties_to_even_underflows_and_overflows_in_float32(a: float, b: float) -> None:
+    """Halfway quotients between subnormals (ties to even, down to a signed zero), quotients past
+    float32's largest value, and an inexact one in the subnormal range."""
+    assert_quotient(rounding.BINARY32, np.float32, float(np.float32(a)), b)
+
+
+@pytest.mark.parametrize("dtype_name", DIVISION_FORMATS)
+def test_div_matches_numpy_on_random_bit_patterns(dtype_name: str) -> None:
+    """Random encodings (subnormals, infinities, NaNs included) and ordinary quotients near 1:
+    the model's quotient is NumPy's, bit for bit."""
+    fmt, dtype = DIVISION_FORMATS[dtype_name]
+    rng = np.random.default_rng(7)
+    patterns = np.frombuffer(rng.bytes(1500 * 2 * np.dtype(dtype).itemsize), dtype).reshape(1500, 2)
+    ordinary = rng.standard_normal((1500, 2)).astype(dtype)
+    for a, b in np.concatenate([patterns, ordinary]):
+        assert_quotient(fmt, dtype, float(a), float(b))
