@@ -8,8 +8,9 @@ caller-provided scratch (a :class:`FmaScratch`), so a step allocates nothing in 
   ``RN32(t)`` is correct unless ``t`` sits exactly on a float32 midpoint (only then can the double
   rounding go the wrong way). Midpoints are recognised from ``t``'s bits (the 29 bits below
   float32's precision read ``1000…0``), and results at the bottom of float32's range (where the
-  midpoints lie higher) are all checked. Those rare elements are redone with a round-to-odd
-  float64 sum, whose single rounding to float32 is exact (Boldo & Melquiond).
+  midpoints lie higher) are all checked. Those elements (rare, except where a coefficient is a power
+  of two) are redone, a bounded chunk at a time, with a round-to-odd float64 sum, whose single
+  rounding to float32 is exact (Boldo & Melquiond).
 * binary64: Dekker's TwoProduct and Knuth's TwoSum split the exact value into float64 pieces, and
   Boldo & Melquiond's emulated FMA adds them with one round-to-odd step and one final rounding
   (``RN(th + RO(tl + ul))``). Its proof assumes no overflow or underflow in the pieces, so
@@ -38,14 +39,23 @@ _EXPONENT_BINARY32 = np.int32(0x7F80_0000)
 _SMALLEST_NORMAL_EXPONENT = np.int32(0x0080_0000)
 
 
+_REPAIR_CHUNK = 4096
+"""binary32 elements whose double rounding may go wrong are redone this many at a time, so a step
+where many are (a power-of-two coefficient puts about half the sums on a midpoint) allocates only
+index arrays of a bounded length."""
+
+
 class FmaScratch:
     """Work arrays for :func:`fused_multiply_add` on up to ``size`` elements of ``dtype``."""
 
     def __init__(self, size: int, dtype: np.dtype[Any] | type = np.float32) -> None:
+        self.repair: FmaScratch | None = None
         if np.dtype(dtype) == np.float32:
             self.wide = [np.empty(size, np.float64) for _ in range(2)]
             self.bits32 = np.empty(size, np.int32)
             self.narrow = np.empty(size, np.float32)
+            # float64 room for the redone elements' round-to-odd sums, one chunk at a time
+            self.repair = FmaScratch(min(size, _REPAIR_CHUNK), np.float64)
         else:
             self.wide = [np.empty(size, np.float64) for _ in range(6)]
         self.bits = np.empty(size, np.int64)
@@ -97,13 +107,22 @@ def _fma_binary32(s: float, x: np.ndarray, y: np.ndarray, out: np.ndarray, scrat
     exponent, tiny = scratch.bits32[:n], scratch.flags[1][:n]
     np.bitwise_and(rounded.view(np.int32), _EXPONENT_BINARY32, out=exponent)
     np.less_equal(exponent, _SMALLEST_NORMAL_EXPONENT, out=tiny)
-    if midpoint.any() or tiny.any():
-        where = np.flatnonzero(np.logical_or(midpoint, tiny, out=midpoint))
-        where = where[total[where] != 0]  # an exact zero sum needs no repair
-        exact_product = x[where].astype(np.float64) * np.float64(s)
-        odd, error, work = (np.empty_like(exact_product) for _ in range(3))  # few elements
-        _round_to_odd_sum_into(exact_product, y[where].astype(np.float64), odd, error, work, scratch)
-        rounded[where] = odd
+    hazard = np.logical_or(midpoint, tiny, out=midpoint)
+    if hazard.any():
+        repair = scratch.repair
+        assert repair is not None
+        for start in range(0, n, _REPAIR_CHUNK):
+            where = np.flatnonzero(hazard[start : start + _REPAIR_CHUNK])
+            if where.size == 0:
+                continue
+            where += start
+            where = where[total[where] != 0]  # an exact zero sum needs no repair
+            k = where.size
+            exact_product, addend, odd, error, work = (array[:k] for array in repair.wide[:5])
+            np.multiply(x[where], np.float64(s), exact_product)
+            np.copyto(addend, y[where])
+            _round_to_odd_sum_into(exact_product, addend, odd, error, work, repair)
+            rounded[where] = odd
     np.copyto(out, rounded)
 
 

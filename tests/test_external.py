@@ -122,10 +122,29 @@ def test_check_holds_for_a_faithful_implementation_in_each_claim() -> None:
     assert fast_claim.holds and {c.pair for c in fast_claim.comparisons} == {
         "reference-fast vs tests.external_factories:fast_profile"
     }
+    foreach_claim = conformance.check(
+        factories.torch_foreach, claims="torch-foreach", only="many-tensors-f64-handover"
+    )
+    assert foreach_claim.holds and {c.pair for c in foreach_claim.comparisons} == {
+        "reference-torch-foreach vs tests.external_factories:torch_foreach",
+        "tests.external_factories:torch_foreach vs torch-foreach",
+    }
     # torch's foreach path claims no profile: bounded against the for-loop path, and within budget
     none_claim = conformance.check(factories.torch_foreach, claims="none", only="digits-mlp-f32")
     (comparison,) = none_claim.comparisons
     assert none_claim.holds and comparison.policy == "bounded" and comparison.first_divergence is not None
+
+
+def test_a_claim_of_the_other_torch_path_fails() -> None:
+    """The for-loop profile does not pass for the foreach path, nor the foreach path for the for-loop one."""
+    wrong_path = conformance.check(factories.torch_profile, claims="torch-foreach", only="torch-config-lambd")
+    assert not wrong_path.holds
+    assert {c.pair for c in wrong_path.failures} == {
+        "reference-torch-foreach vs tests.external_factories:torch_profile",
+        "tests.external_factories:torch_profile vs torch-foreach",
+    }
+    foreach_as_loop = conformance.check(factories.torch_foreach, claims="torch", only="torch-config-lambd")
+    assert not foreach_as_loop.holds and len(foreach_as_loop.failures) == 2
 
 
 def test_a_torch_style_factory_is_recognized_and_declines_with_a_reason() -> None:
@@ -159,7 +178,7 @@ def test_a_wrong_answer_or_a_crash_is_a_failure_of_the_implementation(factory: o
 
 
 def test_claims_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(ValueError, match="claims must be one of torch, fast, none, got 'exact'"):
+    with pytest.raises(ValueError, match="claims must be one of torch, torch-foreach, fast, none, got 'exact'"):
         conformance.check(factories.torch_profile, claims="exact")
     status, printed = run_cli(capsys, "--implementation", "no-colon", "--list")
     assert status == 2

@@ -102,3 +102,40 @@ def test_float32_double_rounding_hazard_is_repaired() -> None:
     fused_multiply_add(s, np.array([x], np.float32), np.array([y], np.float32), out)
     assert float(out[0]) == rounding.fma(rounding.BINARY32, s, x, y) == 1.0000001192092896
     assert np.float32(np.float64(s) * np.float64(x) + np.float64(y)) != out[0]
+
+
+def test_a_block_full_of_hazards_is_repaired_in_bounded_chunks() -> None:
+    """A power-of-two factor puts many float64 sums on a float32 midpoint (the average's
+    ``ax + mu * (theta - ax)`` with ``mu = 1/2**k`` in the foreach profile), so they are redone
+    across several repair chunks: every element is still the correctly rounded FMA."""
+    rng = np.random.default_rng(7)
+    n = 3 * 4096 + 17
+    s = 0.25
+    x = rng.standard_normal(n).astype(np.float32)
+    y = rng.standard_normal(n).astype(np.float32)
+    out = np.empty(n, np.float32)
+    fused_multiply_add(s, x, y, out)
+    expected = np.array(
+        [rounding.fma(rounding.BINARY32, s, float(a), float(b)) for a, b in zip(x, y, strict=True)],
+        np.float32,
+    )
+    assert out.tobytes() == expected.tobytes()
+    sums = np.float64(s) * x.astype(np.float64) + y.astype(np.float64)
+    on_a_midpoint = (sums.view(np.int64) & ((1 << 29) - 1)) == 1 << 28
+    assert np.count_nonzero(on_a_midpoint) > n // 10, "most chunks had elements to redo"
+
+
+def test_true_hazards_in_every_repair_chunk_are_repaired() -> None:
+    """The double-rounding hazard of the test above, planted in each of four repair chunks among
+    ordinary elements: each is the true FMA, which double rounding would miss."""
+    s, x_hazard, y_hazard = 0.00025264956639148295, 0.00023591825447510928, 1.0000001192092896
+    rng = np.random.default_rng(8)
+    n = 4 * 4096
+    x = rng.standard_normal(n).astype(np.float32)
+    y = rng.standard_normal(n).astype(np.float32)
+    planted = [1, 4096 + 5, 2 * 4096 + 77, n - 1]
+    x[planted], y[planted] = x_hazard, y_hazard
+    out = np.empty(n, np.float32)
+    fused_multiply_add(s, x, y, out)
+    assert out[planted].tolist() == [rounding.fma(rounding.BINARY32, s, x_hazard, y_hazard)] * 4
+    assert np.float32(np.float64(s) * np.float64(x_hazard) + np.float64(y_hazard)) != out[1]
