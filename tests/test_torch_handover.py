@@ -22,10 +22,10 @@ HANDOVER = Problem(
 HALF = 60
 
 
-def torch_optimizer(problem: Problem, tensors: list[torch.Tensor]) -> torch.optim.ASGD:
+def torch_optimizer(problem: Problem, tensors: list[torch.Tensor], foreach: bool = False) -> torch.optim.ASGD:
     members = problem.group_members()
     groups = [{"params": [tensors[i] for i in m], **h} for m, h in zip(members, problem.groups, strict=True)]
-    return torch.optim.ASGD(groups, foreach=False)
+    return torch.optim.ASGD(groups, foreach=foreach)
 
 
 def optimizer_order(problem: Problem) -> list[int]:
@@ -41,33 +41,41 @@ def torch_steps(
         optimizer.step()
 
 
+@pytest.mark.parametrize("foreach", [False, True], ids=["forloop", "foreach"])
 @pytest.mark.parametrize("kernel", list(OPTIMIZED))
 @pytest.mark.parametrize("dtype", ["float32", "float64", "complex64"])
-def test_torch_to_optimized_to_torch_reproduces_the_uninterrupted_run(dtype: str, kernel: str) -> None:
+def test_torch_to_optimized_to_torch_reproduces_the_uninterrupted_run(
+    dtype: str, kernel: str, foreach: bool
+) -> None:
+    """Either torch path hands over to the profile that models it (named by the group's
+    ``foreach``) and back, and the run ends where torch's uninterrupted run does."""
     problem = Problem(HANDOVER.name, dtype, HANDOVER.shapes, HANDOVER.groups, steps=HANDOVER.steps)
     gradients = problem.gradients()
     order = optimizer_order(problem)
 
     straight = [torch.from_numpy(p).requires_grad_() for p in problem.initial_parameters()]
-    uninterrupted = torch_optimizer(problem, straight)
+    uninterrupted = torch_optimizer(problem, straight, foreach)
     torch_steps(uninterrupted, straight, gradients)
 
     # torch runs the first third, optimized the second, torch again the last.
     tensors = [torch.from_numpy(p).requires_grad_() for p in problem.initial_parameters()]
-    first = torch_optimizer(problem, tensors)
+    first = torch_optimizer(problem, tensors, foreach)
     torch_steps(first, tensors, gradients[:40])
 
     arrays = [t.detach().numpy().copy() for t in tensors]
-    middle = OPTIMIZED[kernel](
-        [{"params": [arrays[i] for i in m]} for m in problem.group_members()], numerics="torch"
-    )
-    middle.load_state_dict(optimized.state_dict_from_torch(first.state_dict()))
+    middle = OPTIMIZED[kernel]([{"params": [arrays[i] for i in m]} for m in problem.group_members()])
+    converted = optimized.state_dict_from_torch(first.state_dict())
+    profile = "torch-foreach" if foreach else "torch"
+    assert [group["numerics"] for group in converted["param_groups"]] == [profile, profile]
+    middle.load_state_dict(converted)
     for row in gradients[40:80]:
         middle.step([row[i] for i in order])
 
     resumed_tensors = [torch.from_numpy(a.copy()).requires_grad_() for a in arrays]
-    last = torch_optimizer(problem, resumed_tensors)
-    last.load_state_dict(optimized.state_dict_to_torch(middle.state_dict()))
+    last = torch_optimizer(problem, resumed_tensors, not foreach)  # the saved groups name the path
+    handed_back = optimized.state_dict_to_torch(middle.state_dict())
+    assert [group["foreach"] for group in handed_back["param_groups"]] == [foreach, foreach]
+    last.load_state_dict(handed_back)
     torch_steps(last, resumed_tensors, gradients[80:])
 
     for index, (a, b) in enumerate(zip(resumed_tensors, straight, strict=True)):
@@ -103,6 +111,22 @@ def test_optimized_state_dict_resume_reproduces_the_uninterrupted_run(kernel: st
     for a, b in zip(resumed.averages(), uninterrupted.averages(), strict=True):
         assert_same_bits(a, b, "average")
     assert resumed.state_dict()["state"][1]["step"] == 80
+
+
+def test_the_profile_of_a_torch_state_can_be_named() -> None:
+    """A state made where torch chose its path (``foreach=None``) continues in the profile named."""
+    tensor = torch.zeros(3, requires_grad=True)
+    chosen_by_torch = torch.optim.ASGD([tensor], lr=0.1)
+    tensor.grad = torch.ones(3)
+    chosen_by_torch.step()
+    saved = chosen_by_torch.state_dict()
+    assert optimized.state_dict_from_torch(saved)["param_groups"][0]["numerics"] == "torch"
+    named = optimized.state_dict_from_torch(saved, numerics="torch-foreach")
+    assert named["param_groups"][0]["numerics"] == "torch-foreach"
+    with pytest.raises(ValueError, match=r"Invalid numerics: 'fast' \(a torch state continues in one of"):
+        optimized.state_dict_from_torch(saved, numerics="fast")
+    fast = optimized.ASGD([np.zeros(3, np.float32)], numerics="fast")
+    assert optimized.state_dict_to_torch(fast.state_dict())["param_groups"][0]["foreach"] is None
 
 
 def test_state_dict_to_torch_refuses_momentum() -> None:
