@@ -119,6 +119,7 @@ def cases() -> dict[str, dict[str, Callable[[], Callable[[], object]]]]:
             "torch foreach": lambda t0=t0: torch_step(resnet, f32, t0, True),
             "optimized fast": lambda t0=t0: optimized_step(resnet, "float32", t0, "fast"),
             "optimized torch profile": lambda t0=t0: optimized_step(resnet, "float32", t0, "torch"),
+            "optimized torch-foreach": lambda t0=t0: optimized_step(resnet, "float32", t0, "torch-foreach"),
             "optimized fast, NumPy kernel": lambda t0=t0: optimized_step(resnet, "float32", t0, "fast", kernel="numpy"),
             "memory bound": lambda t0=t0: bound_step(sizes_of(resnet), "float32", t0 == 0.0),
         }  # fmt: skip
@@ -139,6 +140,7 @@ def cases() -> dict[str, dict[str, Callable[[], Callable[[], object]]]]:
             "torch for-loop (default)": lambda d=torch_dtype: torch_step(large, d, 0.0, False),
             "optimized fast": lambda d=dtype: optimized_step(large, d, 0.0, "fast"),
             "optimized torch profile": lambda d=dtype: optimized_step(large, d, 0.0, "torch"),
+            "optimized torch-foreach": lambda d=dtype: optimized_step(large, d, 0.0, "torch-foreach"),
             "optimized fast, NumPy kernel": lambda d=dtype: optimized_step(large, d, 0.0, "fast", kernel="numpy"),
             "memory bound": lambda d=dtype: bound_step([10_000_000], d, True),
         }  # fmt: skip
@@ -174,6 +176,11 @@ def verdicts(results: dict[str, dict[str, float]], latency: dict[str, float] | N
             check(f"optimized / memory bound, {name}", fast / t["memory bound"], 1.2, False)
         if "optimized torch profile" in t and not name.startswith("six-tensor"):
             check(f"torch profile / fast, {name}", t["optimized torch profile"] / fast, 1.15, False)
+        if "optimized torch-foreach" in t:
+            check(f"torch-foreach profile / fast, {name}", t["optimized torch-foreach"] / fast, 1.15, False)
+        if "torch foreach" in t and "optimized torch-foreach" in t:
+            check(f"torch foreach / optimized torch-foreach, {name}",
+                  t["torch foreach"] / t["optimized torch-foreach"], 2.0, True)  # fmt: skip
     if latency is not None:
         for label in ("first step, kernel='auto'", "first step, kernel='numba', warm cache"):
             check(f"{label} / import numba", latency[label] / latency["import numba"], 1.5, False)
