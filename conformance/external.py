@@ -101,8 +101,9 @@ class ExternalImplementation(Implementation):
     def skip_reason(self, scenario: Scenario) -> str | None:
         if self.claims == "none":
             return None
-        if scenario.dtype not in numerics_named(self.claims).dtypes:
-            return f"the {self.claims} profile it claims does not model {scenario.dtype}"
+        unmodelled = [dtype for dtype in scenario.dtypes if dtype not in numerics_named(self.claims).dtypes]
+        if unmodelled:
+            return f"the {self.claims} profile it claims does not model {', '.join(unmodelled)}"
         return unmodelled_alpha(scenario, self.claims)
 
     def start(self, scenario: Scenario, workload: Workload) -> Session:

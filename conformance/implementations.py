@@ -78,8 +78,9 @@ class NumpyImplementation(Implementation):
     def skip_reason(self, scenario: Scenario) -> str | None:
         if self.kernel == "numba" and not numba_installed():
             return "numba is not installed"
-        if scenario.dtype not in numerics_named(self.numerics).dtypes:
-            return f"the {self.numerics} profile does not model {scenario.dtype}"
+        unmodelled = [dtype for dtype in scenario.dtypes if dtype not in numerics_named(self.numerics).dtypes]
+        if unmodelled:
+            return f"the {self.numerics} profile does not model {', '.join(unmodelled)}"
         if self.optimizer_class is reference.ASGD and scenario.elements * scenario.steps > REFERENCE_BUDGET:
             minutes = scenario.elements * scenario.steps * 16e-6 / 60
             return (

@@ -14,10 +14,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
-__all__ = ["LATE_START", "SCENARIOS", "Scenario", "select_scenarios", "shard"]
+__all__ = ["LATE_START", "MIXED", "MIXED_DTYPES", "SCENARIOS", "Scenario", "select_scenarios", "shard"]
 
 LATE_START: Final = 2**24 - 2
 """Where the late-run scenario injects its state: two steps before torch's float32 counter freezes."""
+
+MIXED: Final = "mixed"
+"""The dtype of a many-tensor scenario whose tensors take the :data:`MIXED_DTYPES` in turn."""
+MIXED_DTYPES: Final = ("float32", "float64", "complex64", "complex128")
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,11 @@ class Scenario:
     """Nonzero: after this step the state goes out, a fresh optimizer loads it and goes on."""
     checkpoint_via: str = "state_dict"
     """``"state_dict"``, or ``"torch"``: the checkpoint also passes through a torch.save file of torch's format."""
+
+    @property
+    def dtypes(self) -> tuple[str, ...]:
+        """Every dtype among the scenario's tensors."""
+        return MIXED_DTYPES if self.dtype == MIXED else (self.dtype,)
 
     def with_seed(self, seed: int) -> Scenario:
         return replace(self, seed=self.seed + seed)
@@ -92,6 +101,12 @@ _QUICK: Final = (
              groups=((2, {"t0": 4}), (4, {"lr": 0.005, "weight_decay": 0.01})), lr_changes=((4, 2.0), (9, 0.25)),
              checkpoint_at=6, checkpoint_via="torch",
              purpose="a 0-d tensor among six; the checkpoint after step 6 passes through a torch.save file in torch's format"),
+    Scenario("many-tensors-mixed", "many-tensors", MIXED, {"lr": 0.02, "t0": 3, "lambd": 1e-2, "alpha": 0.6}, 40,
+             shapes=((1500,), (6, 5), (7,), (3, 3), (), (40,), (2, 3)),
+             groups=((5, {"weight_decay": 0.01}), (2, {"lr": 0.05, "maximize": True, "alpha": 3.0})),
+             checkpoint_at=20,
+             purpose="float32, float64, complex64 and complex128 tensors in one group (torch's foreach groups "
+                     "them by dtype), weight decay, maximize, alpha 0.6 and 3; a checkpoint while averaging"),
     Scenario("digits-mlp-f32", "digits-mlp", "float32", {"lr": 0.1, "t0": 100}, 200,
              purpose="a torch nn MLP on scikit-learn's digits, gradients from autograd; held-out accuracy per implementation"),
     Scenario("digits-mlp-f64", "digits-mlp", "float64", {"lr": 0.1, "t0": 100}, 200,

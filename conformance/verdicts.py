@@ -46,7 +46,9 @@ BIT_EXACT: Final = Policy("bit-exact", rationale="the same rounding of the same 
 
 
 def _budget(half: int, single: int, double: int) -> dict[str, int]:
-    return {"float16": half, "float32": single, "complex64": single, "float64": double, "complex128": double}
+    """A budget per dtype; a scenario of mixed dtypes has the loosest of its tensors'."""
+    return {"float16": half, "float32": single, "complex64": single, "float64": double, "complex128": double,
+            "mixed": double}  # fmt: skip
 
 
 FAST_VS_TORCH: Final = Policy(

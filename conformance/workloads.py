@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from conformance.problems import GradientProblem, make_problem
+from conformance.scenarios import MIXED, MIXED_DTYPES
 
 if TYPE_CHECKING:
     from conformance.scenarios import Scenario
@@ -88,15 +89,21 @@ class ManyTensors:
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", tuple(f"tensor{i}{list(s)}" for i, s in enumerate(self.shapes)))
 
+    def dtype_of(self, index: int) -> np.dtype[Any]:
+        """Tensor ``index``'s dtype: the scenario's, or for ``mixed`` the next of :data:`MIXED_DTYPES`."""
+        return np.dtype(MIXED_DTYPES[index % len(MIXED_DTYPES)] if self.dtype == MIXED else self.dtype)
+
     def initial(self) -> list[np.ndarray]:
-        dtype = np.dtype(self.dtype)
         rng = np.random.default_rng([self.seed, 2**32 - 1])
-        return [np.asarray(_random(rng, shape, dtype)).astype(dtype) for shape in self.shapes]
+        return [
+            np.asarray(_random(rng, shape, self.dtype_of(i))).astype(self.dtype_of(i))
+            for i, shape in enumerate(self.shapes)
+        ]
 
     def gradients(self, parameters: Sequence[np.ndarray], step: int) -> Gradients:
-        dtype = np.dtype(self.dtype)
         gradients: Gradients = []
         for i, theta in enumerate(parameters):
+            dtype = self.dtype_of(i)
             if step > 0 and (step + 2 * i) % 5 == 0:
                 gradients.append(None)
                 continue

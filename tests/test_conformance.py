@@ -261,3 +261,32 @@ def test_the_page_renders_in_headless_chromium(quick_run: tuple[Path, float, Any
     assert "budget of optimized-numba-fast vs torch-forloop" in bounded[: bounded.index("</svg>")]
     console_errors = [line for log in logs for line in log.splitlines() if "CONSOLE" in line]
     assert console_errors == []
+
+
+def test_the_findings_say_which_cpu_path_of_torch_cuda_matches() -> None:
+    """The CUDA column is compared with both CPU paths; the finding names the one matched bit for
+    bit, or the closest, and is absent when CUDA did not run."""
+    import dataclasses
+
+    from conformance.findings import derive_findings, device_match
+
+    def against(right: str, differing: int, ulp: float) -> Comparison:
+        return Comparison("demo", f"torch-cuda vs {right}", "torch-cuda", right, "bounded", "holds", "",
+                          max_normwise_ulp=ulp, differing_scalar_steps=differing, nan_mismatches=0)  # fmt: skip
+
+    base = synthetic_result().scenarios[0]
+    matches_foreach = dataclasses.replace(
+        base, comparisons=[against("torch-forloop", 12, 40.0), against("torch-foreach", 0, 0.0)]
+    )
+    neither = dataclasses.replace(
+        base, name="other", comparisons=[against("torch-forloop", 12, 40.0), against("torch-foreach", 3, 2.5)]
+    )
+    assert device_match(matches_foreach) == "CUDA matches torch-foreach bit for bit"
+    assert device_match(neither) == (
+        "CUDA matches neither CPU path bit for bit; closest: torch-foreach (2.5 normwise ULP)"
+    )
+    assert device_match(base) is None
+    (finding,) = [f for f in derive_findings([matches_foreach, neither]) if f.key == "cuda-path"]
+    assert finding.scenarios == ["demo", "other"]
+    assert "demo: CUDA matches torch-foreach bit for bit" in finding.detail
+    assert not [f for f in derive_findings([base]) if f.key == "cuda-path"]
