@@ -32,7 +32,8 @@ from reference.numerics import numerics_named
 __all__ = ["CLAIMS", "ExternalImplementation", "load_factory", "pairs_for", "split_spec"]
 
 CLAIMS: Final = ("torch", "torch-foreach", "fast", "none")
-"""What an implementation may claim: the bits of a profile (``torch``, ``fast``) or none of them."""
+"""What an implementation may claim: the bits of a profile (``torch``, ``torch-foreach``, ``fast``)
+or none of them."""
 
 
 def split_spec(spec: str, what: str = "a factory spec") -> tuple[str, str]:

@@ -130,6 +130,8 @@ class TorchImplementation(Implementation):
             return "torch.optim.ASGD has no momentum"
         if self.device == "cuda" and not torch.cuda.is_available():
             return "no CUDA device on this machine"
+        if scenario.start_step and (unmodelled := unmodelled_alpha(scenario, self.numerics)):
+            return f"its late-run state cannot be injected: {unmodelled}"
         return None
 
     def start(self, scenario: Scenario, workload: Workload) -> Session:

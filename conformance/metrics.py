@@ -50,6 +50,8 @@ class ArrayDifference:
     max_rel: float = 0.0
     normwise_ulp_per_step: list[float] = field(default_factory=list)
     """``max |a - b|`` in units of the ULP of ``max |b|``, per tensor: the error at each tensor's scale."""
+    normwise_ulp_by_dtype: dict[str, float] = field(default_factory=dict)
+    """The largest normwise ULP of the tensors of each dtype, over all steps (a budget is per dtype)."""
     first: Divergence | None = None
 
     @property
@@ -95,7 +97,12 @@ class ArrayDifference:
                 relative = np.divide(error, scale, out=np.zeros_like(error), where=scale > 0)
                 self.max_rel = max(self.max_rel, float(relative.max()))
                 unit = float(np.spacing(y[finite].dtype.type(scale.max())))
-                step_normwise = max(step_normwise, float(error.max()) / unit)
+                tensor_normwise = float(error.max()) / unit
+                step_normwise = max(step_normwise, tensor_normwise)
+                dtype = np.asarray(b).dtype.name
+                self.normwise_ulp_by_dtype[dtype] = max(
+                    self.normwise_ulp_by_dtype.get(dtype, 0.0), tensor_normwise
+                )
         self.max_ulp_per_step.append(step_ulp)
         self.differing_per_step.append(step_differing)
         self.normwise_ulp_per_step.append(step_normwise)
@@ -133,6 +140,14 @@ class PairMetrics:
     @property
     def max_normwise_ulp(self) -> float:
         return max(self.parameters.max_normwise_ulp, self.averages.max_normwise_ulp)
+
+    @property
+    def normwise_ulp_by_dtype(self) -> dict[str, float]:
+        """The largest normwise ULP per dtype of the tensors, parameters and averages together."""
+        merged = dict(self.parameters.normwise_ulp_by_dtype)
+        for dtype, value in self.averages.normwise_ulp_by_dtype.items():
+            merged[dtype] = max(merged.get(dtype, 0.0), value)
+        return merged
 
     @property
     def first(self) -> Divergence | None:

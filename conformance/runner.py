@@ -116,7 +116,8 @@ def _compare(scenario: Scenario, pair: Pair, metrics: PairMetrics, runs: dict[st
         "left": pair.left,
         "right": pair.right,
         "policy": policy.kind,
-        "ulp_budget": None if policy.ulp_budget is None else policy.ulp_budget[scenario.dtype],
+        # None for a scenario of mixed dtypes: each dtype's tensors have their own budget (in the reason).
+        "ulp_budget": None if policy.ulp_budget is None else policy.ulp_budget.get(scenario.dtype),
     }
     failed = [name for name in (pair.left, pair.right) if runs[name].status == "failed"]
     if failed:

@@ -63,15 +63,20 @@ def state_dict_from_torch(torch_state_dict: Mapping[str, Any], numerics: str | N
     for a state made where torch chose by itself (``foreach=None`` on a GPU takes the foreach path).
     Arrays are copies. The result goes to :meth:`optimized.ASGD.load_state_dict`, which checks it.
     """
+    if numerics is not None and not isinstance(numerics, str):
+        raise TypeError(f"numerics must be a str or None, got {numerics!r} ({type(numerics).__name__})")
     if numerics is not None and numerics not in _TORCH_PROFILES:
         raise ValueError(
             f"Invalid numerics: {numerics!r} (a torch state continues in one of {_TORCH_PROFILES})"
         )
     groups = []
-    for group in torch_state_dict["param_groups"]:
+    for index, group in enumerate(torch_state_dict["param_groups"]):
+        if hasattr(group["lr"], "detach"):
+            raise ValueError(
+                f"param_groups[{index}]['lr'] is a tensor ({group['lr'].dtype}): torch then evaluates eta's "
+                "schedule in that tensor's arithmetic, which no profile models; hand over with a float lr"
+            )
         converted = {name: _to_numpy(group[name], scalar=True) for name in _SHARED_HYPERPARAMETERS}
-        if hasattr(group["lr"], "detach"):  # torch allows a tensor lr; its value is what it computes with
-            converted["lr"] = float(converted["lr"])
         profile = numerics or ("torch-foreach" if group.get("foreach") is True else "torch")
         groups.append({**converted, "momentum": 0.0, "numerics": profile, "params": list(group["params"])})
     state = {index: _state_entry(index, entry) for index, entry in torch_state_dict["state"].items()}

@@ -77,7 +77,8 @@ class Numerics:
         """``(eta, mu)`` after ``step`` steps, evaluated as torch's Python code does: in binary64 for
         Python numbers; where a hyperparameter is a NumPy scalar, each operation in NumPy's result
         type (NEP 50: a float32 ``lr`` makes the whole schedule float32 arithmetic, ``**`` NumPy's
-        float32 power)."""
+        float32 power). In the foreach formulation η is float32 tensor arithmetic instead
+        (:func:`_foreach_eta`); μ is the same in every profile."""
         python_floats = type(lr) is type(lambd) is type(alpha) is type(t0) is float
         # A NumPy power that overflows is inf, as _power makes it (np.errstate costs µs: only then).
         with contextlib.nullcontext() if python_floats else np.errstate(all="ignore"):
@@ -114,7 +115,8 @@ def _tensor_power(base: float, exponent: float) -> float:
     no rounding model reproduces it; :data:`FOREACH_UNMODELLED_ALPHAS` refuses it up front.
     """
     f32 = rounding.BINARY32
-    assert exponent not in FOREACH_UNMODELLED_ALPHAS
+    if exponent in FOREACH_UNMODELLED_ALPHAS:
+        raise ValueError(f"Invalid alpha: {exponent!r} (torch's foreach schedule is not modelled for it)")
     if exponent == 0:
         return 1.0
     if exponent == 1:

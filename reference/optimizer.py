@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-import math
 import operator
 import threading
 import weakref
@@ -64,14 +63,16 @@ def _momentum_used(momentum: float, dtype: np.dtype[Any]) -> bool:
 
 @functools.cache
 def _beyond_range(value: float, dtype: np.dtype[Any]) -> bool:
-    """Whether a finite coefficient becomes infinite in the parameters' dtype."""
-    return math.isinf(rounding.convert(rounding.format_of(dtype), value))
+    """Whether a coefficient is larger than the parameters' dtype holds: above its largest finite
+    value, where torch's conversion of a scalar argument raises (even where it would round down)."""
+    return abs(float(value)) > rounding.format_of(dtype).largest
 
 
 def _check_coefficients(hyper: Hyperparameters, dtype: np.dtype[Any], index: int) -> None:
-    """Refuse a weight decay or momentum that the parameters' dtype cannot hold (torch raises
+    """Refuse a weight decay, momentum or (in the foreach formulation, where it multiplies the
+    parameters as a scalar argument) lambd that the parameters' dtype cannot hold (torch raises
     after it has counted the step; here nothing changes)."""
-    for name in ("weight_decay", "momentum"):
+    for name in ("weight_decay", "momentum", *(("lambd",) if hyper.numerics.foreach else ())):
         value = getattr(hyper, name)
         if value != 0 and _beyond_range(value, dtype):
             raise ValueError(
@@ -394,7 +395,7 @@ class ASGDOptimizer:
         hyperparameters = [self._group_hyperparameters(i) for i in range(len(self.param_groups))]
         layout = self._resolved(hyperparameters)
         for hyper, first_of_dtype in zip(hyperparameters, layout.first_of_dtype, strict=True):
-            if hyper.weight_decay != 0 or hyper.momentum != 0:
+            if hyper.weight_decay != 0 or hyper.momentum != 0 or hyper.numerics.foreach:
                 for dtype, index in first_of_dtype.items():
                     _check_coefficients(hyper, dtype, index)
         flat = self._packed_gradients(grads, layout) if isinstance(grads, Packed) else None
@@ -467,16 +468,18 @@ class ASGDOptimizer:
     ) -> tuple[StepScalars, tuple[int | float, float, float]]:
         """A clock's step: the scalars of lines 2 to 7, and the clock after lines 1 and 8."""
         step = hyper.numerics.increment(clock.step)  # 1
+        foreach = hyper.numerics.foreach
         scalars = StepScalars(
             maximize=hyper.maximize,
             weight_decay=hyper.weight_decay,
             momentum=hyper.momentum,
-            decay=1 - hyper.lambd * clock.eta,
+            # Each formulation's own use of lambd; the other's stays neutral (never rounded to inf).
+            decay=1.0 if foreach else 1 - hyper.lambd * clock.eta,
             eta=clock.eta,
             mu=clock.mu,
             fused=hyper.numerics.fused_multiply_add,
-            lambd=hyper.lambd,
-            foreach=hyper.numerics.foreach,
+            lambd=hyper.lambd if foreach else 0.0,
+            foreach=foreach,
         )
         return scalars, (step, *hyper.schedule(step))  # 8
 

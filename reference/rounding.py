@@ -57,6 +57,11 @@ class BinaryFormat:
         """The exponent of the smallest normal value."""
         return 1 - self.emax
 
+    @property
+    def largest(self) -> float:
+        """The largest finite value."""
+        return math.ldexp(2**self.precision - 1, self.emax - self.precision + 1)
+
 
 BINARY16 = BinaryFormat("binary16", precision=11, emax=15)
 BINARY32 = BinaryFormat("binary32", precision=24, emax=127)

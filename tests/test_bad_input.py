@@ -107,6 +107,20 @@ def edit_group_then_step(key: str, value: object, group: int = 1) -> Callable[[S
     return act
 
 
+def edit_group_keys_then_step(group: int, **changes: object) -> Callable[[Subject], object]:
+    """Several values of one group changed together, then a step (the values restored after)."""
+
+    def act(s: Subject) -> object:
+        original = {key: s.optimizer.param_groups[group][key] for key in changes}
+        s.optimizer.param_groups[group].update(changes)
+        try:
+            return s.optimizer.step(s.good_grads())
+        finally:
+            s.optimizer.param_groups[group].update(original)
+
+    return act
+
+
 def new_optimizer(*args: Any, **kwargs: Any) -> Callable[[Subject], object]:
     return lambda s: s.asgd_class(*args, **kwargs)
 
@@ -189,6 +203,12 @@ STEP_ROWS = [
     BadInput("param_groups edited to a bad numerics", edit_group_then_step("numerics", "float"), ValueError, r"Invalid numerics: 'float'"),
     BadInput("weight decay beyond float32", edit_group_then_step("weight_decay", 1e39, group=0), ValueError,
              r"Invalid weight_decay: 1e\+39 for params\[0\] of dtype float32 \(beyond the range of binary32\)"),
+    BadInput("weight decay above float32's largest (torch raises, though it rounds down)",
+             edit_group_then_step("weight_decay", 3.4028235e38, group=0), ValueError,
+             r"Invalid weight_decay: 3.4028235e\+38 for params\[0\] of dtype float32 \(beyond the range of binary32\)"),
+    BadInput("lambd beyond float32 in the foreach formulation",
+             edit_group_keys_then_step(0, numerics="torch-foreach", lambd=1e39), ValueError,
+             r"Invalid lambd: 1e\+39 for params\[0\] of dtype float32 \(beyond the range of binary32\)"),
     BadInput("momentum beyond float32", edit_group_then_step("momentum", 1e39, group=0), ValueError,
              r"Invalid momentum: 1e\+39 for params\[0\] of dtype float32"),
     BadInput("the gradient is its parameter", step_with(lambda s: [s.parameters[0], np.ones(2)]), ValueError,

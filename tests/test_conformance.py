@@ -290,3 +290,20 @@ def test_the_findings_say_which_cpu_path_of_torch_cuda_matches() -> None:
     assert finding.scenarios == ["demo", "other"]
     assert "demo: CUDA matches torch-foreach bit for bit" in finding.detail
     assert not [f for f in derive_findings([base]) if f.key == "cuda-path"]
+
+
+def test_a_late_run_with_an_unmodelled_alpha_is_skipped_with_a_reason_not_crashed() -> None:
+    """The late run injects each implementation's state at a late step; for torch's foreach path
+    with alpha=0.5 that state has no model, so the torch-foreach columns decline it up front."""
+    import dataclasses
+
+    from conformance.scenarios import SCENARIOS
+
+    late = next(s for s in SCENARIOS if s.name == "late-run-f32")
+    half = dataclasses.replace(late, name="late-half", hyper={**late.hyper, "alpha": 0.5})
+    by_name = {i.name: i for i in IMPLEMENTATIONS}
+    for name in ("torch-foreach", "reference-torch-foreach", "optimized-numba-torch-foreach"):
+        reason = by_name[name].skip_reason(half)
+        assert reason is not None and "does not model alpha=0.5" in reason, (name, reason)
+    assert by_name["torch-forloop"].skip_reason(half) is None
+    assert by_name["torch-foreach"].skip_reason(late) is None

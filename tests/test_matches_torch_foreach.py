@@ -476,3 +476,23 @@ def test_div_matches_numpy_on_random_bit_patterns(dtype_name: str) -> None:
     ordinary = rng.standard_normal((1500, 2)).astype(dtype)
     for a, b in np.concatenate([patterns, ordinary]):
         assert_quotient(fmt, dtype, float(a), float(b))
+
+
+def test_a_lambd_that_overflows_the_step_matches_torch_without_a_warning(asgd_class: Any) -> None:
+    """``lr * lambd`` beyond float32 sends θ to -inf in torch's foreach path, silently; so here,
+    with no warning about the for-loop formulation's decay ``1 - lambd * eta``, which is not used."""
+    import warnings
+
+    hyper = {"lr": 10.0, "lambd": 1e38, "t0": 0.0}
+    theirs = torch.ones(3, requires_grad=True)
+    torch_optimizer = torch.optim.ASGD([theirs], foreach=True, **hyper)
+    ours = np.ones(3, np.float32)
+    optimizer = asgd_class([ours], numerics="torch-foreach", **hyper)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(2):
+            theirs.grad = torch.ones(3)
+            torch_optimizer.step()
+            optimizer.step([np.ones(3, np.float32)])
+    assert_same_bits(ours, theirs.detach().numpy(), "parameters")
+    assert_same_bits(optimizer.averages()[0], torch_optimizer.state[theirs]["ax"].numpy(), "averages")

@@ -35,3 +35,30 @@ def test_the_normwise_figure_is_each_tensors_own_scale() -> None:
     metrics = PairMetrics()
     metrics.add(1, ("big", "small"), ([big, drifted], [big, small]), ([big, small], [big, small]))
     assert metrics.parameters.normwise_ulp_per_step == [1.0]
+
+
+def test_tensors_of_mixed_dtypes_are_each_held_to_their_own_dtypes_budget() -> None:
+    """In a scenario of mixed dtypes a float32 tensor drifting 2**13 ULP fails the float32 budget
+    (2**12) although a float64 tensor may drift far more within its own (2**38)."""
+    from conformance.scenarios import MIXED
+    from conformance.verdicts import TORCH_PATHS_BUDGET, Policy, judge
+
+    policy = Policy("bounded", ulp_budget=TORCH_PATHS_BUDGET)
+    names = ("single", "double")
+    base = [np.ones(4, np.float32), np.ones(4, np.float64)]
+
+    def drifted(single_ulps: int, double_ulps: int) -> PairMetrics:
+        moved = [
+            base[0] + np.float32(single_ulps * np.spacing(np.float32(1))),
+            base[1] + double_ulps * np.spacing(1.0),
+        ]
+        metrics = PairMetrics()
+        metrics.add(1, names, (moved, moved), (base, base))
+        return metrics
+
+    within = judge(policy, drifted(2**11, 2**30), MIXED)
+    assert within.holds, within.reason
+    assert "float32 2.05e+03 of 4096" in within.reason and "float64 1.07e+09 of 274877906944" in within.reason
+    over = judge(policy, drifted(2**13, 2**30), MIXED)
+    assert not over.holds and "exceeds the budget in the float32 tensors" in over.reason
+    assert drifted(2**13, 2**30).normwise_ulp_by_dtype == {"float32": 2.0**13, "float64": 2.0**30}

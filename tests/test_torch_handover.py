@@ -135,3 +135,16 @@ def test_state_dict_to_torch_refuses_momentum() -> None:
         ValueError, match=r"param_groups\[0\] has momentum=0.5; torch.optim.ASGD has no momentum"
     ):
         optimized.state_dict_to_torch(optimizer.state_dict())
+
+
+def test_a_tensor_lr_is_refused() -> None:
+    """torch computes eta in the arithmetic of a tensor lr (float32 or float64 tensor operations),
+    which neither torch profile models: the hand-over refuses it rather than drift."""
+    tensor = torch.zeros(3, requires_grad=True)
+    optimizer = torch.optim.ASGD([tensor], lr=torch.tensor(0.05), foreach=True)
+    tensor.grad = torch.ones(3)
+    optimizer.step()
+    with pytest.raises(ValueError, match=r"param_groups\[0\]\['lr'\] is a tensor \(torch.float32\)"):
+        optimized.state_dict_from_torch(optimizer.state_dict())
+    with pytest.raises(TypeError, match=r"numerics must be a str or None, got 1 \(int\)"):
+        optimized.state_dict_from_torch(optimizer.state_dict(), numerics=1)  # type: ignore[arg-type]
