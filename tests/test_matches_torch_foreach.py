@@ -17,13 +17,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given
 
 from reference import ASGD, rounding
 from reference.hyperparameters import DEFAULTS
 from reference.numerics import FOREACH_UNMODELLED_ALPHAS, TORCH, TORCH_FOREACH
 from tests.assertions import assert_same_bits
 from tests.drivers import TORCH_HYPERPARAMETERS
+from tests.implementations import OPTIMIZED
 from tests.problems import Problem, random_array, strided_like
+from tests.strategies import runs
 
 torch = pytest.importorskip("torch")
 
@@ -496,3 +499,42 @@ def test_a_lambd_that_overflows_the_step_matches_torch_without_a_warning(asgd_cl
             optimizer.step([np.ones(3, np.float32)])
     assert_same_bits(ours, theirs.detach().numpy(), "parameters")
     assert_same_bits(optimizer.averages()[0], torch_optimizer.state[theirs]["ax"].numpy(), "averages")
+
+
+def torch_foreach_of(run: Any) -> tuple[Any, list[Any]]:
+    """``torch.optim.ASGD(foreach=True)`` over contiguous copies of ``run``'s parameters, grouped
+    as ``run.build`` groups them, and the tensors in the optimizer's parameter order."""
+    tensors = [torch.from_numpy(np.array(a, order="C")).requires_grad_() for a in run.initial]
+    groups = [
+        {"params": [t for t, g in zip(tensors, run.membership, strict=True) if g == index],
+         **{k: v for k, v in hyper.items() if k != "momentum"}}
+        for index, hyper in enumerate(run.groups)
+    ]  # fmt: skip
+    optimizer = torch.optim.ASGD([g for g in groups if g["params"]], foreach=True)
+    order = sorted(range(len(tensors)), key=lambda i: run.membership[i])
+    return optimizer, [tensors[i] for i in order]
+
+
+@pytest.mark.parametrize("kernel", ["numpy", "numba"])
+@given(run=runs("torch-foreach"))
+def test_random_runs_match_torch_foreach_bit_for_bit(kernel: str, run: Any) -> None:
+    """Any run Hypothesis draws (several groups, 0-d and empty tensors, strided and Fortran layouts,
+    ``None`` gradients, tiny, huge and subnormal values), momentum aside, which torch lacks: the
+    optimized ASGD equals torch's foreach path after every step, parameters and averages."""
+    run = dataclasses.replace(run, groups=tuple({**g, "momentum": 0.0} for g in run.groups))
+    parameters = run.parameters()
+    ours = run.build(OPTIMIZED[kernel], parameters)
+    theirs, tensors = torch_foreach_of(run)
+    ordered = sorted(range(len(parameters)), key=lambda i: run.membership[i])
+    with np.errstate(all="ignore"):
+        for step in range(len(run.gradients)):
+            gradients = run.gradients_in_optimizer_order(step)
+            for tensor, gradient in zip(tensors, gradients, strict=True):
+                tensor.grad = None if gradient is None else torch.from_numpy(np.array(gradient, order="C"))
+            theirs.step()
+            ours.step(gradients)
+            for position, (index, tensor) in enumerate(zip(ordered, tensors, strict=True)):
+                where = f"step {step + 1}, parameter {position}"
+                assert_same_bits(parameters[index], tensor.detach().numpy(), where)
+                average = theirs.state[tensor]["ax"] if tensor in theirs.state else tensor.detach()
+                assert_same_bits(ours.averages()[position], average.numpy(), f"{where}, average")

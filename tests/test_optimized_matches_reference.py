@@ -59,3 +59,9 @@ def test_fast_profile_agrees_with_the_reference(kernel: str, run: Run) -> None:
 @given(run=runs("torch"))
 def test_torch_profile_agrees_with_the_reference(kernel: str, run: Run) -> None:
     assert_runs_agree(run, kernel)
+
+
+@pytest.mark.parametrize("kernel", list(OPTIMIZED))
+@given(run=runs("torch-foreach"))
+def test_torch_foreach_profile_agrees_with_the_reference(kernel: str, run: Run) -> None:
+    assert_runs_agree(run, kernel)

@@ -21,10 +21,9 @@ from hypothesis.stateful import (
 import optimized
 import reference
 from reference import DEFAULTS
-from reference.numerics import FOREACH_UNMODELLED_ALPHAS, numerics_named
 from tests.assertions import assert_same_bits
 from tests.implementations import OPTIMIZED
-from tests.strategies import arrays, dtypes, hyperparameters, shapes
+from tests.strategies import arrays, dtypes, hyperparameters_for, shapes
 from tests.test_optimized_matches_reference import assert_same_state
 
 
@@ -34,14 +33,6 @@ def rebuilt(asgd_class: Any, optimizer: Any) -> Any:
     fresh = asgd_class(groups)
     fresh.load_state_dict(optimizer.state_dict())
     return fresh
-
-
-def hyperparameters_for(numerics: str) -> st.SearchStrategy[dict[str, Any]]:
-    """Valid hyperparameters of the profile: the torch-foreach profile refuses the alphas whose
-    schedule it cannot model."""
-    if not numerics_named(numerics).foreach:
-        return hyperparameters()
-    return hyperparameters().filter(lambda hyper: hyper["alpha"] not in FOREACH_UNMODELLED_ALPHAS)
 
 
 class OptimizedMatchesReference(RuleBasedStateMachine):
