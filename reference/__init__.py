@@ -2,7 +2,7 @@
 
 from reference.asgd import ASGD
 from reference.hyperparameters import DEFAULTS, NUMERICS_PROFILES
-from reference.numerics import FAST, TORCH, Numerics
+from reference.numerics import FAST, TORCH, TORCH_FOREACH, Numerics
 from reference.parameters import Parameter
 
-__all__ = ["ASGD", "DEFAULTS", "FAST", "NUMERICS_PROFILES", "TORCH", "Numerics", "Parameter"]
+__all__ = ["ASGD", "DEFAULTS", "FAST", "NUMERICS_PROFILES", "TORCH", "TORCH_FOREACH", "Numerics", "Parameter"]
