@@ -30,13 +30,14 @@ class StepScalars:
     weight_decay: float
     momentum: float
     decay: float
-    """``1 - lambd * eta``."""
+    """``1 - lambd * eta`` (1 in the foreach formulation, which does not use it)."""
     eta: float
     mu: float
     fused: bool
     """Lines 3 and 6 as fused multiply-adds (the torch profiles)."""
     lambd: float = 0.0
-    """λ itself, which torch's foreach formulation adds to the gradient as ``lambd * theta``."""
+    """λ itself, which torch's foreach formulation adds to the gradient as ``lambd * theta`` (0 in
+    the for-loop formulation, which uses ``decay`` instead)."""
     foreach: bool = False
     """torch's foreach formulation of lines 5 to 7 (see :class:`reference.numerics.Numerics`)."""
 
