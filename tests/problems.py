@@ -48,9 +48,13 @@ class Problem:
     gradient_scale: float = 1.0
     tags: tuple[str, ...] = field(default=())
 
+    def dtype_of(self, index: int) -> str:
+        """Parameter ``index``'s dtype (one for all here; a subclass may mix them)."""
+        return self.dtype
+
     def initial_parameters(self) -> list[np.ndarray]:
         rng = np.random.default_rng(self.seed)
-        arrays = [random_array(rng, shape, self.dtype) for shape in self.shapes]
+        arrays = [random_array(rng, shape, self.dtype_of(i)) for i, shape in enumerate(self.shapes)]
         return [strided_like(a) if self.strided else a for a in arrays]
 
     def group_members(self) -> list[list[int]]:
@@ -63,7 +67,7 @@ class Problem:
         for step in range(self.steps):
             row: list[np.ndarray | None] = []
             for index, shape in enumerate(self.shapes):
-                g = random_array(rng, shape, self.dtype, self.gradient_scale)
+                g = random_array(rng, shape, self.dtype_of(index), self.gradient_scale)
                 if self.non_finite and g.size and step % 7 == 3:
                     flat = g.reshape(-1)
                     flat[step % flat.size] = [np.inf, -np.inf, np.nan][step % 3]

@@ -25,7 +25,7 @@ from reference.numerics import FOREACH_UNMODELLED_ALPHAS, TORCH, TORCH_FOREACH
 from tests.assertions import assert_same_bits
 from tests.drivers import TORCH_HYPERPARAMETERS
 from tests.implementations import OPTIMIZED
-from tests.problems import Problem, random_array, strided_like
+from tests.problems import Problem
 from tests.strategies import runs
 
 torch = pytest.importorskip("torch")
@@ -40,23 +40,6 @@ class MixedProblem(Problem):
 
     def dtype_of(self, index: int) -> str:
         return self.dtypes[index % len(self.dtypes)]
-
-    def initial_parameters(self) -> list[np.ndarray]:
-        rng = np.random.default_rng(self.seed)
-        arrays = [random_array(rng, shape, self.dtype_of(i)) for i, shape in enumerate(self.shapes)]
-        return [strided_like(a) if self.strided else a for a in arrays]
-
-    def gradients(self) -> list[list[np.ndarray | None]]:
-        rng = np.random.default_rng(self.seed + 1)
-        stream: list[list[np.ndarray | None]] = []
-        for step in range(self.steps):
-            row: list[np.ndarray | None] = []
-            for index, shape in enumerate(self.shapes):
-                g = random_array(rng, shape, self.dtype_of(index))
-                skipped = self.skip_every and index == 0 and step % self.skip_every == self.skip_every - 1
-                row.append(None if skipped else (strided_like(g) if self.strided else g))
-            stream.append(row)
-        return stream
 
 
 AVERAGING = {"lr": 0.05, "t0": 10, "lambd": 1e-3}  # mu < 1 from step 12 on
