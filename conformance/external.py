@@ -24,10 +24,9 @@ from typing import Any, Final
 
 from conformance.implementations import Implementation
 from conformance.scenarios import Scenario
-from conformance.sessions import ArraySession, Factory, Session, TorchSession, unmodelled_alpha
+from conformance.sessions import ArraySession, Factory, Session, TorchSession, unmodelled
 from conformance.verdicts import BIT_EXACT, INDEPENDENT_VS_TORCH, Pair
 from conformance.workloads import Workload
-from reference.numerics import numerics_named
 
 __all__ = ["CLAIMS", "ExternalImplementation", "load_factory", "pairs_for", "split_spec"]
 
@@ -102,10 +101,7 @@ class ExternalImplementation(Implementation):
     def skip_reason(self, scenario: Scenario) -> str | None:
         if self.claims == "none":
             return None
-        unmodelled = [dtype for dtype in scenario.dtypes if dtype not in numerics_named(self.claims).dtypes]
-        if unmodelled:
-            return f"the {self.claims} profile it claims does not model {', '.join(unmodelled)}"
-        return unmodelled_alpha(scenario, self.claims)
+        return unmodelled(scenario, self.claims)
 
     def start(self, scenario: Scenario, workload: Workload) -> Session:
         factory = self.factory()

@@ -20,11 +20,11 @@ from conformance.sessions import (
     Session,
     TorchSession,
     hyperparameters,
+    unmodelled,
     unmodelled_alpha,
 )
 from conformance.workloads import Workload
 from optimized.backends import numba_installed
-from reference.numerics import numerics_named
 
 __all__ = [
     "IMPLEMENTATIONS",
@@ -78,9 +78,9 @@ class NumpyImplementation(Implementation):
     def skip_reason(self, scenario: Scenario) -> str | None:
         if self.kernel == "numba" and not numba_installed():
             return "numba is not installed"
-        unmodelled = [dtype for dtype in scenario.dtypes if dtype not in numerics_named(self.numerics).dtypes]
-        if unmodelled:
-            return f"the {self.numerics} profile does not model {', '.join(unmodelled)}"
+        declined = unmodelled(scenario, self.numerics)
+        if declined:
+            return declined
         if self.optimizer_class is reference.ASGD and scenario.elements * scenario.steps > REFERENCE_BUDGET:
             minutes = scenario.elements * scenario.steps * 16e-6 / 60
             return (
@@ -94,7 +94,7 @@ class NumpyImplementation(Implementation):
             and self.numerics not in TORCH_PROFILES
         ):
             return "a checkpoint in torch's format carries only a torch profile's state"
-        return unmodelled_alpha(scenario, self.numerics)
+        return None
 
     def start(self, scenario: Scenario, workload: Workload) -> Session:
         chosen = {} if self.kernel is None else {"kernel": self.kernel}

@@ -85,9 +85,18 @@ TORCH_PROFILES: Final = ("torch", "torch-foreach")
 """The profiles whose state a checkpoint in torch's format carries."""
 
 
-def unmodelled_alpha(scenario: Scenario, numerics: str | None) -> str | None:
+def unmodelled(scenario: Scenario, numerics: str) -> str | None:
+    """Why the profile cannot model ``scenario`` (a dtype or an ``alpha`` it does not model), or ``None``."""
+    profile = numerics_named(numerics)
+    dtypes = [dtype for dtype in scenario.dtypes if dtype not in profile.dtypes]
+    if dtypes:
+        return f"the {numerics} profile does not model {', '.join(dtypes)}"
+    return unmodelled_alpha(scenario, numerics)
+
+
+def unmodelled_alpha(scenario: Scenario, numerics: str) -> str | None:
     """Why the profile cannot run ``scenario`` (an ``alpha`` it does not model), or ``None``."""
-    if numerics is None or not numerics_named(numerics).foreach:
+    if not numerics_named(numerics).foreach:
         return None
     base = hyperparameters(scenario)["alpha"]
     alphas = {base, *(overrides.get("alpha", base) for _, overrides in scenario.groups)}
