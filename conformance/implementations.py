@@ -15,7 +15,6 @@ import optimized
 import reference
 from conformance.scenarios import Scenario
 from conformance.sessions import (
-    TORCH_PROFILES,
     ArraySession,
     Session,
     TorchSession,
@@ -25,6 +24,7 @@ from conformance.sessions import (
 )
 from conformance.workloads import Workload
 from optimized.backends import numba_installed
+from optimized.torch_interop import TORCH_PROFILES
 
 __all__ = [
     "IMPLEMENTATIONS",

@@ -26,6 +26,7 @@ import numpy as np
 
 from conformance.scenarios import Scenario
 from conformance.workloads import Gradients, Workload
+from optimized.torch_interop import TORCH_PROFILES
 from reference.hyperparameters import DEFAULTS
 from reference.numerics import FOREACH_UNMODELLED_ALPHAS, numerics_named
 
@@ -79,10 +80,6 @@ def group_lrs(scenario: Scenario) -> list[float]:
     if not scenario.groups:
         return [base]
     return [overrides.get("lr", base) for _, overrides in scenario.groups]
-
-
-TORCH_PROFILES: Final = ("torch", "torch-foreach")
-"""The profiles whose state a checkpoint in torch's format carries."""
 
 
 def unmodelled(scenario: Scenario, numerics: str) -> str | None:

@@ -17,13 +17,14 @@ import numpy as np
 
 from reference.hyperparameters import DEFAULTS
 
-__all__ = ["state_dict_from_torch", "state_dict_to_torch"]
+__all__ = ["TORCH_PROFILES", "state_dict_from_torch", "state_dict_to_torch"]
 
 _SHARED_HYPERPARAMETERS = ("lr", "lambd", "alpha", "t0", "weight_decay", "maximize")
 _TORCH_ONLY_GROUP_KEYS = {"differentiable": False, "capturable": False}
 _FOREACH_OF_PROFILE = {"torch": False, "torch-foreach": True}
 """torch's ``foreach`` flag for the path a profile models (``None``, torch's own choice, for others)."""
-_TORCH_PROFILES = ("torch", "torch-foreach")
+TORCH_PROFILES = tuple(_FOREACH_OF_PROFILE)
+"""The profiles that model a path of torch, and so the profiles a torch state carries."""
 _SCALAR_STATE = ("step", "eta", "mu")
 
 
@@ -65,9 +66,9 @@ def state_dict_from_torch(torch_state_dict: Mapping[str, Any], numerics: str | N
     """
     if numerics is not None and not isinstance(numerics, str):
         raise TypeError(f"numerics must be a str or None, got {numerics!r} ({type(numerics).__name__})")
-    if numerics is not None and numerics not in _TORCH_PROFILES:
+    if numerics is not None and numerics not in TORCH_PROFILES:
         raise ValueError(
-            f"Invalid numerics: {numerics!r} (a torch state continues in one of {_TORCH_PROFILES})"
+            f"Invalid numerics: {numerics!r} (a torch state continues in one of {TORCH_PROFILES})"
         )
     groups = []
     for index, group in enumerate(torch_state_dict["param_groups"]):
