@@ -1,0 +1,538 @@
+"""``optimized.torch.ASGD``: ``torch.optim.ASGD`` as a real ``torch.optim.Optimizer``, stepped by the
+compiled kernel.
+
+The one-line swap: ``from optimized.torch import ASGD`` in place of ``from torch.optim import ASGD``.
+The signature, positional order and defaults are torch's; ``momentum`` (heavy ball, as in
+:class:`optimized.ASGD`) and ``kernel`` are keyword-only extensions after them. Everything that is not
+arithmetic comes from torch's base class: param groups with any extra keys, bare tensors and named
+parameters, ``add_param_group``, ``zero_grad``, ``step(closure)``, every hook, ``state[p]`` as a dict of
+tensors in torch's keys and dtypes, ``state_dict``/``load_state_dict`` in torch's format.
+
+A group's step takes one of two paths, and :attr:`ASGD.last_step_paths` says which ran:
+
+* **the kernel**: CPU tensors of float32, float64, complex64 or complex128 in a dense layout, with a
+  float ``lr`` and neither ``differentiable`` nor ``capturable``. Lines 2 to 7 run in one compiled pass
+  per element (:mod:`optimized.numba_kernel`, or the NumPy kernel while numba loads or where it is
+  missing) on zero-copy views of the tensors' memory, rounded as the path torch would take:
+  ``foreach=None``/``False`` is torch's CPU for-loop path, ``foreach=True`` its foreach path. The clocks
+  (``step``, ``eta``, ``mu``) are computed by torch's own tensor and Python arithmetic, once per
+  distinct clock rather than once per parameter, so their bits are torch's by construction.
+* **torch's functional ASGD** (``torch.optim.asgd.asgd``) for everything else torch accepts: tensors on
+  an accelerator, tensor subclasses such as DTensor, dtypes the kernels do not model, a tensor ``lr``,
+  ``differentiable=True``, ``capturable=True``, overlapping or repeated parameters, coefficients beyond
+  the parameters' dtype. So the class is correct wherever torch's is.
+
+The step runs outside any ``torch.compile`` graph (it is excluded from tracing), so a compiled training
+step that calls it keeps the eager bits.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+import numbers
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, NamedTuple
+
+import numpy as np
+import torch
+from torch.optim.asgd import asgd as torch_asgd
+
+from optimized.backends import KERNELS, make_backend
+from optimized.threads import DEFAULT_THREADS
+from reference.plan import StepScalars, Task
+
+__all__ = ["ASGD", "StepPath"]
+
+_KERNEL_DTYPES: Final[dict[torch.dtype, type[np.floating[Any]]]] = {
+    torch.float32: np.float32,
+    torch.float64: np.float64,
+    torch.complex64: np.float32,
+    torch.complex128: np.float64,
+}
+"""The parameter dtypes the kernels step, and the real dtype a parameter is stepped as."""
+_LARGEST: Final[dict[type[np.floating[Any]], float]] = {
+    np.float32: float(np.finfo(np.float32).max),
+    np.float64: float(np.finfo(np.float64).max),
+}
+_PLAIN_TENSORS: Final = (torch.Tensor, torch.nn.Parameter)
+"""Tensor types whose memory is the tensor (a subclass such as DTensor may hold a shard or nothing)."""
+_GROUP_DEFAULTS: Final = {
+    "foreach": None,
+    "maximize": False,
+    "differentiable": False,
+    "capturable": False,
+    "momentum": 0.0,
+}
+"""What a param group lacking these keys means (an older or a ``torch.optim.ASGD`` state dict)."""
+
+
+class StepPath(NamedTuple):
+    """Which path stepped a param group, and why torch's did where it did."""
+
+    path: str
+    """``"kernel"`` (the compiled or NumPy kernel) or ``"torch"`` (torch's functional ASGD)."""
+    reason: str | None = None
+    """Why the kernel did not serve the group (``None`` on the kernel path)."""
+
+
+def _number(name: str, value: object) -> float:
+    """A hyperparameter as a float to check (it is stored as given)."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"Tensor {name} must be 1-element")
+        return float(value.detach().cpu().reshape(()).item())
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    return float(value)
+
+
+def _check_group(group: dict[str, Any], where: str) -> None:
+    """Refuse a param group's hyperparameters that no run could use, naming the value.
+
+    torch checks ``lr >= 0`` and ``weight_decay >= 0`` (its messages are kept); a negative ``lambd``
+    or ``alpha`` fails torch mid-run or silently inverts the schedule (pytorch#193772), so both are
+    refused up front here, as are non-finite values and a NaN ``t0``.
+    """
+    lr = _number("lr", group["lr"])
+    if not lr >= 0.0:
+        raise ValueError(f"Invalid learning rate: {group['lr']}")
+    weight_decay = _number("weight_decay", group["weight_decay"])
+    if not weight_decay >= 0.0:
+        raise ValueError(f"Invalid weight_decay value: {group['weight_decay']}")
+    for name in ("lr", "weight_decay", "lambd", "alpha", "momentum"):
+        value = _number(name, group[name])
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"Invalid {name} value: {group[name]!r} in {where} (must be finite and >= 0)")
+    if math.isnan(_number("t0", group["t0"])):
+        raise ValueError(
+            f"Invalid t0 value: {group['t0']!r} in {where} (must not be NaN; inf never averages)"
+        )
+    if group["foreach"] not in (None, True, False):
+        raise TypeError(f"foreach must be None or a bool, got {group['foreach']!r} in {where}")
+    for name in ("maximize", "differentiable", "capturable"):
+        if not isinstance(group[name], bool):
+            raise TypeError(f"{name} must be a bool, got {group[name]!r} in {where}")
+
+
+def _flat_real(tensor: torch.Tensor, order: tuple[int, ...]) -> np.ndarray:
+    """The tensor's memory as a flat real NumPy array (a view; a complex value is two reals)."""
+    if order:
+        tensor = tensor.permute(order)
+    array = tensor.detach().numpy().reshape(-1)
+    return array.view(_KERNEL_DTYPES[tensor.dtype]) if array.dtype.kind == "c" else array
+
+
+def _memory_order(tensor: torch.Tensor) -> tuple[int, ...] | None:
+    """How a dense tensor's elements lie in memory: ``()`` for C order, the permutation that makes
+    a channels-last tensor C-ordered, or ``None`` for any other layout (not stepped by the kernel)."""
+    if tensor.is_contiguous():
+        return ()
+    if tensor.dim() == 4 and tensor.is_contiguous(memory_format=torch.channels_last):
+        return (0, 2, 3, 1)
+    if tensor.dim() == 5 and tensor.is_contiguous(memory_format=torch.channels_last_3d):
+        return (0, 2, 3, 4, 1)
+    return None
+
+
+@dataclass(slots=True)
+class _Member:
+    """One parameter of a group's kernel step: its tensors and its flat views."""
+
+    param: torch.Tensor
+    step: torch.Tensor
+    eta: torch.Tensor
+    mu: torch.Tensor
+    task: Task
+    buf: torch.Tensor | None
+
+
+class ASGD(torch.optim.Optimizer):
+    """Averaged SGD with torch's signature and bits, stepped by the compiled kernel where it can be.
+
+    ``momentum`` (keyword-only, default 0) adds heavy-ball momentum after weight decay and before
+    λ, as :class:`optimized.ASGD` does (its buffer is ``state[p]["momentum_buffer"]``; torch's ASGD
+    has none, so a run with momentum has no torch counterpart). ``kernel`` chooses the arithmetic of
+    the kernel path: ``"auto"`` (numba where it can be imported, the NumPy kernel until it has
+    loaded), ``"numba"`` or ``"numpy"``; it never changes a bit.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float | torch.Tensor = 1e-2,
+        lambd: float = 1e-4,
+        alpha: float = 0.75,
+        t0: float = 1e6,
+        weight_decay: float = 0,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        differentiable: bool = False,
+        capturable: bool = False,
+        *,
+        momentum: float = 0.0,
+        kernel: str = "auto",
+    ) -> None:
+        if not isinstance(kernel, str) or kernel not in KERNELS:
+            raise ValueError(f"Invalid kernel: {kernel!r} (must be one of {KERNELS})")
+        defaults = {
+            "lr": lr,
+            "lambd": lambd,
+            "alpha": alpha,
+            "t0": t0,
+            "weight_decay": weight_decay,
+            "foreach": foreach,
+            "maximize": maximize,
+            "differentiable": differentiable,
+            "capturable": capturable,
+            "momentum": momentum,
+        }
+        _check_group(defaults, "the defaults")
+        self.kernel = kernel
+        self._backend = make_backend(kernel, None, DEFAULT_THREADS)
+        self._last_step_paths: list[StepPath | None] = []
+        super().__init__(params, defaults)
+
+    @property
+    def last_step_paths(self) -> list[StepPath | None]:
+        """Per param group, the path its last step took (``None``: no parameter had a gradient)."""
+        return list(self._last_step_paths)
+
+    @property
+    def backend(self) -> str:
+        """The kernel the kernel path uses: ``"numba"`` or ``"numpy"``."""
+        return self._backend.name
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """torch's ``add_param_group``, with the group's hyperparameters checked first."""
+        if isinstance(param_group, dict):
+            merged = {**self.defaults, **param_group}
+            _check_group(merged, f"param group {len(self.param_groups)}")
+        super().add_param_group(param_group)
+
+    # ----------------------------------------------------------------------------- pickling
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "kernel": self.kernel}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Also the last stage of ``load_state_dict``: groups lacking keys get torch's (and our)
+        defaults, non-tensor clocks become tensors, as torch's ASGD does; the groups are checked
+        before anything is installed."""
+        for index, group in enumerate(state["param_groups"]):
+            for key, value in _GROUP_DEFAULTS.items():
+                group.setdefault(key, value)
+            _check_group(group, f"param group {index}")
+        super().__setstate__(state)
+        scalar_dtype = _scalar_dtype()
+        for group in self.param_groups:
+            for p in group["params"]:
+                entry = self.state.get(p, {})
+                for key in ("step", "eta", "mu"):
+                    if key in entry and not torch.is_tensor(entry[key]):
+                        entry[key] = torch.tensor(float(entry[key]), dtype=scalar_dtype, device=p.device)
+        if "_backend" not in self.__dict__:
+            self.kernel = state.get("kernel", "auto")
+            self._backend = make_backend(self.kernel, None, DEFAULT_THREADS)
+            self._last_step_paths = []
+
+    # --------------------------------------------------------------------------------- step
+
+    @torch.compiler.disable  # type: ignore[untyped-decorator]
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One ASGD step of every param group (``closure`` re-evaluates the loss, as in torch)."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for index, group in enumerate(self.param_groups):
+            _check_group(group, f"param group {index}")
+        paths: list[StepPath | None] = []
+        with torch.set_grad_enabled(bool(self.defaults["differentiable"])):
+            for group in self.param_groups:
+                paths.append(self._step_group(group))
+        self._last_step_paths = paths
+        return loss
+
+    def _step_group(self, group: dict[str, Any]) -> StepPath | None:
+        params, grads, axs, mus, etas, steps = [], [], [], [], [], []
+        has_complex = False
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError("ASGD does not support sparse gradients")
+            has_complex |= torch.is_complex(p)
+            state = self.state[p]
+            if len(state) == 0:
+                _initialize(state, p, group["lr"])
+            params.append(p)
+            grads.append(p.grad)
+            axs.append(state["ax"])
+            mus.append(state["mu"])
+            etas.append(state["eta"])
+            steps.append(state["step"])
+        if not params:
+            return None
+        reason = _group_refusal(group, params)
+        members: list[_Member] = []
+        if reason is None:
+            members, reason = self._members(group, params, grads)
+        if reason is not None:
+            self._torch_step(group, params, grads, axs, mus, etas, steps, has_complex)
+            return StepPath("torch", reason)
+        self._kernel_step(group, members)
+        return StepPath("kernel")
+
+    # ------------------------------------------------------------------------ the kernel path
+
+    def _members(
+        self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor]
+    ) -> tuple[list[_Member], str | None]:
+        """The kernel's view of each parameter, or why the kernel cannot step the group."""
+        momentum = group["momentum"]
+        foreach = group["foreach"] is True
+        scalars: dict[tuple[float, float], StepScalars] = {}
+        members = []
+        for index, (p, grad) in enumerate(zip(params, grads, strict=True)):
+            state = self.state[p]
+            ax, buf = state["ax"], state.get("momentum_buffer") if momentum != 0 else None
+            reason = _tensor_refusal(p, grad, ax, buf)
+            if reason is not None:
+                return [], f"parameter {index} {reason}"
+            real: type[np.floating[Any]] = _KERNEL_DTYPES[p.dtype]
+            eta, mu = state["eta"].item(), state["mu"].item()
+            key = (eta, mu)
+            if key not in scalars:
+                step_scalars = _step_scalars(group, eta, mu, foreach)
+                problem = _beyond_range(step_scalars, real)
+                if problem is not None:
+                    return [], f"parameter {index}: {problem}"
+                scalars[key] = step_scalars
+            order = _memory_order(p)
+            assert order is not None
+            first_momentum_step = momentum != 0 and buf is None
+            if first_momentum_step:
+                buf = torch.zeros_like(p, memory_format=torch.preserve_format)
+            task = Task(
+                theta=_flat_real(p, order),
+                grad=_flat_real(grad, order),
+                ax=_flat_real(ax, order),
+                buf=_flat_real(buf, order) if buf is not None else None,
+                scalars=scalars[key],
+                first_momentum_step=first_momentum_step,
+            )
+            members.append(_Member(p, state["step"], state["eta"], state["mu"], task, buf))
+        if _overlapping(members):
+            return [], "parameters, gradients or averages share memory (torch steps them one after another)"
+        return members, None
+
+    def _kernel_step(self, group: dict[str, Any], members: list[_Member]) -> None:
+        """Lines 2 to 7 by the kernel, then the clocks as torch computes them (lines 1 and 8)."""
+        clocks: dict[tuple[torch.dtype, float], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        for member in members:
+            key = (member.step.dtype, member.step.item())
+            if key not in clocks:  # computed before anything changes: torch's schedule may raise
+                clocks[key] = _next_clock(group, member.step)
+        self._backend.run([member.task for member in members])
+        for member in members:
+            torch.autograd.graph.increment_version(member.param)
+            if member.buf is not None and member.task.first_momentum_step:
+                self.state[member.param]["momentum_buffer"] = member.buf
+            step, eta, mu = clocks[(member.step.dtype, member.step.item())]
+            member.step.copy_(step)
+            member.eta.copy_(eta)
+            member.mu.copy_(mu)
+
+    # ------------------------------------------------------------------------- torch's path
+
+    def _torch_step(
+        self,
+        group: dict[str, Any],
+        params: list[torch.Tensor],
+        grads: list[torch.Tensor],
+        axs: list[torch.Tensor],
+        mus: list[torch.Tensor],
+        etas: list[torch.Tensor],
+        steps: list[torch.Tensor],
+        has_complex: bool,
+    ) -> None:
+        """torch's functional ASGD; with momentum, lines 2 to 4 first in torch ops (torch has none)."""
+        maximize, weight_decay = group["maximize"], group["weight_decay"]
+        if group["momentum"] != 0:
+            grads = self._momentum_directions(group, params, grads)
+            maximize, weight_decay = False, 0
+        torch_asgd(
+            params,
+            grads,
+            axs,
+            mus,
+            etas,
+            steps,
+            lambd=group["lambd"],
+            lr=group["lr"],
+            t0=group["t0"],
+            alpha=group["alpha"],
+            weight_decay=weight_decay,
+            foreach=group["foreach"],
+            maximize=maximize,
+            differentiable=group["differentiable"],
+            capturable=group["capturable"],
+            has_complex=has_complex,
+        )
+
+    def _momentum_directions(
+        self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor]
+    ) -> list[torch.Tensor]:
+        """Lines 2 to 4 as the kernel rounds them, on real views: ``g = -g``, ``g + wd·θ`` fused
+        (ATen's ``add`` with ``alpha``), then ``buf = g`` at the first momentum step, else
+        ``m·buf + g`` in two roundings; the buffers are the directions torch's ASGD then takes."""
+        directions = []
+        for p, grad in zip(params, grads, strict=True):
+            state = self.state[p]
+            g = _real(grad)
+            if group["maximize"]:
+                g = -g
+            if group["weight_decay"] != 0:
+                g = g.add(_real(p), alpha=group["weight_decay"])
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = torch.zeros_like(p, memory_format=torch.preserve_format)
+                _real(buf).copy_(g)
+                state["momentum_buffer"] = buf
+            else:
+                _real(buf).mul_(group["momentum"]).add_(g)
+            directions.append(buf)
+        return directions
+
+
+def _real(tensor: torch.Tensor) -> torch.Tensor:
+    """A complex tensor as pairs of reals (torch's ASGD steps complex parameters so)."""
+    return torch.view_as_real(tensor) if torch.is_complex(tensor) else tensor
+
+
+def _scalar_dtype() -> torch.dtype:
+    """The dtype of torch's ``step``, ``eta`` and ``mu`` tensors: float64 where that is torch's
+    default dtype, else float32."""
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
+def _initialize(state: dict[str, Any], p: torch.Tensor, lr: Any) -> None:
+    """A parameter's state before its first step, as torch's ASGD makes it."""
+    dtype = _scalar_dtype()
+    if isinstance(lr, torch.Tensor) and lr.dim() != 0:
+        lr = lr.squeeze()
+    state["step"] = torch.zeros((), device=p.device, dtype=dtype)
+    state["eta"] = torch.as_tensor(lr, device=p.device, dtype=dtype).clone().detach()
+    state["mu"] = torch.ones((), device=p.device, dtype=dtype)
+    state["ax"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+
+def _group_refusal(group: dict[str, Any], params: Sequence[torch.Tensor]) -> str | None:
+    """Why the kernel cannot step this group whatever its tensors, or ``None``."""
+    if group["differentiable"]:
+        return "differentiable=True (autograd through the step is torch's)"
+    if group["capturable"]:
+        return "capturable=True (the schedule is on tensors, for graph capture)"
+    for name in ("lr", "lambd", "alpha", "t0", "weight_decay", "momentum"):
+        if isinstance(group[name], torch.Tensor):
+            return f"{name} is a tensor (torch computes the schedule in its arithmetic)"
+    return None
+
+
+def _tensor_refusal(p: torch.Tensor, grad: torch.Tensor, ax: Any, buf: torch.Tensor | None) -> str | None:
+    """Why the kernel cannot step this parameter through views of its memory, or ``None``."""
+    tensors = (p, grad, ax) if buf is None else (p, grad, ax, buf)
+    for tensor in tensors:
+        if type(tensor) not in _PLAIN_TENSORS:
+            return f"is a {type(tensor).__name__}, not a plain tensor"
+        if tensor.device.type != "cpu":
+            return f"is on {tensor.device}"
+        if tensor.dtype != p.dtype or tensor.shape != p.shape:
+            return "has a gradient or state of another dtype or shape"
+        if tensor.is_conj() or tensor.is_neg():
+            return "has a pending conjugation or negation"
+    if p.dtype not in _KERNEL_DTYPES:
+        return f"is {p.dtype}, which the kernels do not model"
+    order = _memory_order(p)
+    if order is None or any(_memory_order(tensor) != order for tensor in tensors):
+        return "has a layout that is not dense, or unlike its gradient's"
+    return None
+
+
+def _step_scalars(group: dict[str, Any], eta: float, mu: float, foreach: bool) -> StepScalars:
+    """The scalars of lines 2 to 7 with the clock's stored ``eta`` and ``mu``, computed as torch's
+    Python code computes them (``1 - lambd * eta`` in the type of ``lambd``)."""
+    lambd = group["lambd"]
+    return StepScalars(
+        maximize=group["maximize"],
+        weight_decay=group["weight_decay"],
+        momentum=group["momentum"],
+        decay=1.0 if foreach else 1 - lambd * eta,
+        eta=eta,
+        mu=mu,
+        fused=True,
+        lambd=lambd if foreach else 0.0,
+        foreach=foreach,
+    )
+
+
+def _beyond_range(scalars: StepScalars, real: type[np.floating[Any]]) -> str | None:
+    """A coefficient larger than the parameters' dtype holds, which ATen's scalar conversion refuses
+    (torch's path then raises torch's error), or ``None``."""
+    values = {
+        "weight_decay": scalars.weight_decay,
+        "momentum": scalars.momentum,
+        "1 - lambd * eta": scalars.decay,
+        "lambd": scalars.lambd,
+        "eta": scalars.eta,
+    }
+    for name, value in values.items():
+        if abs(float(value)) > _LARGEST[real]:
+            return f"{name} = {value!r} is beyond {np.dtype(real).name}"
+    return None
+
+
+def _next_clock(group: dict[str, Any], step: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(step, eta, mu)`` after this step (lines 1 and 8), by torch's own arithmetic: ``step + 1`` in
+    the step tensor's dtype; η in Python (NumPy) arithmetic on ``step.item()`` for the for-loop path,
+    in tensor arithmetic on the step tensor for the foreach path; μ in Python arithmetic."""
+    lr, lambd, alpha, t0 = group["lr"], group["lambd"], group["alpha"], group["t0"]
+    new_step = step + 1
+    value = new_step.item()
+    if group["foreach"] is True:
+        eta = torch.as_tensor(lr / ((1 + lambd * lr * new_step) ** alpha))
+    else:
+        eta = torch.as_tensor(lr / ((1 + lambd * lr * value) ** alpha))
+    mu = torch.as_tensor(1 / max(1, value - t0))
+    return new_step, eta, mu
+
+
+def _overlapping(members: Sequence[_Member]) -> bool:
+    """Whether any memory the step writes (parameters, averages, buffers) overlaps other memory it
+    reads or writes: the kernel steps parameters side by side, torch one after another."""
+    writes, reads = [], []
+    for member in members:
+        task = member.task
+        arrays = (task.theta, task.ax) if task.buf is None else (task.theta, task.ax, task.buf)
+        writes += [_span(array) for array in arrays if array.size]
+        if task.grad.size:
+            reads.append(_span(task.grad))
+    writes.sort()
+    if any(a[1] > b[0] for a, b in itertools.pairwise(writes)):
+        return True
+    starts = [start for start, _ in writes]
+    for start, stop in reads:
+        at = bisect.bisect_right(starts, start)
+        if at > 0 and writes[at - 1][1] > start:
+            return True
+        if at < len(writes) and writes[at][0] < stop:
+            return True
+    return False
+
+
+def _span(array: np.ndarray) -> tuple[int, int]:
+    start = array.__array_interface__["data"][0]
+    return start, start + array.nbytes
