@@ -32,6 +32,7 @@ import bisect
 import itertools
 import math
 import numbers
+import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
@@ -59,6 +60,12 @@ _LARGEST: Final[dict[type[np.floating[Any]], float]] = {
 }
 _PLAIN_TENSORS: Final = (torch.Tensor, torch.nn.Parameter)
 """Tensor types whose memory is the tensor (a subclass such as DTensor may hold a shard or nothing)."""
+_NO_SCALARS: Final = StepScalars(
+    maximize=False, weight_decay=0.0, momentum=0.0, decay=1.0, eta=0.0, mu=1.0, fused=True
+)
+"""Placeholder scalars of a task before its first step."""
+_CHECKED_KEYS: Final = ("lr", "lambd", "alpha", "t0", "weight_decay", "foreach", "maximize",
+                         "differentiable", "capturable", "momentum")  # fmt: skip
 _GROUP_DEFAULTS: Final = {
     "foreach": None,
     "maximize": False,
@@ -137,16 +144,80 @@ def _memory_order(tensor: torch.Tensor) -> tuple[int, ...] | None:
     return None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Member:
-    """One parameter of a group's kernel step: its tensors and its flat views."""
+    """One parameter as the kernel steps it: its tensors, and flat views of their memory that
+    stay valid while the tensors (and the memory behind ``param``) are the same."""
 
     param: torch.Tensor
+    pointer: int
+    shape: torch.Size
+    dtype: torch.dtype
+    ax: torch.Tensor
     step: torch.Tensor
     eta: torch.Tensor
     mu: torch.Tensor
-    task: Task
     buf: torch.Tensor | None
+    order: tuple[int, ...]
+    real: type[np.floating[Any]]
+    task: Task
+    step_view: np.ndarray
+    eta_view: np.ndarray
+    mu_view: np.ndarray
+    grad: torch.Tensor | None = None
+    grad_pointer: int = 0
+
+    @classmethod
+    def of(cls, p: torch.Tensor, state: dict[str, Any], buf: torch.Tensor | None) -> _Member:
+        order = _memory_order(p)
+        assert order is not None
+        theta = _flat_real(p, order)
+        return cls(
+            param=p,
+            pointer=p.data_ptr(),
+            shape=p.shape,
+            dtype=p.dtype,
+            ax=state["ax"],
+            step=state["step"],
+            eta=state["eta"],
+            mu=state["mu"],
+            buf=buf,
+            order=order,
+            real=_KERNEL_DTYPES[p.dtype],
+            task=Task(
+                theta,
+                theta,
+                _flat_real(state["ax"], order),
+                None if buf is None else _flat_real(buf, order),
+                _NO_SCALARS,
+            ),  # fmt: skip
+            step_view=state["step"].numpy(),
+            eta_view=state["eta"].numpy(),
+            mu_view=state["mu"].numpy(),
+        )
+
+    def current(self, p: torch.Tensor, state: dict[str, Any], buf: torch.Tensor | None) -> bool:
+        """Whether the views still show this parameter's memory and state."""
+        return (
+            self.param is p
+            and p.data_ptr() == self.pointer
+            and p.dtype == self.dtype
+            and p.shape == self.shape
+            and state["ax"] is self.ax
+            and state["step"] is self.step
+            and state["eta"] is self.eta
+            and state["mu"] is self.mu
+            and buf is self.buf
+        )
+
+    def take_gradient(self, grad: torch.Tensor) -> None:
+        self.grad, self.grad_pointer = grad, grad.data_ptr()
+        self.task.grad = _flat_real(grad, self.order)
+
+    def start_momentum(self) -> None:
+        """A zero momentum buffer, which the kernel's first momentum step sets to the direction."""
+        self.buf = torch.zeros_like(self.param, memory_format=torch.preserve_format)
+        self.task.buf = _flat_real(self.buf, self.order)
 
 
 class ASGD(torch.optim.Optimizer):
@@ -193,6 +264,8 @@ class ASGD(torch.optim.Optimizer):
         self.kernel = kernel
         self._backend = make_backend(kernel, None, DEFAULT_THREADS)
         self._last_step_paths: list[StepPath | None] = []
+        self._views: dict[int, _Member] = {}
+        self._checked: dict[int, tuple[Any, ...]] = {}
         super().__init__(params, defaults)
 
     @property
@@ -237,6 +310,8 @@ class ASGD(torch.optim.Optimizer):
             self.kernel = state.get("kernel", "auto")
             self._backend = make_backend(self.kernel, None, DEFAULT_THREADS)
             self._last_step_paths = []
+            self._views = {}
+            self._checked = {}
 
     # --------------------------------------------------------------------------------- step
 
@@ -248,7 +323,7 @@ class ASGD(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for index, group in enumerate(self.param_groups):
-            _check_group(group, f"param group {index}")
+            self._check_group_once(index, group)
         paths: list[StepPath | None] = []
         with torch.set_grad_enabled(bool(self.defaults["differentiable"])):
             for group in self.param_groups:
@@ -256,32 +331,35 @@ class ASGD(torch.optim.Optimizer):
         self._last_step_paths = paths
         return loss
 
+    def _check_group_once(self, index: int, group: dict[str, Any]) -> None:
+        """:func:`_check_group`, again only when one of the group's values was replaced."""
+        values = tuple(map(group.get, _CHECKED_KEYS))
+        checked = self._checked.get(index)
+        if checked is not None and all(map(operator.is_, values, checked)):
+            return
+        _check_group(group, f"param group {index}")
+        self._checked[index] = values
+
     def _step_group(self, group: dict[str, Any]) -> StepPath | None:
-        params, grads, axs, mus, etas, steps = [], [], [], [], [], []
-        has_complex = False
+        stepping: list[tuple[torch.Tensor, torch.Tensor, dict[str, Any]]] = []
         for p in group["params"]:
-            if p.grad is None:
+            grad = p.grad
+            if grad is None:
                 continue
-            if p.grad.is_sparse:
+            if grad.is_sparse:
                 raise RuntimeError("ASGD does not support sparse gradients")
-            has_complex |= torch.is_complex(p)
             state = self.state[p]
             if len(state) == 0:
                 _initialize(state, p, group["lr"])
-            params.append(p)
-            grads.append(p.grad)
-            axs.append(state["ax"])
-            mus.append(state["mu"])
-            etas.append(state["eta"])
-            steps.append(state["step"])
-        if not params:
+            stepping.append((p, grad, state))
+        if not stepping:
             return None
-        reason = _group_refusal(group, params)
+        reason = _group_refusal(group)
         members: list[_Member] = []
         if reason is None:
-            members, reason = self._members(group, params, grads)
+            members, reason = self._members(group, stepping)
         if reason is not None:
-            self._torch_step(group, params, grads, axs, mus, etas, steps, has_complex)
+            self._torch_step(group, stepping)
             return StepPath("torch", reason)
         self._kernel_step(group, members)
         return StepPath("kernel")
@@ -289,88 +367,90 @@ class ASGD(torch.optim.Optimizer):
     # ------------------------------------------------------------------------ the kernel path
 
     def _members(
-        self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor]
+        self, group: dict[str, Any], stepping: list[tuple[torch.Tensor, torch.Tensor, dict[str, Any]]]
     ) -> tuple[list[_Member], str | None]:
-        """The kernel's view of each parameter, or why the kernel cannot step the group."""
+        """The kernel's view of each parameter, or why the kernel cannot step the group.
+
+        Views are remembered from step to step and made anew for whatever is no longer the same
+        tensor or memory (a new gradient, a replaced ``.data``, a loaded state)."""
         momentum = group["momentum"]
         foreach = group["foreach"] is True
         scalars: dict[tuple[float, float], StepScalars] = {}
         members = []
-        for index, (p, grad) in enumerate(zip(params, grads, strict=True)):
-            state = self.state[p]
-            ax, buf = state["ax"], state.get("momentum_buffer") if momentum != 0 else None
-            reason = _tensor_refusal(p, grad, ax, buf)
-            if reason is not None:
-                return [], f"parameter {index} {reason}"
-            real: type[np.floating[Any]] = _KERNEL_DTYPES[p.dtype]
-            eta, mu = state["eta"].item(), state["mu"].item()
+        rebuilt = False
+        for index, (p, grad, state) in enumerate(stepping):
+            buf = state.get("momentum_buffer") if momentum != 0 else None
+            member = self._views.get(id(p))
+            if member is None or not member.current(p, state, buf):
+                reason = _tensor_refusal(p, state, buf)
+                if reason is not None:
+                    return [], f"parameter {index} {reason}"
+                member = _Member.of(p, state, buf)
+                rebuilt = True
+            if grad is not member.grad or grad.data_ptr() != member.grad_pointer:
+                reason = _gradient_refusal(p, grad)
+                if reason is not None:
+                    return [], f"parameter {index} {reason}"
+                member.take_gradient(grad)
+                rebuilt = True
+            eta, mu = member.eta_view.item(), member.mu_view.item()
             key = (eta, mu)
             if key not in scalars:
                 step_scalars = _step_scalars(group, eta, mu, foreach)
-                problem = _beyond_range(step_scalars, real)
+                problem = _beyond_range(step_scalars, member.real)
                 if problem is not None:
                     return [], f"parameter {index}: {problem}"
                 scalars[key] = step_scalars
-            order = _memory_order(p)
-            assert order is not None
-            first_momentum_step = momentum != 0 and buf is None
-            if first_momentum_step:
-                buf = torch.zeros_like(p, memory_format=torch.preserve_format)
-            task = Task(
-                theta=_flat_real(p, order),
-                grad=_flat_real(grad, order),
-                ax=_flat_real(ax, order),
-                buf=_flat_real(buf, order) if buf is not None else None,
-                scalars=scalars[key],
-                first_momentum_step=first_momentum_step,
-            )
-            members.append(_Member(p, state["step"], state["eta"], state["mu"], task, buf))
-        if _overlapping(members):
-            return [], "parameters, gradients or averages share memory (torch steps them one after another)"
+            member.task.scalars = scalars[key]
+            member.task.first_momentum_step = momentum != 0 and buf is None
+            if member.task.first_momentum_step:
+                member.start_momentum()
+            members.append(member)
+        if rebuilt:
+            self._views = {id(member.param): member for member in members}
+            if _overlapping(members):
+                self._views = {}
+                return (
+                    [],
+                    "parameters, gradients or averages share memory (torch steps them one after another)",
+                )
         return members, None
 
     def _kernel_step(self, group: dict[str, Any], members: list[_Member]) -> None:
         """Lines 2 to 7 by the kernel, then the clocks as torch computes them (lines 1 and 8)."""
-        clocks: dict[tuple[torch.dtype, float], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        clocks: dict[tuple[torch.dtype, float], tuple[float, float, float]] = {}
+        keys = []
         for member in members:
-            key = (member.step.dtype, member.step.item())
+            key = (member.step.dtype, member.step_view.item())
             if key not in clocks:  # computed before anything changes: torch's schedule may raise
                 clocks[key] = _next_clock(group, member.step)
+            keys.append(key)
         self._backend.run([member.task for member in members])
-        for member in members:
-            torch.autograd.graph.increment_version(member.param)
-            if member.buf is not None and member.task.first_momentum_step:
+        torch.autograd.graph.increment_version([member.param for member in members])
+        for member, key in zip(members, keys, strict=True):
+            if member.task.first_momentum_step:
                 self.state[member.param]["momentum_buffer"] = member.buf
-            step, eta, mu = clocks[(member.step.dtype, member.step.item())]
-            member.step.copy_(step)
-            member.eta.copy_(eta)
-            member.mu.copy_(mu)
+            member.step_view[()], member.eta_view[()], member.mu_view[()] = clocks[key]
 
     # ------------------------------------------------------------------------- torch's path
 
     def _torch_step(
-        self,
-        group: dict[str, Any],
-        params: list[torch.Tensor],
-        grads: list[torch.Tensor],
-        axs: list[torch.Tensor],
-        mus: list[torch.Tensor],
-        etas: list[torch.Tensor],
-        steps: list[torch.Tensor],
-        has_complex: bool,
+        self, group: dict[str, Any], stepping: list[tuple[torch.Tensor, torch.Tensor, dict[str, Any]]]
     ) -> None:
         """torch's functional ASGD; with momentum, lines 2 to 4 first in torch ops (torch has none)."""
+        params = [p for p, _, _ in stepping]
+        grads = [grad for _, grad, _ in stepping]
         maximize, weight_decay = group["maximize"], group["weight_decay"]
         if group["momentum"] != 0:
-            grads = self._momentum_directions(group, params, grads)
+            grads = _momentum_directions(group, stepping)
             maximize, weight_decay = False, 0
         torch_asgd(
             params,
             grads,
-            axs,
-            mus,
-            etas,
-            steps,
+            [state["ax"] for _, _, state in stepping],
+            [state["mu"] for _, _, state in stepping],
+            [state["eta"] for _, _, state in stepping],
+            [state["step"] for _, _, state in stepping],
             lambd=group["lambd"],
             lr=group["lr"],
             t0=group["t0"],
@@ -380,32 +460,32 @@ class ASGD(torch.optim.Optimizer):
             maximize=maximize,
             differentiable=group["differentiable"],
             capturable=group["capturable"],
-            has_complex=has_complex,
+            has_complex=any(torch.is_complex(p) for p in params),
         )
 
-    def _momentum_directions(
-        self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor]
-    ) -> list[torch.Tensor]:
-        """Lines 2 to 4 as the kernel rounds them, on real views: ``g = -g``, ``g + wd·θ`` fused
-        (ATen's ``add`` with ``alpha``), then ``buf = g`` at the first momentum step, else
-        ``m·buf + g`` in two roundings; the buffers are the directions torch's ASGD then takes."""
-        directions = []
-        for p, grad in zip(params, grads, strict=True):
-            state = self.state[p]
-            g = _real(grad)
-            if group["maximize"]:
-                g = -g
-            if group["weight_decay"] != 0:
-                g = g.add(_real(p), alpha=group["weight_decay"])
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = torch.zeros_like(p, memory_format=torch.preserve_format)
-                _real(buf).copy_(g)
-                state["momentum_buffer"] = buf
-            else:
-                _real(buf).mul_(group["momentum"]).add_(g)
-            directions.append(buf)
-        return directions
+
+def _momentum_directions(
+    group: dict[str, Any], stepping: list[tuple[torch.Tensor, torch.Tensor, dict[str, Any]]]
+) -> list[torch.Tensor]:
+    """Lines 2 to 4 as the kernel rounds them, on real views: ``g = -g``, ``g + wd·θ`` fused
+    (ATen's ``add`` with ``alpha``), then ``buf = g`` at the first momentum step, else
+    ``m·buf + g`` in two roundings; the buffers are the directions torch's ASGD then takes."""
+    directions = []
+    for p, grad, state in stepping:
+        g = _real(grad)
+        if group["maximize"]:
+            g = -g
+        if group["weight_decay"] != 0:
+            g = g.add(_real(p), alpha=group["weight_decay"])
+        buf = state.get("momentum_buffer")
+        if buf is None:
+            buf = torch.zeros_like(p, memory_format=torch.preserve_format)
+            _real(buf).copy_(g)
+            state["momentum_buffer"] = buf
+        else:
+            _real(buf).mul_(group["momentum"]).add_(g)
+        directions.append(buf)
+    return directions
 
 
 def _real(tensor: torch.Tensor) -> torch.Tensor:
@@ -430,7 +510,7 @@ def _initialize(state: dict[str, Any], p: torch.Tensor, lr: Any) -> None:
     state["ax"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
 
-def _group_refusal(group: dict[str, Any], params: Sequence[torch.Tensor]) -> str | None:
+def _group_refusal(group: dict[str, Any]) -> str | None:
     """Why the kernel cannot step this group whatever its tensors, or ``None``."""
     if group["differentiable"]:
         return "differentiable=True (autograd through the step is torch's)"
@@ -442,9 +522,35 @@ def _group_refusal(group: dict[str, Any], params: Sequence[torch.Tensor]) -> str
     return None
 
 
-def _tensor_refusal(p: torch.Tensor, grad: torch.Tensor, ax: Any, buf: torch.Tensor | None) -> str | None:
-    """Why the kernel cannot step this parameter through views of its memory, or ``None``."""
-    tensors = (p, grad, ax) if buf is None else (p, grad, ax, buf)
+def _tensor_refusal(p: torch.Tensor, state: dict[str, Any], buf: torch.Tensor | None) -> str | None:
+    """Why the kernel cannot step this parameter through views of its memory and state, or ``None``."""
+    if p.dtype not in _KERNEL_DTYPES:
+        return f"is {p.dtype}, which the kernels do not model"
+    arrays = (p, state["ax"]) if buf is None else (p, state["ax"], buf)
+    reason = _array_refusal(p, arrays)
+    if reason is not None:
+        return reason
+    for key in ("step", "eta", "mu"):
+        clock = state[key]
+        if (
+            type(clock) not in _PLAIN_TENSORS
+            or clock.device.type != "cpu"
+            or clock.dim() != 0
+            or clock.dtype not in (torch.float32, torch.float64)
+        ):
+            return f"has a state[{key!r}] that is not a 0-d float32 or float64 CPU tensor"
+    return None
+
+
+def _gradient_refusal(p: torch.Tensor, grad: torch.Tensor) -> str | None:
+    """Why the kernel cannot read this gradient through a view of its memory, or ``None``."""
+    return _array_refusal(p, (grad,))
+
+
+def _array_refusal(p: torch.Tensor, tensors: Sequence[torch.Tensor]) -> str | None:
+    """Why these tensors (a parameter's own, its gradient or its state) cannot be stepped as flat
+    arrays in the parameter's memory order, or ``None``."""
+    order = _memory_order(p)
     for tensor in tensors:
         if type(tensor) not in _PLAIN_TENSORS:
             return f"is a {type(tensor).__name__}, not a plain tensor"
@@ -454,11 +560,8 @@ def _tensor_refusal(p: torch.Tensor, grad: torch.Tensor, ax: Any, buf: torch.Ten
             return "has a gradient or state of another dtype or shape"
         if tensor.is_conj() or tensor.is_neg():
             return "has a pending conjugation or negation"
-    if p.dtype not in _KERNEL_DTYPES:
-        return f"is {p.dtype}, which the kernels do not model"
-    order = _memory_order(p)
-    if order is None or any(_memory_order(tensor) != order for tensor in tensors):
-        return "has a layout that is not dense, or unlike its gradient's"
+        if order is None or _memory_order(tensor) != order:
+            return "has a layout that is not dense, or unlike its gradient's or state's"
     return None
 
 
@@ -495,10 +598,11 @@ def _beyond_range(scalars: StepScalars, real: type[np.floating[Any]]) -> str | N
     return None
 
 
-def _next_clock(group: dict[str, Any], step: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(step, eta, mu)`` after this step (lines 1 and 8), by torch's own arithmetic: ``step + 1`` in
-    the step tensor's dtype; η in Python (NumPy) arithmetic on ``step.item()`` for the for-loop path,
-    in tensor arithmetic on the step tensor for the foreach path; μ in Python arithmetic."""
+def _next_clock(group: dict[str, Any], step: torch.Tensor) -> tuple[float, float, float]:
+    """``(step, eta, mu)`` after this step (lines 1 and 8) by torch's own arithmetic, each the exact
+    value of the tensor torch copies into the state: ``step + 1`` in the step tensor's dtype; η in
+    Python (or NumPy) arithmetic on ``step.item()`` on the for-loop path, in tensor arithmetic on the
+    step tensor on the foreach path; μ in Python arithmetic; each made a tensor by ``as_tensor``."""
     lr, lambd, alpha, t0 = group["lr"], group["lambd"], group["alpha"], group["t0"]
     new_step = step + 1
     value = new_step.item()
@@ -507,7 +611,7 @@ def _next_clock(group: dict[str, Any], step: torch.Tensor) -> tuple[torch.Tensor
     else:
         eta = torch.as_tensor(lr / ((1 + lambd * lr * value) ** alpha))
     mu = torch.as_tensor(1 / max(1, value - t0))
-    return new_step, eta, mu
+    return value, eta.item(), mu.item()
 
 
 def _overlapping(members: Sequence[_Member]) -> bool:
