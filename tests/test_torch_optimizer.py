@@ -1,0 +1,560 @@
+"""``optimized.torch.ASGD`` is a ``torch.optim.Optimizer`` that steps as ``torch.optim.ASGD`` does,
+bit for bit, on both of torch's CPU paths, with torch's object model (inputs and error inputs from
+torch's own ``optim_db``, shipped in the wheel)."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import io
+import pickle
+import subprocess
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+common_optimizers = pytest.importorskip("torch.testing._internal.common_optimizers")
+
+from optimized.torch import ASGD, StepPath  # noqa: E402
+from tests.assertions import assert_same_bits  # noqa: E402
+
+PATHS = {"for-loop (foreach=None)": None, "for-loop (foreach=False)": False, "foreach": True}
+DTYPES = [torch.float32, torch.float64, torch.complex64, torch.complex128]
+OPTIM_INFO = next(info for info in common_optimizers.optim_db if info.optim_cls.__name__ == "ASGD")
+
+
+def optim_inputs(dtype: Any = torch.float32) -> list[Any]:
+    return list(OPTIM_INFO.optim_inputs_func(device="cpu", dtype=dtype))
+
+
+def make_params(
+    seed: int, dtype: Any, shapes: tuple[tuple[int, ...], ...] = ((5, 3), (7,), (2, 3, 4, 4), ())
+) -> list[Any]:
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(shape, dtype=dtype, generator=generator).requires_grad_() for shape in shapes]
+
+
+def set_gradients(params: list[Any], step: int) -> None:
+    generator = torch.Generator().manual_seed(1000 + step)
+    for p in params:
+        p.grad = torch.randn(p.shape, dtype=p.dtype, generator=generator)
+
+
+def assert_same_tensor(actual: Any, expected: Any, what: str) -> None:
+    assert actual.dtype == expected.dtype, f"{what}: dtype {actual.dtype} != {expected.dtype}"
+    if actual.dtype == torch.bfloat16:  # NumPy has no bfloat16: compare the encodings
+        actual, expected = actual.detach().view(torch.int16), expected.detach().view(torch.int16)
+        assert torch.equal(actual, expected), f"{what}: bfloat16 encodings differ"
+        return
+    assert_same_bits(actual.detach().numpy(), expected.detach().numpy(), what)
+
+
+def assert_same_run(ours: Any, theirs: Any, our_params: list[Any], their_params: list[Any]) -> None:
+    """Parameters, and every state tensor (``step``, ``eta``, ``mu``, ``ax``), bit for bit."""
+    for index, (a, b) in enumerate(zip(our_params, their_params, strict=True)):
+        assert_same_tensor(a, b, f"parameter {index}")
+        assert set(ours.state[a]) == set(theirs.state[b]), f"state keys of parameter {index}"
+        for key, value in theirs.state[b].items():
+            assert_same_tensor(ours.state[a][key], value, f"state[{index}][{key!r}]")
+
+
+def lockstep(
+    ours: Any, theirs: Any, our_params: list[Any], their_params: list[Any], steps: int,
+    between: Callable[[int], None] = lambda step: None,
+) -> None:  # fmt: skip
+    for step in range(steps):
+        set_gradients(our_params, step)
+        set_gradients(their_params, step)
+        ours.step()
+        theirs.step()
+        assert_same_run(ours, theirs, our_params, their_params)
+        between(step)
+
+
+# ------------------------------------------------------------------------------- the class
+
+
+def test_signature_is_torchs_plus_keyword_only_extensions() -> None:
+    ours = inspect.signature(ASGD).parameters
+    theirs = inspect.signature(torch.optim.ASGD).parameters
+    assert list(ours)[: len(theirs)] == list(theirs)
+    for name, parameter in theirs.items():
+        assert ours[name].default == parameter.default, name
+        assert ours[name].kind == parameter.kind, name
+    extensions = {name: p for name, p in ours.items() if name not in theirs}
+    assert {name: p.kind for name, p in extensions.items()} == {
+        "momentum": inspect.Parameter.KEYWORD_ONLY,
+        "kernel": inspect.Parameter.KEYWORD_ONLY,
+    }
+    assert extensions["momentum"].default == 0 and extensions["kernel"].default == "auto"
+
+
+def test_is_a_torch_optimizer_named_asgd() -> None:
+    optimizer = ASGD(make_params(0, torch.float32))
+    assert isinstance(optimizer, torch.optim.Optimizer)
+    assert type(optimizer).__name__ == "ASGD"
+    assert optimizer.defaults["lr"] == 1e-2  # torch's default, not the NumPy API's 1e-3
+
+
+def test_positional_arguments_mean_what_they_mean_in_torch() -> None:
+    params = make_params(0, torch.float32)
+    optimizer = ASGD(params, 0.05, 1e-3, 0.6, 4.0, 0.1, False, True)
+    group = optimizer.param_groups[0]
+    assert (group["lr"], group["lambd"], group["alpha"], group["t0"], group["weight_decay"]) == (
+        0.05,
+        1e-3,
+        0.6,
+        4.0,
+        0.1,
+    )
+    assert (group["foreach"], group["maximize"], group["momentum"]) == (False, True, 0.0)
+
+
+def test_import_optimized_does_not_import_torch() -> None:
+    code = "import sys, optimized; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ------------------------------------------------------------------- bits, on optim_db's inputs
+
+
+@pytest.mark.parametrize("path", PATHS.values(), ids=list(PATHS))
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("optim_input", optim_inputs(), ids=lambda i: i.desc)
+def test_optim_db_inputs_give_torchs_bits(optim_input: Any, dtype: Any, path: bool | None) -> None:
+    kwargs = {**optim_input.kwargs, "foreach": path}
+    kwargs.setdefault("t0", 3)  # torch's inputs never average (t0 >= 100): make line 7 average here
+    ours_params, their_params = make_params(0, dtype), make_params(0, dtype)
+    ours, theirs = ASGD(ours_params, **kwargs), torch.optim.ASGD(their_params, **kwargs)
+    lockstep(ours, theirs, ours_params, their_params, steps=8)
+    assert ours.last_step_paths == [StepPath("kernel")]
+
+
+@pytest.mark.parametrize("kernel", ["numba", "numpy"])
+@pytest.mark.parametrize("path", [False, True], ids=["for-loop", "foreach"])
+def test_every_kernel_gives_torchs_bits(kernel: str, path: bool) -> None:
+    kwargs = {"lr": 0.05, "t0": 2, "weight_decay": 0.01, "lambd": 0.01, "alpha": 0.5, "foreach": path}
+    ours_params, their_params = make_params(1, torch.float32), make_params(1, torch.float32)
+    ours = ASGD(ours_params, kernel=kernel, **kwargs)
+    lockstep(ours, torch.optim.ASGD(their_params, **kwargs), ours_params, their_params, steps=6)
+    assert ours.backend == kernel
+
+
+def test_groups_of_different_dtypes_and_hyperparameters() -> None:
+    def groups(seed: int) -> list[dict[str, Any]]:
+        return [
+            {"params": make_params(seed, torch.float32), "lr": 0.03, "t0": 1},
+            {"params": make_params(seed + 1, torch.complex128), "weight_decay": 0.2, "maximize": True},
+            {"params": make_params(seed + 2, torch.float64)[0], "alpha": 2.0, "lambd": 0.5, "t0": 0},
+        ]
+
+    ours_groups, their_groups = groups(0), groups(0)
+    ours, theirs = ASGD(ours_groups, lr=0.01), torch.optim.ASGD(their_groups, lr=0.01)
+    our_params = [p for g in ours.param_groups for p in g["params"]]
+    their_params = [p for g in theirs.param_groups for p in g["params"]]
+    lockstep(ours, theirs, our_params, their_params, steps=6)
+
+
+def test_parameters_without_gradients_keep_their_own_clocks() -> None:
+    ours_params, their_params = make_params(0, torch.float32), make_params(0, torch.float32)
+    ours, theirs = ASGD(ours_params, t0=2), torch.optim.ASGD(their_params, t0=2)
+    for step in range(7):
+        for params in (ours_params, their_params):
+            set_gradients(params, step)
+            params[step % 4].grad = None
+        ours.step()
+        theirs.step()
+        assert_same_run(ours, theirs, ours_params, their_params)
+
+
+def test_default_dtype_float64_makes_float64_clocks_as_torch_does() -> None:
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        ours_params, their_params = make_params(0, torch.float32), make_params(0, torch.float32)
+        ours, theirs = ASGD(ours_params, t0=1, lr=0.1), torch.optim.ASGD(their_params, t0=1, lr=0.1)
+        lockstep(ours, theirs, ours_params, their_params, steps=5)
+        assert ours.state[ours_params[0]]["eta"].dtype == torch.float64
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def test_channels_last_parameters_are_stepped_by_the_kernel() -> None:
+    def params() -> list[Any]:
+        return [
+            p.detach().to(memory_format=torch.channels_last).requires_grad_()
+            for p in make_params(0, torch.float32, ((2, 3, 4, 5),))
+        ]
+
+    ours_params, their_params = params(), params()
+    ours, theirs = ASGD(ours_params, t0=1), torch.optim.ASGD(their_params, t0=1)
+
+    def gradients(params: list[Any], step: int) -> None:
+        set_gradients(params, step)
+        for p in params:
+            p.grad = p.grad.contiguous(memory_format=torch.channels_last)
+
+    for step in range(4):
+        gradients(ours_params, step)
+        gradients(their_params, step)
+        ours.step()
+        theirs.step()
+        assert_same_run(ours, theirs, ours_params, their_params)
+    assert ours.last_step_paths == [StepPath("kernel")]
+
+
+# ----------------------------------------------------------------------- torch's path
+
+
+def torch_path_cases() -> Iterator[tuple[str, Callable[[], list[Any]], dict[str, Any], str]]:
+    yield "float16", lambda: make_params(0, torch.float16), {}, "float16"
+    yield "bfloat16", lambda: make_params(0, torch.bfloat16), {}, "bfloat16"
+    yield "tensor lr", lambda: make_params(0, torch.float32), {"lr": torch.tensor(0.01)}, "lr is a tensor"
+    yield (
+        "differentiable",
+        lambda: [p.detach() for p in make_params(0, torch.float32)],
+        {"differentiable": True},
+        "differentiable",
+    )
+    yield (
+        "transposed",
+        lambda: [p.detach().t().requires_grad_() for p in make_params(0, torch.float32, ((4, 3),))],
+        {},
+        "layout",
+    )
+    yield "overlapping views", lambda: overlapping_views(), {}, "share memory"
+
+
+def overlapping_views() -> list[Any]:
+    base = torch.randn(8, generator=torch.Generator().manual_seed(0))
+    return [base[0:5].requires_grad_(), base[3:8].requires_grad_()]
+
+
+@pytest.mark.parametrize("path", [None, True], ids=["for-loop", "foreach"])
+@pytest.mark.parametrize("case", list(torch_path_cases()), ids=lambda case: case[0])
+def test_what_the_kernel_does_not_serve_runs_torchs_asgd(case: Any, path: bool | None) -> None:
+    _, params, kwargs, reason = case
+    if kwargs.get("differentiable") and path:
+        pytest.skip("torch's foreach path refuses differentiable=True")
+    ours_params, their_params = params(), params()
+    kwargs = {"t0": 1, "weight_decay": 0.1, **kwargs, "foreach": path}
+    ours, theirs = ASGD(ours_params, **kwargs), torch.optim.ASGD(their_params, **kwargs)
+    for step in range(4):
+        for group in (ours_params, their_params):
+            generator = torch.Generator().manual_seed(step)
+            for p in group:
+                p.grad = torch.randn(p.shape, dtype=p.dtype, generator=generator)
+        with torch.no_grad():
+            ours.step()
+            theirs.step()
+        assert_same_run(ours, theirs, ours_params, their_params)
+    (taken,) = ours.last_step_paths
+    assert taken is not None and taken.path == "torch" and reason in (taken.reason or ""), taken
+
+
+def test_duplicate_parameters_warn_as_in_torch_and_step_as_torch_does() -> None:
+    (p,) = make_params(0, torch.float32, ((3,),))
+    (q,) = make_params(0, torch.float32, ((3,),))
+    with pytest.warns(UserWarning, match="duplicate parameters"):
+        ours = ASGD([p, p], t0=0)
+    with pytest.warns(UserWarning, match="duplicate parameters"):
+        theirs = torch.optim.ASGD([q, q], t0=0)
+    for step in range(3):
+        set_gradients([p], step)
+        set_gradients([q], step)
+        ours.step()
+        theirs.step()
+        assert_same_run(ours, theirs, [p], [q])
+    assert ours.last_step_paths[0] is not None and ours.last_step_paths[0].path == "torch"
+
+
+def test_momentum_is_the_same_on_both_paths_and_matches_the_numpy_api() -> None:
+    import optimized
+
+    kwargs = {"lr": 0.05, "t0": 2, "weight_decay": 0.01, "lambd": 0.01, "maximize": True}
+    on_kernel = make_params(0, torch.complex64, ((3, 4),))
+    on_torch = [
+        p.detach().t().contiguous().t().requires_grad_() for p in make_params(0, torch.complex64, ((3, 4),))
+    ]
+    arrays = [p.detach().numpy().copy() for p in make_params(0, torch.complex64, ((3, 4),))]
+    kernel_optimizer = ASGD(on_kernel, momentum=0.9, **kwargs)
+    torch_optimizer = ASGD(on_torch, momentum=0.9, **kwargs)
+    numpy_optimizer = optimized.ASGD(arrays, momentum=0.9, numerics="torch", **kwargs)
+    for step in range(6):
+        set_gradients(on_kernel, step)
+        set_gradients(on_torch, step)
+        kernel_optimizer.step()
+        torch_optimizer.step()
+        numpy_optimizer.step([on_kernel[0].grad.numpy()])
+        assert_same_run(torch_optimizer, kernel_optimizer, on_torch, on_kernel)
+        assert_same_bits(on_kernel[0].detach().numpy(), arrays[0], "vs optimized.ASGD")
+        assert_same_bits(
+            kernel_optimizer.state[on_kernel[0]]["ax"].numpy(),
+            numpy_optimizer.averages()[0],
+            "average vs optimized.ASGD",
+        )
+    assert kernel_optimizer.last_step_paths[0] == StepPath("kernel")
+    assert (
+        torch_optimizer.last_step_paths[0] is not None and torch_optimizer.last_step_paths[0].path == "torch"
+    )
+
+
+# -------------------------------------------------------------------------- object model
+
+
+def test_step_takes_a_positional_closure_and_returns_its_loss() -> None:
+    params = make_params(0, torch.float32, ((3,),))
+    optimizer = ASGD(params)
+
+    def closure() -> Any:
+        optimizer.zero_grad()
+        loss = (params[0] ** 2).sum()
+        loss.backward()
+        return loss
+
+    loss = optimizer.step(closure)
+    assert torch.is_tensor(loss) and loss.item() > 0
+
+
+def test_state_is_keyed_by_parameter_with_torchs_keys_and_dtypes() -> None:
+    ours_params, their_params = make_params(0, torch.float64), make_params(0, torch.float64)
+    ours, theirs = ASGD(ours_params), torch.optim.ASGD(their_params)
+    lockstep(ours, theirs, ours_params, their_params, steps=1)
+    for a, b in zip(ours_params, their_params, strict=True):
+        assert set(ours.state[a]) == {"step", "eta", "mu", "ax"}
+        for key in ("step", "eta", "mu", "ax"):
+            assert ours.state[a][key].dtype == theirs.state[b][key].dtype
+            assert ours.state[a][key].shape == theirs.state[b][key].shape
+
+
+def test_bare_tensor_groups_named_parameters_and_extra_keys() -> None:
+    model = torch.nn.Linear(3, 2)
+    optimizer = ASGD([{"params": model.weight, "name": "weights"}, {"params": [model.bias], "lr": 0.5}])
+    before = model.weight.detach().clone()
+    model(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    assert not torch.equal(before, model.weight.detach()), "a bare tensor group was not stepped"
+    state_dict = optimizer.state_dict()
+    assert state_dict["param_groups"][0]["name"] == "weights"
+    named = ASGD(model.named_parameters())
+    assert named.param_groups[0]["param_names"] == ["weight", "bias"]
+    named.load_state_dict(copy.deepcopy(named.state_dict()))
+
+
+def test_state_dicts_through_torch_save_and_weights_only_load() -> None:
+    ours_params, their_params = make_params(0, torch.float32), make_params(0, torch.float32)
+    ours, theirs = ASGD(ours_params, t0=1), torch.optim.ASGD(their_params, t0=1)
+    lockstep(ours, theirs, ours_params, their_params, steps=3)
+    for optimizer in (ours, theirs):
+        loaded = through_a_file(optimizer.state_dict())
+        assert loaded["param_groups"] == optimizer.state_dict()["param_groups"]
+
+
+def through_a_file(state_dict: dict[str, Any]) -> Any:
+    buffer = io.BytesIO()
+    torch.save(state_dict, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+@pytest.mark.parametrize("path", [None, True], ids=["for-loop", "foreach"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_checkpoints_swap_between_the_two_classes_mid_run(dtype: Any, path: bool | None) -> None:
+    """torch 3 steps → ours 3 → torch 3, against torch throughout, with the same hand-overs
+    through ``torch.save``/``torch.load(weights_only=True)`` (loading casts a float64 parameter's
+    ``eta`` and ``mu`` to float64 in torch, so the comparison run checkpoints too)."""
+    kwargs = {"lr": 0.05, "t0": 2, "weight_decay": 0.01, "lambd": 0.02, "foreach": path}
+    torch_params, swapped_params = make_params(0, dtype), make_params(0, dtype)
+    runs = {
+        "torch only": (torch_params, [torch.optim.ASGD] * 3),
+        "swapped": (swapped_params, [torch.optim.ASGD, ASGD, torch.optim.ASGD]),
+    }
+    current = {name: classes[0](params, **kwargs) for name, (params, classes) in runs.items()}
+    for step in range(9):
+        for name, (params, classes) in runs.items():
+            if step and step % 3 == 0:
+                checkpoint = through_a_file(current[name].state_dict())
+                current[name] = classes[step // 3](params, lr=1.0)  # the checkpoint sets every value
+                current[name].load_state_dict(checkpoint)
+            set_gradients(params, step)
+            current[name].step()
+        assert_same_run(current["swapped"], current["torch only"], swapped_params, torch_params)
+
+
+def test_an_older_state_dict_without_the_newer_flags_loads_with_torchs_defaults() -> None:
+    ours_params = make_params(0, torch.float32)
+    their_params = make_params(0, torch.float32)
+    theirs = torch.optim.ASGD(their_params, t0=1)
+    set_gradients(their_params, 0)
+    theirs.step()
+    state_dict = copy.deepcopy(theirs.state_dict())
+    for group in state_dict["param_groups"]:
+        for key in ("maximize", "foreach", "differentiable", "capturable"):
+            del group[key]
+    for entry in state_dict["state"].values():
+        entry["step"] = entry["step"].item()  # torch's oldest states kept a number
+    with torch.no_grad():
+        for a, b in zip(ours_params, their_params, strict=True):
+            a.copy_(b)
+    ours = ASGD(ours_params)
+    ours.load_state_dict(state_dict)
+    group = ours.param_groups[0]
+    assert (
+        group["maximize"],
+        group["foreach"],
+        group["differentiable"],
+        group["capturable"],
+        group["momentum"],
+    ) == (False, None, False, False, 0.0)
+    lockstep(ours, theirs, ours_params, their_params, steps=3)
+
+
+def test_repeated_groups_are_numbered_as_torch_numbers_them() -> None:
+    def state_dict_of(cls: Any) -> Any:
+        return cls(
+            [{"params": make_params(0, torch.float32)[:2]}, {"params": make_params(1, torch.float32)[:2]}]
+        ).state_dict()
+
+    assert [g["params"] for g in state_dict_of(ASGD)["param_groups"]] == [
+        g["params"] for g in state_dict_of(torch.optim.ASGD)["param_groups"]
+    ]
+
+
+def test_all_hooks_run_including_torchs_global_step_hooks() -> None:
+    from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+
+    params = make_params(0, torch.float32, ((3,),))
+    optimizer = ASGD(params)
+    calls: list[str] = []
+    handles = [
+        optimizer.register_step_pre_hook(lambda *_: calls.append("pre")),
+        optimizer.register_step_post_hook(lambda *_: calls.append("post")),
+        optimizer.register_state_dict_pre_hook(lambda *_: calls.append("sd-pre")),
+        optimizer.register_state_dict_post_hook(lambda _, sd: calls.append("sd-post")),
+        optimizer.register_load_state_dict_pre_hook(lambda *_: calls.append("load-pre")),
+        optimizer.register_load_state_dict_post_hook(lambda *_: calls.append("load-post")),
+        register_optimizer_step_pre_hook(lambda *_: calls.append("global-pre")),
+        register_optimizer_step_post_hook(lambda *_: calls.append("global-post")),
+    ]
+    try:
+        set_gradients(params, 0)
+        optimizer.step()
+        optimizer.load_state_dict(optimizer.state_dict())
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert calls == ["global-pre", "pre", "post", "global-post", "sd-pre", "sd-post", "load-pre", "load-post"]
+
+
+def test_copies_and_pickles_keep_the_kernel_and_the_bits() -> None:
+    params = make_params(0, torch.float32)
+    optimizer = ASGD(params, t0=1, kernel="numpy")
+    set_gradients(params, 0)
+    optimizer.step()
+    for twin in (copy.deepcopy(optimizer), pickle.loads(pickle.dumps(optimizer))):
+        assert twin.kernel == "numpy" and twin.backend == "numpy"
+        assert {k for k in vars(twin) if not k.startswith("_")} == {
+            k for k in vars(optimizer) if not k.startswith("_")
+        }
+        twin_params = [p for g in twin.param_groups for p in g["params"]]
+        set_gradients(twin_params, 1)
+        twin.step()
+        assert twin.last_step_paths == [StepPath("kernel")]
+
+
+# ----------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "error_input",
+    list(OPTIM_INFO.optim_error_inputs_func(device="cpu", dtype=torch.float32)),
+    ids=lambda e: e.optimizer_error_input.desc,
+)
+def test_optim_db_error_inputs_fail_as_in_torch(error_input: Any) -> None:
+    given = error_input.optimizer_error_input
+    if issubclass(error_input.error_type, Warning):
+        with pytest.warns(error_input.error_type, match=error_input.error_regex):
+            ASGD(given.params, **given.kwargs)
+        return
+    with pytest.raises(error_input.error_type, match=error_input.error_regex):
+        ASGD(given.params, **given.kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"lr": -0.1}, ValueError, "Invalid learning rate: -0.1"),
+        ({"lambd": -1e-4}, ValueError, "Invalid lambd value: -0.0001"),
+        ({"alpha": -0.75}, ValueError, "Invalid alpha value: -0.75"),
+        ({"alpha": float("inf")}, ValueError, "Invalid alpha value: inf"),
+        ({"t0": float("nan")}, ValueError, "Invalid t0 value: nan"),
+        ({"momentum": -0.5}, ValueError, "Invalid momentum value: -0.5"),
+        ({"kernel": "gpu"}, ValueError, "Invalid kernel: 'gpu'"),
+        ({"lr": "0.1"}, TypeError, "lr must be a real number"),
+        ({"maximize": 1}, TypeError, "maximize must be a bool"),
+        ({"foreach": "yes"}, TypeError, "foreach must be None or a bool"),
+    ],
+)
+def test_bad_hyperparameters_are_refused_naming_the_value(
+    kwargs: dict[str, Any], error: type, match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        ASGD(make_params(0, torch.float32), **kwargs)
+
+
+def test_a_bad_value_set_between_steps_is_refused_before_anything_changes() -> None:
+    params = make_params(0, torch.float32)
+    optimizer = ASGD(params, t0=1)
+    set_gradients(params, 0)
+    optimizer.step()
+    before = [p.detach().clone() for p in params], copy.deepcopy(optimizer.state_dict())
+    optimizer.param_groups[0]["lambd"] = -1.0
+    with pytest.raises(ValueError, match="Invalid lambd value: -1.0"):
+        optimizer.step()
+    for p, saved in zip(params, before[0], strict=True):
+        assert torch.equal(p.detach(), saved)
+    state = optimizer.state_dict()["state"]
+    for index, entry in before[1]["state"].items():
+        for key, value in entry.items():
+            assert torch.equal(state[index][key], value)
+    with pytest.raises(ValueError, match="Invalid alpha value"):
+        optimizer.add_param_group({"params": make_params(1, torch.float32), "alpha": -1})
+    assert len(optimizer.param_groups) == 1
+
+
+def test_a_bad_state_dict_is_refused_before_anything_changes() -> None:
+    params = make_params(0, torch.float32)
+    optimizer = ASGD(params, t0=1)
+    set_gradients(params, 0)
+    optimizer.step()
+    state_dict = copy.deepcopy(optimizer.state_dict())
+    state_dict["param_groups"][0]["alpha"] = -2.0
+    with pytest.raises(ValueError, match="Invalid alpha value: -2.0"):
+        optimizer.load_state_dict(state_dict)
+    assert optimizer.param_groups[0]["alpha"] == 0.75
+
+
+def test_the_bit_comparison_catches_a_one_ulp_difference() -> None:
+    """Meta-test: the lock-step check fails when one value of one state tensor moves by one ULP."""
+    ours_params, their_params = make_params(0, torch.float32), make_params(0, torch.float32)
+    ours, theirs = ASGD(ours_params, t0=1), torch.optim.ASGD(their_params, t0=1)
+    lockstep(ours, theirs, ours_params, their_params, steps=2)
+    average = ours.state[ours_params[1]]["ax"]
+    average.view(-1)[3] = torch.tensor(np.nextafter(average.view(-1)[3].item(), np.inf, dtype=np.float32))
+    with pytest.raises(AssertionError, match=r"state\[1\]\['ax'\]: 1 of 7 real scalars differ"):
+        assert_same_run(ours, theirs, ours_params, their_params)
+
+
+def test_warnings_are_not_raised_on_the_kernel_path() -> None:
+    params = make_params(0, torch.float32)
+    optimizer = ASGD(params, t0=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for step in range(3):
+            set_gradients(params, step)
+            optimizer.step()
