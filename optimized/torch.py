@@ -190,7 +190,7 @@ class _Member:
                 _flat_real(state["ax"], order),
                 None if buf is None else _flat_real(buf, order),
                 _NO_SCALARS,
-            ),  # fmt: skip
+            ),
             step_view=state["step"].numpy(),
             eta_view=state["eta"].numpy(),
             mu_view=state["mu"].numpy(),

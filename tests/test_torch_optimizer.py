@@ -514,7 +514,7 @@ def test_a_bad_value_set_between_steps_is_refused_before_anything_changes() -> N
     optimizer.step()
     before = [p.detach().clone() for p in params], copy.deepcopy(optimizer.state_dict())
     optimizer.param_groups[0]["lambd"] = -1.0
-    with pytest.raises(ValueError, match="Invalid lambd value: -1.0"):
+    with pytest.raises(ValueError, match=r"Invalid lambd value: -1\.0"):
         optimizer.step()
     for p, saved in zip(params, before[0], strict=True):
         assert torch.equal(p.detach(), saved)
@@ -534,7 +534,7 @@ def test_a_bad_state_dict_is_refused_before_anything_changes() -> None:
     optimizer.step()
     state_dict = copy.deepcopy(optimizer.state_dict())
     state_dict["param_groups"][0]["alpha"] = -2.0
-    with pytest.raises(ValueError, match="Invalid alpha value: -2.0"):
+    with pytest.raises(ValueError, match=r"Invalid alpha value: -2\.0"):
         optimizer.load_state_dict(state_dict)
     assert optimizer.param_groups[0]["alpha"] == 0.75
 
