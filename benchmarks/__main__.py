@@ -25,8 +25,9 @@ import numpy as np
 import torch
 
 import optimized
+import optimized.torch
 from benchmarks.bound import bound_step, bytes_moved
-from benchmarks.latency import first_step_latency
+from benchmarks.latency import first_step_latency, torch_first_step_latency
 from benchmarks.models import MLP_SHAPES, resnet50_shapes
 from optimized.threads import DEFAULT_THREADS
 
@@ -69,6 +70,28 @@ def torch_step(
         p.grad = torch.randn_like(p)
     optimizer = torch.optim.ASGD(params, lr=1e-3, t0=t0, weight_decay=WEIGHT_DECAY, foreach=foreach)
     return optimizer.step
+
+
+def torch_class_step(shapes: list[tuple[int, ...]], dtype: torch.dtype, t0: float) -> Callable[[], object]:
+    """``optimized.torch.ASGD`` on tensors whose gradients are set, as torch's own step is timed."""
+    params = [torch.randn(shape, dtype=dtype, requires_grad=True) for shape in shapes]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    optimizer = optimized.torch.ASGD(params, lr=1e-3, t0=t0, weight_decay=WEIGHT_DECAY, kernel="numba")
+    return optimizer.step
+
+
+def compiled_torch_step(shapes: list[tuple[int, ...]], dtype: torch.dtype, t0: float) -> Callable[[], object]:
+    """``torch.compile`` of ``torch.optim.ASGD.step`` (inductor's fused C++ loop on the CPU); the
+    first call, which compiles, happens before the timing."""
+    optimizer = torch.optim.ASGD(  # the step to compile: made by torch_step's recipe
+        [torch.randn(shape, dtype=dtype, requires_grad=True) for shape in shapes],
+        lr=1e-3, t0=t0, weight_decay=WEIGHT_DECAY, foreach=False,
+    )  # fmt: skip
+    for p in optimizer.param_groups[0]["params"]:
+        p.grad = torch.randn_like(p)
+    step: Callable[[], object] = torch.compile(optimizer.step)
+    return step
 
 
 def arrays(shapes: list[tuple[int, ...]], dtype: str, seed: int) -> list[np.ndarray]:
@@ -120,6 +143,7 @@ def cases() -> dict[str, dict[str, Callable[[], Callable[[], object]]]]:
             "optimized fast": lambda t0=t0: optimized_step(resnet, "float32", t0, "fast"),
             "optimized torch profile": lambda t0=t0: optimized_step(resnet, "float32", t0, "torch"),
             "optimized torch-foreach": lambda t0=t0: optimized_step(resnet, "float32", t0, "torch-foreach"),
+            "optimized.torch.ASGD": lambda t0=t0: torch_class_step(resnet, f32, t0),
             "optimized fast, NumPy kernel": lambda t0=t0: optimized_step(resnet, "float32", t0, "fast", kernel="numpy"),
             "memory bound": lambda t0=t0: bound_step(sizes_of(resnet), "float32", t0 == 0.0),
         }  # fmt: skip
@@ -127,6 +151,7 @@ def cases() -> dict[str, dict[str, Callable[[], Callable[[], object]]]]:
         "torch for-loop (default)": lambda: torch_step(MLP_SHAPES, f32, 1e6, False),
         "optimized fast": lambda: optimized_step(MLP_SHAPES, "float32", 1e6, "fast"),
         "optimized torch profile": lambda: optimized_step(MLP_SHAPES, "float32", 1e6, "torch"),
+        "optimized.torch.ASGD": lambda: torch_class_step(MLP_SHAPES, f32, 1e6),
     }
     table["10,000 packed tensors of 100 float32"] = {
         "torch for-loop (default)": lambda: torch_step(tiny, f32, 1e6, False),
@@ -141,6 +166,8 @@ def cases() -> dict[str, dict[str, Callable[[], Callable[[], object]]]]:
             "optimized fast": lambda d=dtype: optimized_step(large, d, 0.0, "fast"),
             "optimized torch profile": lambda d=dtype: optimized_step(large, d, 0.0, "torch"),
             "optimized torch-foreach": lambda d=dtype: optimized_step(large, d, 0.0, "torch-foreach"),
+            "optimized.torch.ASGD": lambda d=torch_dtype: torch_class_step(large, d, 0.0),
+            **({"torch compiled step": lambda d=torch_dtype: compiled_torch_step(large, d, 0.0)} if dtype == "float32" else {}),
             "optimized fast, NumPy kernel": lambda d=dtype: optimized_step(large, d, 0.0, "fast", kernel="numpy"),
             "memory bound": lambda d=dtype: bound_step([10_000_000], d, True),
         }  # fmt: skip
@@ -162,6 +189,9 @@ def verdicts(results: dict[str, dict[str, float]], latency: dict[str, float] | N
         torch_ratio = t["torch for-loop (default)"] / fast
         if name.startswith("ResNet"):
             check(f"torch / optimized, {name}", torch_ratio, 2.5 if "averaging on" in name else 2.0, True)
+            if "averaging on" in name:
+                check(f"torch / optimized.torch.ASGD, {name}",
+                      t["torch for-loop (default)"] / t["optimized.torch.ASGD"], 2.5, True)  # fmt: skip
         elif name.startswith("six-tensor"):
             check(f"torch / optimized fast, {name}", torch_ratio, 3.0, True)
             check(
@@ -170,10 +200,15 @@ def verdicts(results: dict[str, dict[str, float]], latency: dict[str, float] | N
                 3.0,
                 True,
             )
+            check(f"torch / optimized.torch.ASGD, {name}",
+                  t["torch for-loop (default)"] / t["optimized.torch.ASGD"], 2.5, True)  # fmt: skip
         elif name.startswith("10,000"):
             check(f"torch / optimized, {name}", torch_ratio, 300.0, True)
         else:
             check(f"optimized / memory bound, {name}", fast / t["memory bound"], 1.2, False)
+        if "torch compiled step" in t:
+            check(f"torch compiled step / optimized.torch.ASGD, {name}",
+                  t["torch compiled step"] / t["optimized.torch.ASGD"], 0.95, True)  # fmt: skip
         if "optimized torch profile" in t and not name.startswith("six-tensor"):
             check(f"torch profile / fast, {name}", t["optimized torch profile"] / fast, 1.15, False)
         if "optimized torch-foreach" in t:
@@ -184,6 +219,9 @@ def verdicts(results: dict[str, dict[str, float]], latency: dict[str, float] | N
     if latency is not None:
         for label in ("first step, kernel='auto'", "first step, kernel='numba', warm cache"):
             check(f"{label} / import numba", latency[label] / latency["import numba"], 1.5, False)
+        check("compiled torch step's first step (warm cache) / optimized.torch.ASGD's",
+              latency["first step, compiled torch step, warm cache"] / latency["first step, optimized.torch.ASGD"],
+              10.0, True)  # fmt: skip
     return rows  # fmt: skip
 
 
@@ -210,7 +248,7 @@ def main() -> None:
             print(f"\n  memory bound of '{name}': {rate:.1f} GB/s")
     latency = None
     if not arguments.no_latency and not arguments.only:
-        latency = first_step_latency()
+        latency = first_step_latency() | torch_first_step_latency()
         print("\nfirst-step latency (new processes, median of 5 interleaved rounds)")
         for label, seconds in latency.items():
             print(f"  {label:<40} {seconds:6.3f} s")

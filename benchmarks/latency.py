@@ -24,6 +24,19 @@ optimizer = optimized.ASGD(params, lr=0.01, kernel="{kernel}")
 optimizer.step([np.ones_like(p) for p in params])
 """
 _IMPORT_NUMBA = "import numba"
+_TORCH_FIRST_STEP = """
+import time, torch
+{setup}
+p = torch.randn(10_000_000, requires_grad=True)
+p.grad = torch.randn_like(p)
+step = {step}
+started = time.perf_counter()
+step()
+print(time.perf_counter() - started)
+"""
+_OURS = ("import optimized.torch",
+         "optimized.torch.ASGD([p], lr=1e-3, t0=0.0, weight_decay=1e-4).step")  # fmt: skip
+_COMPILED = ("", "torch.compile(torch.optim.ASGD([p], lr=1e-3, t0=0.0, weight_decay=1e-4).step)")
 
 
 def _wall(code: str, env: dict[str, str]) -> float:
@@ -50,4 +63,34 @@ def first_step_latency(rounds: int = 5) -> dict[str, float]:
         with tempfile.TemporaryDirectory() as empty:
             cold = {**env, "NUMBA_CACHE_DIR": empty}
             times["first step, kernel='numba', cold cache"].append(_wall(numba, cold))
+    return {label: statistics.median(values) for label, values in times.items()}
+
+
+def _first_step(setup_and_step: tuple[str, str], env: dict[str, str]) -> float:
+    """Seconds the first ``step()`` call takes in a new process (its own measurement)."""
+    setup, step = setup_and_step
+    code = _TORCH_FIRST_STEP.format(setup=setup, step=step)
+    result = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True,
+                            cwd=Path(__file__).parents[1])  # fmt: skip
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def torch_first_step_latency(rounds: int = 3) -> dict[str, float]:
+    """The first step on 1e7 float32 (averaging and weight decay on) of ``optimized.torch.ASGD``
+    (``kernel="auto"``) and of a ``torch.compile``d ``torch.optim.ASGD.step``, which compiles at its
+    first call: with inductor's on-disk cache warm, and with an empty one (cold). Medians of
+    ``rounds`` interleaved rounds, each a new process timing its own first call."""
+    env = dict(os.environ)
+    _first_step(_COMPILED, env)  # warms inductor's cache
+    times: dict[str, list[float]] = {
+        "first step, optimized.torch.ASGD": [],
+        "first step, compiled torch step, warm cache": [],
+        "first step, compiled torch step, cold cache": [],
+    }
+    for _ in range(rounds):
+        times["first step, optimized.torch.ASGD"].append(_first_step(_OURS, env))
+        times["first step, compiled torch step, warm cache"].append(_first_step(_COMPILED, env))
+        with tempfile.TemporaryDirectory() as empty:
+            cold = {**env, "TORCHINDUCTOR_CACHE_DIR": empty}
+            times["first step, compiled torch step, cold cache"].append(_first_step(_COMPILED, cold))
     return {label: statistics.median(values) for label, values in times.items()}

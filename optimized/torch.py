@@ -324,11 +324,7 @@ class ASGD(torch.optim.Optimizer):
                 loss = closure()
         for index, group in enumerate(self.param_groups):
             self._check_group_once(index, group)
-        paths: list[StepPath | None] = []
-        with torch.set_grad_enabled(bool(self.defaults["differentiable"])):
-            for group in self.param_groups:
-                paths.append(self._step_group(group))
-        self._last_step_paths = paths
+        self._last_step_paths = [self._step_group(group) for group in self.param_groups]
         return loss
 
     def _check_group_once(self, index: int, group: dict[str, Any]) -> None:
@@ -423,7 +419,7 @@ class ASGD(torch.optim.Optimizer):
         for member in members:
             key = (member.step.dtype, member.step_view.item())
             if key not in clocks:  # computed before anything changes: torch's schedule may raise
-                clocks[key] = _next_clock(group, member.step)
+                clocks[key] = _next_clock(group, member.step, member.step_view)
             keys.append(key)
         self._backend.run([member.task for member in members])
         torch.autograd.graph.increment_version([member.param for member in members])
@@ -437,7 +433,14 @@ class ASGD(torch.optim.Optimizer):
     def _torch_step(
         self, group: dict[str, Any], stepping: list[tuple[torch.Tensor, torch.Tensor, dict[str, Any]]]
     ) -> None:
-        """torch's functional ASGD; with momentum, lines 2 to 4 first in torch ops (torch has none)."""
+        """torch's functional ASGD; with momentum, lines 2 to 4 first in torch ops (torch has none).
+        Autograd records the step only with ``differentiable=True``, as in torch."""
+        with torch.set_grad_enabled(bool(self.defaults["differentiable"])):
+            self._torch_functional_step(group, stepping)
+
+    def _torch_functional_step(
+        self, group: dict[str, Any], stepping: list[tuple[torch.Tensor, torch.Tensor, dict[str, Any]]]
+    ) -> None:
         params = [p for p, _, _ in stepping]
         grads = [grad for _, grad, _ in stepping]
         maximize, weight_decay = group["maximize"], group["weight_decay"]
@@ -598,17 +601,20 @@ def _beyond_range(scalars: StepScalars, real: type[np.floating[Any]]) -> str | N
     return None
 
 
-def _next_clock(group: dict[str, Any], step: torch.Tensor) -> tuple[float, float, float]:
+def _next_clock(
+    group: dict[str, Any], step: torch.Tensor, step_view: np.ndarray
+) -> tuple[float, float, float]:
     """``(step, eta, mu)`` after this step (lines 1 and 8) by torch's own arithmetic, each the exact
     value of the tensor torch copies into the state: ``step + 1`` in the step tensor's dtype; η in
     Python (or NumPy) arithmetic on ``step.item()`` on the for-loop path, in tensor arithmetic on the
     step tensor on the foreach path; μ in Python arithmetic; each made a tensor by ``as_tensor``."""
     lr, lambd, alpha, t0 = group["lr"], group["lambd"], group["alpha"], group["t0"]
-    new_step = step + 1
-    value = new_step.item()
     if group["foreach"] is True:
+        new_step = step + 1
+        value = new_step.item()
         eta = torch.as_tensor(lr / ((1 + lambd * lr * new_step) ** alpha)).item()
     else:
+        value = (step_view + 1).item()  # in the step's own float32 or float64, as torch's += 1
         eta = _as_tensor_value(lr / ((1 + lambd * lr * value) ** alpha))
     return value, eta, _as_tensor_value(1 / max(1, value - t0))
 
