@@ -153,9 +153,40 @@ def _eta_float32(scenarios: Sequence[ScenarioResult]) -> Finding | None:
     )
 
 
+def _compiled_path(scenarios: Sequence[ScenarioResult]) -> Finding | None:
+    compared = [(s, c) for s in scenarios if (c := _ran(s, "torch-compiled vs torch-forloop"))]
+    if not compared:
+        return None
+    parts = []
+    for scenario, comparison in compared:
+        if comparison.first_divergence is None:
+            parts.append(f"{scenario.name}: identical bits at all {scenario.steps} steps")
+            continue
+        last = comparison.differing_per_step[-1] if comparison.differing_per_step else 0
+        parts.append(
+            f"{scenario.name}: differs from step {comparison.first_divergence}, "
+            f"{last:,} parameter and average values differ after the last step, up to "
+            f"{comparison.max_normwise_ulp:.3g} normwise ULP ({comparison.max_ulp} element-wise)"
+        )
+    diverging = sum(1 for _, c in compared if c.first_divergence is not None)
+    return Finding(
+        key="compiled-path",
+        title="torch's compiled step against its eager for-loop step",
+        detail=(
+            f"torch.compile of torch.optim.ASGD.step (inductor, C++ on the CPU) differs from the eager "
+            f"for-loop path in {diverging} of {len(compared)} scenarios: "
+            + "; ".join(parts)
+            + ". optimized.torch.ASGD keeps the eager bits inside a compiled training step (its step "
+            "runs outside the graph)."
+        ),
+        scenarios=[s.name for s, _ in compared],
+    )
+
+
 def derive_findings(scenarios: Sequence[ScenarioResult]) -> list[Finding]:
     found = (
         _foreach_drift(scenarios),
+        _compiled_path(scenarios),
         _counter_freeze(scenarios),
         _eta_float32(scenarios),
         _device(scenarios),

@@ -110,12 +110,56 @@ def torch_asgd(params: Any, *, momentum: float, foreach: bool | None, **hyper: A
     return torch.optim.ASGD(params, foreach=foreach, **hyper)
 
 
-class TorchImplementation(Implementation):
-    """``torch.optim.ASGD`` on one code path and device: ``foreach`` as torch takes it (``None``:
-    torch's own choice, the foreach path on a GPU)."""
+def optimized_torch_asgd(params: Any, *, foreach: bool | None, **hyper: Any) -> Any:
+    """``optimized.torch.ASGD`` (momentum is its keyword-only extension)."""
+    from optimized.torch import ASGD
 
-    def __init__(self, name: str, *, foreach: bool | None, device: str, description: str) -> None:
+    return ASGD(params, foreach=foreach, **hyper)
+
+
+def compiled_torch_asgd(params: Any, *, momentum: float, foreach: bool | None, **hyper: Any) -> Any:
+    """``torch.optim.ASGD`` whose ``step`` is ``torch.compile``d (inductor's C++ on the CPU).
+
+    Dynamo is reset first: each optimizer compiles its own step, and the compiled code of earlier
+    optimizers would otherwise count against dynamo's recompilation limit, past which it silently
+    runs the eager step instead."""
+    import torch
+
+    torch._dynamo.reset()
+    optimizer = torch_asgd(params, momentum=momentum, foreach=foreach, **hyper)
+    optimizer.step = torch.compile(optimizer.step)
+    return optimizer
+
+
+COMPILED_TAG: Final = "compiled"
+"""Scenarios that the compiled column runs: each compiles for seconds, so a few chosen ones."""
+
+
+def c_compiler() -> str | None:
+    """The C compiler inductor would use on the CPU, or ``None``."""
+    import shutil
+
+    return next((found for name in ("cc", "gcc", "clang") if (found := shutil.which(name))), None)
+
+
+class TorchImplementation(Implementation):
+    """A torch optimizer (``torch.optim.ASGD`` by default) on one code path and device: ``foreach``
+    as torch takes it (``None``: torch's own choice, the foreach path on a GPU). ``momentum``: the
+    optimizer has it (``optimized.torch.ASGD``); ``compiled``: its step is ``torch.compile``d."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        foreach: bool | None,
+        device: str,
+        description: str,
+        factory: Any = torch_asgd,
+        momentum: bool = False,
+        compiled: bool = False,
+    ) -> None:
         self.name, self.foreach, self.device, self.description = name, foreach, device, description
+        self.factory, self.momentum, self.compiled = factory, momentum, compiled
 
     @property
     def numerics(self) -> str:
@@ -126,8 +170,14 @@ class TorchImplementation(Implementation):
     def skip_reason(self, scenario: Scenario) -> str | None:
         import torch
 
-        if hyperparameters(scenario)["momentum"] != 0:
+        if not self.momentum and hyperparameters(scenario)["momentum"] != 0:
             return "torch.optim.ASGD has no momentum"
+        if self.compiled and COMPILED_TAG not in scenario.tags:
+            return (
+                f"the compiled column runs the scenarios tagged {COMPILED_TAG!r} (each compiles for seconds)"
+            )
+        if self.compiled and c_compiler() is None:
+            return "no C compiler (cc, gcc or clang) for inductor's CPU code"
         if self.device == "cuda" and not torch.cuda.is_available():
             return "no CUDA device on this machine"
         if scenario.start_step and (unmodelled := unmodelled_alpha(scenario, self.numerics)):
@@ -135,7 +185,7 @@ class TorchImplementation(Implementation):
         return None
 
     def start(self, scenario: Scenario, workload: Workload) -> Session:
-        factory = functools.partial(torch_asgd, foreach=self.foreach)
+        factory = functools.partial(self.factory, foreach=self.foreach)
         return TorchSession(factory, scenario, workload, device=self.device, numerics=self.numerics)
 
 
@@ -152,4 +202,7 @@ IMPLEMENTATIONS: tuple[Implementation, ...] = (
     TorchImplementation("torch-forloop", foreach=False, device="cpu", description="torch.optim.ASGD(foreach=False), CPU"),
     TorchImplementation("torch-foreach", foreach=True, device="cpu", description="torch.optim.ASGD(foreach=True), CPU"),
     TorchImplementation("torch-cuda", foreach=None, device="cuda", description="torch.optim.ASGD on a CUDA device, torch's default path (foreach)"),
+    TorchImplementation("optimized-torch-forloop", foreach=False, device="cpu", factory=optimized_torch_asgd, momentum=True, description="optimized.torch.ASGD(foreach=False), the torch Optimizer class on the compiled kernel"),
+    TorchImplementation("optimized-torch-foreach", foreach=True, device="cpu", factory=optimized_torch_asgd, momentum=True, description="optimized.torch.ASGD(foreach=True), the torch Optimizer class on the compiled kernel"),
+    TorchImplementation("torch-compiled", foreach=False, device="cpu", factory=compiled_torch_asgd, compiled=True, description="torch.compile(torch.optim.ASGD.step), inductor's C++ on the CPU"),
 )  # fmt: skip

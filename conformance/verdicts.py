@@ -21,6 +21,7 @@ from conformance.metrics import PairMetrics
 
 __all__ = [
     "BIT_EXACT",
+    "COMPILED_VS_EAGER",
     "DEVICE_PAIRS",
     "FINDING",
     "INDEPENDENT_VS_TORCH",
@@ -80,6 +81,15 @@ INDEPENDENT_VS_TORCH: Final = Policy(
         "it is held to the budget that torch's own two CPU paths need (foreach against for-loop)"
     ),
 )
+COMPILED_VS_EAGER: Final = Policy(
+    "bounded",
+    ulp_budget=TORCH_PATHS_BUDGET,
+    rationale=(
+        "inductor fuses the step into one C++ loop and may contract or reorder its operations, and "
+        "computes eta and mu as tensors inside the graph; it is held to the budget of torch's two "
+        "eager CPU paths, and a finding says how far it is from the eager for-loop path"
+    ),
+)
 DEVICE_VS_CPU: Final = Policy(
     "bounded",
     ulp_budget=TORCH_PATHS_BUDGET,
@@ -114,6 +124,11 @@ PAIRS: Final = (
     Pair("optimized-numpy-torch-foreach", "torch-foreach", BIT_EXACT),
     Pair("optimized-numba-fast", "torch-forloop", FAST_VS_TORCH),
     Pair("torch-foreach", "torch-forloop", FOREACH_VS_FORLOOP),
+    Pair("optimized-torch-forloop", "torch-forloop", BIT_EXACT),
+    Pair("optimized-torch-foreach", "torch-foreach", BIT_EXACT),
+    Pair("reference-torch", "optimized-torch-forloop", BIT_EXACT),
+    Pair("reference-torch-foreach", "optimized-torch-foreach", BIT_EXACT),
+    Pair("torch-compiled", "torch-forloop", COMPILED_VS_EAGER),
     Pair("torch-cuda", "torch-forloop", DEVICE_VS_CPU),
     Pair("torch-cuda", "torch-foreach", DEVICE_VS_CPU),
 )

@@ -15,6 +15,7 @@ import math
 import os
 import socket
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -31,8 +32,11 @@ if not torch.distributed.is_gloo_available():
 
 import torch.distributed as dist  # noqa: E402
 import torch.multiprocessing as mp  # noqa: E402
-from torch.distributed.optim import ZeroRedundancyOptimizer  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel  # noqa: E402
+
+with warnings.catch_warnings():  # torch.distributed.optim scripts its functional optimizers on import
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.jit")
+    from torch.distributed.optim import ZeroRedundancyOptimizer
 
 import optimized.torch  # noqa: E402
 from tests.assertions import assert_same_bits  # noqa: E402
