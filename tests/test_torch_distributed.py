@@ -15,6 +15,7 @@ import math
 import os
 import socket
 import sys
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -46,20 +47,13 @@ STEPS = 8
 HANG_GUARD = timedelta(seconds=300)
 """Only a guard against a hung collective; a healthy run takes a fraction of a second per collective."""
 HYPERPARAMETERS: dict[str, Any] = {"lr": 0.05, "lambd": 1e-3, "alpha": 0.75, "t0": 2, "weight_decay": 1e-2}
-"""Averaging on from step 3 (μ < 1 from step 4), weight decay non-zero."""
+"""Weight decay non-zero; μ = 1/max(1, step - t0) is below 1 from step 4, so by step 8 ``ax`` is a true
+running average, not a copy of the parameter."""
 TORCH_PATHS: dict[str, bool | None] = {
     "foreach=None (for-loop path)": None,
     "foreach=True (foreach path)": True,
 }
 REPO_ROOT = str(Path(__file__).resolve().parents[1])
-
-
-def free_loopback_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now (the rendezvous of one spawn)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def loopback_interface() -> str | None:
@@ -72,8 +66,11 @@ def loopback_interface() -> str | None:
 
 
 @contextlib.contextmanager
-def loopback_process_group(rank: int, port: int) -> Iterator[None]:
-    """A gloo process group of ``WORLD_SIZE`` processes on 127.0.0.1, destroyed on the way out."""
+def loopback_process_group(rank: int, store: str) -> Iterator[None]:
+    """A gloo process group of ``WORLD_SIZE`` processes on loopback, destroyed on the way out.
+
+    The rendezvous is a file (``store``), so no process listens on a TCP port of every interface as
+    the ``tcp://`` rendezvous server does; gloo's own sockets are bound to the loopback interface."""
     if REPO_ROOT not in sys.path:  # spawn hands the parent's sys.path on; this is a second guard
         sys.path.insert(0, REPO_ROOT)
     interface = loopback_interface()
@@ -81,7 +78,7 @@ def loopback_process_group(rank: int, port: int) -> Iterator[None]:
         os.environ["GLOO_SOCKET_IFNAME"] = interface
     torch.set_num_threads(1)  # two processes on two cores; both runs of a comparison use the same
     dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE, timeout=HANG_GUARD
+        "gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD_SIZE, timeout=HANG_GUARD
     )
     try:
         yield
@@ -90,8 +87,9 @@ def loopback_process_group(rank: int, port: int) -> Iterator[None]:
 
 
 def run_on_two_ranks(worker: Callable[..., None]) -> None:
-    """``worker(rank, port)`` in two spawned processes; a failure in either fails the caller."""
-    mp.spawn(worker, args=(free_loopback_port(),), nprocs=WORLD_SIZE, join=True)
+    """``worker(rank, store)`` in two spawned processes; a failure in either fails the caller."""
+    with tempfile.TemporaryDirectory() as directory:
+        mp.spawn(worker, args=(str(Path(directory) / "store"),), nprocs=WORLD_SIZE, join=True)
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -264,10 +262,10 @@ def assert_comparison_catches_one_ulp(ours: Training, theirs: Training, where: s
 # ------------------------------------------------------------------------------------------- workers
 
 
-def ddp_worker(rank: int, port: int) -> None:
+def ddp_worker(rank: int, store: str) -> None:
     """One rank of the DDP comparison: each torch path, gradients in their own memory and as views of
     DDP's buckets; torch's class, then ours, in the same process group."""
-    with loopback_process_group(rank, port):
+    with loopback_process_group(rank, store):
         for path_name, foreach in TORCH_PATHS.items():
             for gradient_as_bucket_view in (False, True):
                 where = f"rank {rank}, DDP, {path_name}, gradient_as_bucket_view={gradient_as_bucket_view}"
@@ -294,10 +292,10 @@ def consolidated_state(optimizer: Any) -> dict[str, Any] | None:
     return state_dict
 
 
-def zero_worker(rank: int, port: int) -> None:
+def zero_worker(rank: int, store: str) -> None:
     """One rank of the ZeroRedundancyOptimizer comparison: each torch path, parameters in their own
     memory and as views of ZeRO's buckets; torch's class, then ours, in the same process group."""
-    with loopback_process_group(rank, port):
+    with loopback_process_group(rank, store):
         for path_name, foreach in TORCH_PATHS.items():
             for parameters_as_bucket_view in (False, True):
                 where = (
