@@ -123,8 +123,12 @@ def compiled_torch_asgd(params: Any, *, momentum: float, foreach: bool | None, *
     Dynamo is reset first: each optimizer compiles its own step, and the compiled code of earlier
     optimizers would otherwise count against dynamo's recompilation limit, past which it silently
     runs the eager step instead."""
+    import logging
+
     import torch
 
+    # dynamo says once per compile that it drops the profiler annotation of Optimizer.step: no finding
+    logging.getLogger("torch._dynamo.variables.ctx_manager").setLevel(logging.ERROR)
     torch._dynamo.reset()
     optimizer = torch_asgd(params, momentum=momentum, foreach=foreach, **hyper)
     optimizer.step = torch.compile(optimizer.step)
