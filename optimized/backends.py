@@ -167,9 +167,10 @@ class NumbaBackend:
     def _loop(self, task: Task, variant: Variant) -> tuple[Any, tuple[float, ...]]:
         """The compiled loop of a task's variant, and its coefficients rounded to its dtype (as
         Python floats, which numba takes faster than NumPy scalars)."""
-        s, scalar = task.scalars, task.theta.dtype.type
+        s = task.scalars
         coefficients = (s.weight_decay, s.momentum, s.decay, s.lambd, s.eta, s.mu)
-        return self._kernel(*variant), tuple(float(scalar(value)) for value in coefficients)
+        rounded: list[float] = np.array(coefficients, task.theta.dtype).tolist()  # one rounding each
+        return self._kernel(*variant), tuple(rounded)
 
 
 def numba_installed() -> bool:

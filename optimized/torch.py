@@ -128,7 +128,7 @@ def _flat_real(tensor: torch.Tensor, order: tuple[int, ...]) -> np.ndarray:
     """The tensor's memory as a flat real NumPy array (a view; a complex value is two reals)."""
     if order:
         tensor = tensor.permute(order)
-    array = tensor.detach().numpy().reshape(-1)
+    array = (tensor.detach() if tensor.requires_grad else tensor).numpy().reshape(-1)
     return array.view(_KERNEL_DTYPES[tensor.dtype]) if array.dtype.kind == "c" else array
 
 
@@ -220,6 +220,9 @@ class _Member:
         self.task.buf = _flat_real(self.buf, self.order)
 
 
+_KERNEL_PATH: Final = StepPath("kernel")
+
+
 class ASGD(torch.optim.Optimizer):
     """Averaged SGD with torch's signature and bits, stepped by the compiled kernel where it can be.
 
@@ -265,7 +268,7 @@ class ASGD(torch.optim.Optimizer):
         self._backend = make_backend(kernel, None, DEFAULT_THREADS)
         self._last_step_paths: list[StepPath | None] = []
         self._views: dict[int, _Member] = {}
-        self._checked: dict[int, tuple[Any, ...]] = {}
+        self._checked: dict[int, tuple[tuple[Any, ...], str | None]] = {}
         super().__init__(params, defaults)
 
     @property
@@ -322,21 +325,26 @@ class ASGD(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for index, group in enumerate(self.param_groups):
-            self._check_group_once(index, group)
-        self._last_step_paths = [self._step_group(group) for group in self.param_groups]
+        refusals = [self._check_group_once(index, group) for index, group in enumerate(self.param_groups)]
+        self._last_step_paths = [
+            self._step_group(group, refusal)
+            for group, refusal in zip(self.param_groups, refusals, strict=True)
+        ]
         return loss
 
-    def _check_group_once(self, index: int, group: dict[str, Any]) -> None:
-        """:func:`_check_group`, again only when one of the group's values was replaced."""
+    def _check_group_once(self, index: int, group: dict[str, Any]) -> str | None:
+        """:func:`_check_group`, again only when one of the group's values was replaced; and why
+        the kernel cannot step the group whatever its tensors (:func:`_group_refusal`), or ``None``."""
         values = tuple(map(group.get, _CHECKED_KEYS))
         checked = self._checked.get(index)
-        if checked is not None and all(map(operator.is_, values, checked)):
-            return
+        if checked is not None and all(map(operator.is_, values, checked[0])):
+            return checked[1]
         _check_group(group, f"param group {index}")
-        self._checked[index] = values
+        refusal = _group_refusal(group)
+        self._checked[index] = (values, refusal)
+        return refusal
 
-    def _step_group(self, group: dict[str, Any]) -> StepPath | None:
+    def _step_group(self, group: dict[str, Any], reason: str | None) -> StepPath | None:
         stepping: list[tuple[torch.Tensor, torch.Tensor, dict[str, Any]]] = []
         for p in group["params"]:
             grad = p.grad
@@ -350,7 +358,6 @@ class ASGD(torch.optim.Optimizer):
             stepping.append((p, grad, state))
         if not stepping:
             return None
-        reason = _group_refusal(group)
         members: list[_Member] = []
         if reason is None:
             members, reason = self._members(group, stepping)
@@ -358,7 +365,7 @@ class ASGD(torch.optim.Optimizer):
             self._torch_step(group, stepping)
             return StepPath("torch", reason)
         self._kernel_step(group, members)
-        return StepPath("kernel")
+        return _KERNEL_PATH
 
     # ------------------------------------------------------------------------ the kernel path
 
@@ -369,36 +376,37 @@ class ASGD(torch.optim.Optimizer):
 
         Views are remembered from step to step and made anew for whatever is no longer the same
         tensor or memory (a new gradient, a replaced ``.data``, a loaded state)."""
-        momentum = group["momentum"]
+        momentum = group["momentum"] != 0
         foreach = group["foreach"] is True
-        scalars: dict[tuple[float, float], StepScalars] = {}
+        scalars: dict[tuple[float, float, type[np.floating[Any]]], StepScalars] = {}
         members = []
         rebuilt = False
-        for index, (p, grad, state) in enumerate(stepping):
-            buf = state.get("momentum_buffer") if momentum != 0 else None
-            member = self._views.get(id(p))
+        views = self._views
+        for p, grad, state in stepping:
+            buf = state.get("momentum_buffer") if momentum else None
+            member = views.get(id(p))
             if member is None or not member.current(p, state, buf):
                 reason = _tensor_refusal(p, state, buf)
                 if reason is not None:
-                    return [], f"parameter {index} {reason}"
+                    return [], f"{_named(group, p)} {reason}"
                 member = _Member.of(p, state, buf)
                 rebuilt = True
             if grad is not member.grad or grad.data_ptr() != member.grad_pointer:
-                reason = _gradient_refusal(p, grad)
+                reason = _gradient_refusal(member, grad)
                 if reason is not None:
-                    return [], f"parameter {index} {reason}"
+                    return [], f"{_named(group, p)} {reason}"
                 member.take_gradient(grad)
                 rebuilt = True
             eta, mu = member.eta_view.item(), member.mu_view.item()
-            key = (eta, mu)
+            key = (eta, mu, member.real)
             if key not in scalars:
                 step_scalars = _step_scalars(group, eta, mu, foreach)
                 problem = _beyond_range(step_scalars, member.real)
                 if problem is not None:
-                    return [], f"parameter {index}: {problem}"
+                    return [], f"{_named(group, p)}: {problem}"
                 scalars[key] = step_scalars
             member.task.scalars = scalars[key]
-            member.task.first_momentum_step = momentum != 0 and buf is None
+            member.task.first_momentum_step = momentum and buf is None
             if member.task.first_momentum_step:
                 member.start_momentum()
             members.append(member)
@@ -496,6 +504,13 @@ def _real(tensor: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(tensor) if torch.is_complex(tensor) else tensor
 
 
+def _named(group: dict[str, Any], p: torch.Tensor) -> str:
+    """How a message names a parameter of a group: its name, or its position in the group."""
+    index = next(i for i, q in enumerate(group["params"]) if q is p)
+    names = group.get("param_names")
+    return f"parameter {names[index]!r}" if names else f"params[{index}] of the group"
+
+
 def _scalar_dtype() -> torch.dtype:
     """The dtype of torch's ``step``, ``eta`` and ``mu`` tensors: float64 where that is torch's
     default dtype, else float32."""
@@ -545,9 +560,20 @@ def _tensor_refusal(p: torch.Tensor, state: dict[str, Any], buf: torch.Tensor | 
     return None
 
 
-def _gradient_refusal(p: torch.Tensor, grad: torch.Tensor) -> str | None:
-    """Why the kernel cannot read this gradient through a view of its memory, or ``None``."""
-    return _array_refusal(p, (grad,))
+def _gradient_refusal(member: _Member, grad: torch.Tensor) -> str | None:
+    """Why the kernel cannot read this gradient through a view of its memory, or ``None`` (a new
+    gradient at every step is the common case: its own checks, made cheap)."""
+    if (
+        type(grad) in _PLAIN_TENSORS
+        and grad.is_cpu
+        and grad.dtype is member.dtype
+        and grad.shape == member.shape
+        and not grad.is_conj()
+        and not grad.is_neg()
+        and (grad.is_contiguous() if not member.order else _memory_order(grad) == member.order)
+    ):
+        return None
+    return _array_refusal(member.param, (grad,)) or "has a layout unlike its parameter's"
 
 
 def _array_refusal(p: torch.Tensor, tensors: Sequence[torch.Tensor]) -> str | None:
@@ -557,9 +583,9 @@ def _array_refusal(p: torch.Tensor, tensors: Sequence[torch.Tensor]) -> str | No
     for tensor in tensors:
         if type(tensor) not in _PLAIN_TENSORS:
             return f"is a {type(tensor).__name__}, not a plain tensor"
-        if tensor.device.type != "cpu":
+        if not tensor.is_cpu:
             return f"is on {tensor.device}"
-        if tensor.dtype != p.dtype or tensor.shape != p.shape:
+        if tensor.dtype is not p.dtype or tensor.shape != p.shape:
             return "has a gradient or state of another dtype or shape"
         if tensor.is_conj() or tensor.is_neg():
             return "has a pending conjugation or negation"
@@ -588,6 +614,15 @@ def _step_scalars(group: dict[str, Any], eta: float, mu: float, foreach: bool) -
 def _beyond_range(scalars: StepScalars, real: type[np.floating[Any]]) -> str | None:
     """A coefficient larger than the parameters' dtype holds, which ATen's scalar conversion refuses
     (torch's path then raises torch's error), or ``None``."""
+    largest = _LARGEST[real]
+    if (
+        abs(scalars.eta) <= largest
+        and abs(scalars.decay) <= largest
+        and abs(scalars.weight_decay) <= largest
+        and abs(scalars.lambd) <= largest
+        and abs(scalars.momentum) <= largest
+    ):
+        return None
     values = {
         "weight_decay": scalars.weight_decay,
         "momentum": scalars.momentum,
@@ -595,8 +630,9 @@ def _beyond_range(scalars: StepScalars, real: type[np.floating[Any]]) -> str | N
         "lambd": scalars.lambd,
         "eta": scalars.eta,
     }
+    largest = _LARGEST[real]
     for name, value in values.items():
-        if abs(float(value)) > _LARGEST[real]:
+        if abs(float(value)) > largest:
             return f"{name} = {value!r} is beyond {np.dtype(real).name}"
     return None
 
