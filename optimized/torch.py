@@ -145,6 +145,40 @@ def _memory_order(tensor: torch.Tensor) -> tuple[int, ...] | None:
 
 
 @dataclass(slots=True, eq=False)
+class _GroupViews:
+    """A group's remembered members, and the memory their step writes (sorted, disjoint)."""
+
+    members: dict[int, _Member]
+    writes: list[tuple[int, int]]
+    starts: list[int]
+
+    @classmethod
+    def of(cls, members: Sequence[_Member]) -> _GroupViews | None:
+        """The group's views, or ``None`` where what the step writes overlaps: the kernel steps
+        parameters side by side, torch one after another."""
+        writes = sorted(
+            _span(tensor)
+            for member in members
+            for tensor in (member.param, member.ax, member.buf)
+            if tensor is not None and tensor.numel()
+        )
+        if any(a[1] > b[0] for a, b in itertools.pairwise(writes)):
+            return None
+        starts = [start for start, _ in writes]
+        return cls({id(member.param): member for member in members}, writes, starts)
+
+    def written(self, start: int, nbytes: int) -> bool:
+        """Whether ``nbytes`` at ``start`` (a gradient) share memory with what the step writes."""
+        if not nbytes:
+            return False
+        stop = start + nbytes
+        at = bisect.bisect_right(self.starts, start)
+        return (at > 0 and self.writes[at - 1][1] > start) or (
+            at < len(self.writes) and self.writes[at][0] < stop
+        )
+
+
+@dataclass(slots=True, eq=False)
 class _Member:
     """One parameter as the kernel steps it: its tensors, and flat views of their memory that
     stay valid while the tensors (and the memory behind ``param``) are the same."""
@@ -210,8 +244,9 @@ class _Member:
             and buf is self.buf
         )
 
-    def take_gradient(self, grad: torch.Tensor) -> None:
-        self.grad, self.grad_pointer = grad, grad.data_ptr()
+    def take_gradient(self, grad: torch.Tensor, pointer: int) -> None:
+        """Read ``grad`` (at ``pointer``, of the parameter's dtype, shape and layout) at this step."""
+        self.grad, self.grad_pointer = grad, pointer
         self.task.grad = _flat_real(grad, self.order)
 
     def start_momentum(self) -> None:
@@ -267,7 +302,7 @@ class ASGD(torch.optim.Optimizer):
         self.kernel = kernel
         self._backend = make_backend(kernel, None, DEFAULT_THREADS)
         self._last_step_paths: list[StepPath | None] = []
-        self._views: dict[int, _Member] = {}
+        self._views: dict[int, _GroupViews] = {}
         self._checked: dict[int, tuple[tuple[Any, ...], str | None]] = {}
         super().__init__(params, defaults)
 
@@ -327,8 +362,8 @@ class ASGD(torch.optim.Optimizer):
                 loss = closure()
         refusals = [self._check_group_once(index, group) for index, group in enumerate(self.param_groups)]
         self._last_step_paths = [
-            self._step_group(group, refusal)
-            for group, refusal in zip(self.param_groups, refusals, strict=True)
+            self._step_group(position, group, refusal)
+            for position, (group, refusal) in enumerate(zip(self.param_groups, refusals, strict=True))
         ]
         return loss
 
@@ -344,7 +379,7 @@ class ASGD(torch.optim.Optimizer):
         self._checked[index] = (values, refusal)
         return refusal
 
-    def _step_group(self, group: dict[str, Any], reason: str | None) -> StepPath | None:
+    def _step_group(self, position: int, group: dict[str, Any], reason: str | None) -> StepPath | None:
         stepping: list[tuple[torch.Tensor, torch.Tensor, dict[str, Any]]] = []
         for p in group["params"]:
             grad = p.grad
@@ -360,7 +395,7 @@ class ASGD(torch.optim.Optimizer):
             return None
         members: list[_Member] = []
         if reason is None:
-            members, reason = self._members(group, stepping)
+            members, reason = self._members(position, group, stepping)
         if reason is not None:
             self._torch_step(group, stepping)
             return StepPath("torch", reason)
@@ -370,18 +405,24 @@ class ASGD(torch.optim.Optimizer):
     # ------------------------------------------------------------------------ the kernel path
 
     def _members(
-        self, group: dict[str, Any], stepping: list[tuple[torch.Tensor, torch.Tensor, dict[str, Any]]]
+        self,
+        position: int,
+        group: dict[str, Any],
+        stepping: list[tuple[torch.Tensor, torch.Tensor, dict[str, Any]]],
     ) -> tuple[list[_Member], str | None]:
         """The kernel's view of each parameter, or why the kernel cannot step the group.
 
         Views are remembered from step to step and made anew for whatever is no longer the same
-        tensor or memory (a new gradient, a replaced ``.data``, a loaded state)."""
+        tensor or memory (a new gradient, a replaced ``.data``, a loaded state); what is made anew
+        is checked again for memory it shares with what the step writes."""
         momentum = group["momentum"] != 0
         foreach = group["foreach"] is True
         scalars: dict[tuple[float, float, type[np.floating[Any]]], StepScalars] = {}
         members = []
-        rebuilt = False
-        views = self._views
+        remembered = self._views.get(position)
+        views = remembered.members if remembered is not None else {}
+        rebuilt = remembered is None
+        new_gradients = []
         for p, grad, state in stepping:
             buf = state.get("momentum_buffer") if momentum else None
             member = views.get(id(p))
@@ -391,12 +432,13 @@ class ASGD(torch.optim.Optimizer):
                     return [], f"{_named(group, p)} {reason}"
                 member = _Member.of(p, state, buf)
                 rebuilt = True
-            if grad is not member.grad or grad.data_ptr() != member.grad_pointer:
+            pointer = grad.data_ptr()
+            if grad is not member.grad or pointer != member.grad_pointer:
                 reason = _gradient_refusal(member, grad)
                 if reason is not None:
                     return [], f"{_named(group, p)} {reason}"
-                member.take_gradient(grad)
-                rebuilt = True
+                member.take_gradient(grad, pointer)
+                new_gradients.append(member)
             eta, mu = member.eta_view.item(), member.mu_view.item()
             key = (eta, mu, member.real)
             if key not in scalars:
@@ -409,15 +451,19 @@ class ASGD(torch.optim.Optimizer):
             member.task.first_momentum_step = momentum and buf is None
             if member.task.first_momentum_step:
                 member.start_momentum()
+                rebuilt = True
             members.append(member)
-        if rebuilt:
-            self._views = {id(member.param): member for member in members}
-            if _overlapping(members):
-                self._views = {}
-                return (
-                    [],
-                    "parameters, gradients or averages share memory (torch steps them one after another)",
-                )
+        if rebuilt or len(views) != len(members):
+            self._views.pop(position, None)
+            remembered = _GroupViews.of(members)
+            if remembered is None:
+                return [], "parameters or their state share memory (torch steps them one after another)"
+            self._views[position] = remembered
+            new_gradients = members
+        assert remembered is not None
+        if any(remembered.written(member.grad_pointer, member.task.theta.nbytes) for member in new_gradients):
+            self._views.pop(position, None)
+            return [], "a gradient shares memory with what the step writes (torch steps one after another)"
         return members, None
 
     def _kernel_step(self, group: dict[str, Any], members: list[_Member]) -> None:
@@ -668,29 +714,7 @@ def _as_tensor_value(value: Any) -> float:
     return result
 
 
-def _overlapping(members: Sequence[_Member]) -> bool:
-    """Whether any memory the step writes (parameters, averages, buffers) overlaps other memory it
-    reads or writes: the kernel steps parameters side by side, torch one after another."""
-    writes, reads = [], []
-    for member in members:
-        task = member.task
-        arrays = (task.theta, task.ax) if task.buf is None else (task.theta, task.ax, task.buf)
-        writes += [_span(array) for array in arrays if array.size]
-        if task.grad.size:
-            reads.append(_span(task.grad))
-    writes.sort()
-    if any(a[1] > b[0] for a, b in itertools.pairwise(writes)):
-        return True
-    starts = [start for start, _ in writes]
-    for start, stop in reads:
-        at = bisect.bisect_right(starts, start)
-        if at > 0 and writes[at - 1][1] > start:
-            return True
-        if at < len(writes) and writes[at][0] < stop:
-            return True
-    return False
-
-
-def _span(array: np.ndarray) -> tuple[int, int]:
-    start = array.__array_interface__["data"][0]
-    return start, start + array.nbytes
+def _span(tensor: torch.Tensor) -> tuple[int, int]:
+    """The bytes a dense tensor occupies."""
+    start: int = tensor.data_ptr()
+    return start, start + tensor.numel() * tensor.element_size()
