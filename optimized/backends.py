@@ -136,8 +136,10 @@ class NumbaBackend:
             if loop is not None:
                 calls[id(task)] = (*loop, task.ax[:0] if task.buf is None else task.buf)
         if missing:
+            # The same bits from NumPy; the loops are made after it, so that the import of numba
+            # does not compete with this step for the interpreter.
+            self._numpy.run(compiled)
             self._start_making(missing)
-            self._numpy.run(compiled)  # the same bits, while the loops are made
             return
         run_shared(lambda share: self._run_share(share, calls), compiled, self.threads)
 
