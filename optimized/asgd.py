@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import warnings
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from optimized.backends import KERNELS, make_backend
 from optimized.threads import DEFAULT_THREADS
 from reference.optimizer import ASGDOptimizer
+from reference.tensors import is_tensor
 
 __all__ = ["ASGD"]
+
+TENSORS_MOVED: str = (
+    "optimized.ASGD steps NumPy arrays; for torch tensors use optimized.torch.ASGD, a "
+    "torch.optim.Optimizer with torch.optim.ASGD's signature and defaults (this API's lr default is "
+    "1e-3 and its second argument is momentum); tensors will be refused here in a later release"
+)
+
+
+def _warn_of_tensors(groups: Iterable[Mapping[str, Any]]) -> None:
+    """One documented way for torch users: say so where tensors come to the NumPy API."""
+    if any(is_tensor(p) for group in groups for p in group["params"]):
+        warnings.warn(TENSORS_MOVED, FutureWarning, stacklevel=3)
 
 
 class ASGD(ASGDOptimizer):
@@ -61,6 +75,12 @@ class ASGD(ASGDOptimizer):
             numerics=numerics,
         )
         super().__init__(params, defaults, make_backend(kernel, block_size, threads))
+        _warn_of_tensors(self.param_groups)
+
+    def add_param_group(self, param_group: Mapping[str, Any]) -> None:
+        """Add a group of parameters with its own hyperparameters (defaults fill the rest)."""
+        super().add_param_group(param_group)
+        _warn_of_tensors(self.param_groups[-1:])
 
     @property
     def threads(self) -> int:

@@ -228,6 +228,11 @@ def torch_path_cases() -> Iterator[tuple[str, Callable[[], list[Any]], dict[str,
         "layout",
     )
     yield "overlapping views", lambda: overlapping_views(), {}, "share memory"
+    yield "a Parameter subclass", lambda: [FlatParameterLike(p.detach()) for p in make_params(0, torch.float32)], {}, "is a FlatParameterLike"
+
+
+class FlatParameterLike(torch.nn.Parameter):
+    """A tensor subclass, as FSDP's ``FlatParameter`` (and ``DTensor``) are: stepped by torch's path."""
 
 
 def overlapping_views() -> list[Any]:
