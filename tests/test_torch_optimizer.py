@@ -228,7 +228,12 @@ def torch_path_cases() -> Iterator[tuple[str, Callable[[], list[Any]], dict[str,
         "layout",
     )
     yield "overlapping views", lambda: overlapping_views(), {}, "share memory"
-    yield "a Parameter subclass", lambda: [FlatParameterLike(p.detach()) for p in make_params(0, torch.float32)], {}, "is a FlatParameterLike"
+    yield (
+        "a Parameter subclass",
+        lambda: [FlatParameterLike(p.detach()) for p in make_params(0, torch.float32)],
+        {},
+        "is a FlatParameterLike",
+    )
 
 
 class FlatParameterLike(torch.nn.Parameter):
@@ -563,3 +568,16 @@ def test_warnings_are_not_raised_on_the_kernel_path() -> None:
         for step in range(3):
             set_gradients(params, step)
             optimizer.step()
+
+
+def test_the_numpy_api_points_torch_users_to_this_class() -> None:
+    import optimized
+
+    with pytest.warns(FutureWarning, match=r"for torch tensors use optimized\.torch\.ASGD"):
+        optimized.ASGD(make_params(0, torch.float32))
+    numpy_optimizer = optimized.ASGD([np.zeros(3)])
+    with pytest.warns(FutureWarning, match=r"optimized\.torch\.ASGD"):
+        numpy_optimizer.add_param_group({"params": make_params(1, torch.float32)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        optimized.ASGD([np.zeros(3)]).add_param_group({"params": [np.zeros(2)]})
