@@ -27,6 +27,8 @@ __all__ = ["KERNELS", "NumbaBackend", "NumpyBackend", "make_backend", "numba_ins
 
 KERNELS: Final = ("auto", "numba", "numpy")
 _COMPILED: Final = "fd"  # the dtype characters of float32 and float64 (complex arrays come as real views)
+_NO_BUFFER: Final = {char: np.empty(0, char) for char in _COMPILED}
+"""The momentum buffer a loop without momentum is given (it never reads it)."""
 
 
 Variant = tuple[str, bool, bool, bool, bool, bool, bool, bool]
@@ -134,7 +136,7 @@ class NumbaBackend:
                 loops[key] = self._loop(task, variant)
             loop = loops[key]
             if loop is not None:
-                calls[id(task)] = (*loop, task.ax[:0] if task.buf is None else task.buf)
+                calls[id(task)] = (*loop, _NO_BUFFER[task.theta.dtype.char] if task.buf is None else task.buf)
         if missing:
             # The same bits from NumPy; the loops are made after it, so that the import of numba
             # does not compete with this step for the interpreter.

@@ -230,20 +230,6 @@ class _Member:
             mu_view=state["mu"].numpy(),
         )
 
-    def current(self, p: torch.Tensor, state: dict[str, Any], buf: torch.Tensor | None) -> bool:
-        """Whether the views still show this parameter's memory and state."""
-        return (
-            self.param is p
-            and p.data_ptr() == self.pointer
-            and p.dtype == self.dtype
-            and p.shape == self.shape
-            and state["ax"] is self.ax
-            and state["step"] is self.step
-            and state["eta"] is self.eta
-            and state["mu"] is self.mu
-            and buf is self.buf
-        )
-
     def take_gradient(self, grad: torch.Tensor, pointer: int) -> None:
         """Read ``grad`` (at ``pointer``, of the parameter's dtype, shape and layout) at this step."""
         self.grad, self.grad_pointer = grad, pointer
@@ -426,7 +412,18 @@ class ASGD(torch.optim.Optimizer):
         for p, grad, state in stepping:
             buf = state.get("momentum_buffer") if momentum else None
             member = views.get(id(p))
-            if member is None or not member.current(p, state, buf):
+            if (
+                member is None
+                or member.param is not p
+                or p.data_ptr() != member.pointer
+                or p.dtype is not member.dtype
+                or p.shape != member.shape
+                or state["ax"] is not member.ax
+                or state["step"] is not member.step
+                or state["eta"] is not member.eta
+                or state["mu"] is not member.mu
+                or buf is not member.buf
+            ):  # the views no longer show this parameter's memory and state
                 reason = _tensor_refusal(p, state, buf)
                 if reason is not None:
                     return [], f"{_named(group, p)} {reason}"
