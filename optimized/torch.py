@@ -33,7 +33,7 @@ import itertools
 import math
 import numbers
 import operator
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
@@ -366,7 +366,24 @@ class ASGD(torch.optim.Optimizer):
         return refusal
 
     def _step_group(self, position: int, group: dict[str, Any], reason: str | None) -> StepPath | None:
-        stepping: list[tuple[torch.Tensor, torch.Tensor, dict[str, Any]]] = []
+        if reason is None:
+            members, reason = self._members(position, group)
+            if reason is None:
+                if not members:
+                    return None
+                self._kernel_step(group, members)
+                return _KERNEL_PATH
+        stepping = list(self._with_gradients(group))
+        if not stepping:
+            return None
+        self._torch_step(group, stepping)
+        return StepPath("torch", reason)
+
+    def _with_gradients(
+        self, group: dict[str, Any]
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, dict[str, Any]]]:
+        """The group's parameters that have a gradient, with their state (made as torch's ASGD
+        makes it before a parameter's first step)."""
         for p in group["params"]:
             grad = p.grad
             if grad is None:
@@ -374,28 +391,13 @@ class ASGD(torch.optim.Optimizer):
             if grad.is_sparse:
                 raise RuntimeError("ASGD does not support sparse gradients")
             state = self.state[p]
-            if len(state) == 0:
+            if not state:
                 _initialize(state, p, group["lr"])
-            stepping.append((p, grad, state))
-        if not stepping:
-            return None
-        members: list[_Member] = []
-        if reason is None:
-            members, reason = self._members(position, group, stepping)
-        if reason is not None:
-            self._torch_step(group, stepping)
-            return StepPath("torch", reason)
-        self._kernel_step(group, members)
-        return _KERNEL_PATH
+            yield p, grad, state
 
     # ------------------------------------------------------------------------ the kernel path
 
-    def _members(
-        self,
-        position: int,
-        group: dict[str, Any],
-        stepping: list[tuple[torch.Tensor, torch.Tensor, dict[str, Any]]],
-    ) -> tuple[list[_Member], str | None]:
+    def _members(self, position: int, group: dict[str, Any]) -> tuple[list[_Member], str | None]:
         """The kernel's view of each parameter, or why the kernel cannot step the group.
 
         Views are remembered from step to step and made anew for whatever is no longer the same
@@ -409,7 +411,7 @@ class ASGD(torch.optim.Optimizer):
         views = remembered.members if remembered is not None else {}
         rebuilt = remembered is None
         new_gradients = []
-        for p, grad, state in stepping:
+        for p, grad, state in self._with_gradients(group):
             buf = state.get("momentum_buffer") if momentum else None
             member = views.get(id(p))
             if (
