@@ -15,8 +15,9 @@ A group's step takes one of two paths, and :attr:`ASGD.last_step_paths` says whi
   per element (:mod:`optimized.numba_kernel`, or the NumPy kernel while numba loads or where it is
   missing) on zero-copy views of the tensors' memory, rounded as the path torch would take:
   ``foreach=None``/``False`` is torch's CPU for-loop path, ``foreach=True`` its foreach path. The clocks
-  (``step``, ``eta``, ``mu``) are computed by torch's own tensor and Python arithmetic, once per
-  distinct clock rather than once per parameter, so their bits are torch's by construction.
+  (``step``, ``eta``, ``mu``) are computed as torch computes them (its Python expressions, its float32
+  tensor arithmetic on the foreach path, its rounding to the state's dtype), once per distinct clock
+  rather than once per parameter.
 * **torch's functional ASGD** (``torch.optim.asgd.asgd``) for everything else torch accepts: tensors on
   an accelerator, tensor subclasses such as DTensor, dtypes the kernels do not model, a tensor ``lr``,
   ``differentiable=True``, ``capturable=True``, overlapping or repeated parameters, coefficients beyond
@@ -117,7 +118,7 @@ def _check_group(group: dict[str, Any], where: str) -> None:
         raise ValueError(
             f"Invalid t0 value: {group['t0']!r} in {where} (must not be NaN; inf never averages)"
         )
-    if group["foreach"] not in (None, True, False):
+    if group["foreach"] is not None and not isinstance(group["foreach"], bool):
         raise TypeError(f"foreach must be None or a bool, got {group['foreach']!r} in {where}")
     for name in ("maximize", "differentiable", "capturable"):
         if not isinstance(group[name], bool):
@@ -342,6 +343,7 @@ class ASGD(torch.optim.Optimizer):
     @torch.compiler.disable  # type: ignore[untyped-decorator]
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One ASGD step of every param group (``closure`` re-evaluates the loss, as in torch)."""
+        self._accelerator_graph_capture_health_check()
         loss = None
         if closure is not None:
             with torch.enable_grad():

@@ -508,6 +508,7 @@ def test_optim_db_error_inputs_fail_as_in_torch(error_input: Any) -> None:
         ({"lr": "0.1"}, TypeError, "lr must be a real number"),
         ({"maximize": 1}, TypeError, "maximize must be a bool"),
         ({"foreach": "yes"}, TypeError, "foreach must be None or a bool"),
+        ({"foreach": 1}, TypeError, "foreach must be None or a bool"),
     ],
 )
 def test_bad_hyperparameters_are_refused_naming_the_value(
