@@ -1,4 +1,4 @@
-"""``optimized.ASGD(model.parameters(), numerics="torch")`` as a drop-in for ``torch.optim.ASGD``:
+"""``optimized.ASGD(model.parameters(), numerics="torch")``, the NumPy API's deprecated tensor path:
 CPU tensors are stepped in place through zero-copy NumPy views, with torch's bits."""
 
 from __future__ import annotations
@@ -14,6 +14,10 @@ from tests.assertions import assert_same_bits
 from tests.implementations import IMPLEMENTATIONS
 
 torch = pytest.importorskip("torch")
+
+# The NumPy API's tensor path is deprecated (torch users take optimized.torch.ASGD); it is tested
+# here as long as it exists.
+pytestmark = pytest.mark.filterwarnings("ignore:optimized.ASGD steps NumPy arrays:FutureWarning")
 
 
 def mlp(seed: int, widths: tuple[int, ...] = (20, 64, 32, 3)) -> Any:
