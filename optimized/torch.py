@@ -147,7 +147,9 @@ def _memory_order(tensor: torch.Tensor) -> tuple[int, ...] | None:
 
 @dataclass(slots=True, eq=False)
 class _GroupViews:
-    """A group's remembered members, and the memory their step writes (sorted, disjoint)."""
+    """A group's remembered members, and the memory their step writes (sorted, disjoint): the
+    parameters, averages, momentum buffers and clocks (one clock shared by two parameters advances
+    twice in torch)."""
 
     members: dict[int, _Member]
     writes: list[tuple[int, int]]
@@ -160,7 +162,7 @@ class _GroupViews:
         writes = sorted(
             _span(tensor)
             for member in members
-            for tensor in (member.param, member.ax, member.buf)
+            for tensor in (member.param, member.ax, member.buf, member.step, member.eta, member.mu)
             if tensor is not None and tensor.numel()
         )
         if any(a[1] > b[0] for a, b in itertools.pairwise(writes)):
@@ -185,7 +187,8 @@ class _Member:
     stay valid while the tensors (and the memory behind ``param``) are the same."""
 
     param: torch.Tensor
-    pointer: int
+    memory: tuple[Any, ...]
+    """Where and how the parameter and its state lie in memory (see :func:`_memory_of`)."""
     shape: torch.Size
     dtype: torch.dtype
     ax: torch.Tensor
@@ -201,6 +204,7 @@ class _Member:
     mu_view: np.ndarray
     grad: torch.Tensor | None = None
     grad_pointer: int = 0
+    grad_stride: tuple[int, ...] = ()
 
     @classmethod
     def of(cls, p: torch.Tensor, state: dict[str, Any], buf: torch.Tensor | None) -> _Member:
@@ -209,7 +213,7 @@ class _Member:
         theta = _flat_real(p, order)
         return cls(
             param=p,
-            pointer=p.data_ptr(),
+            memory=_memory_of(p, state, buf),
             shape=p.shape,
             dtype=p.dtype,
             ax=state["ax"],
@@ -233,7 +237,7 @@ class _Member:
 
     def take_gradient(self, grad: torch.Tensor, pointer: int) -> None:
         """Read ``grad`` (at ``pointer``, of the parameter's dtype, shape and layout) at this step."""
-        self.grad, self.grad_pointer = grad, pointer
+        self.grad, self.grad_pointer, self.grad_stride = grad, pointer, grad.stride()
         self.task.grad = _flat_real(grad, self.order)
 
     def start_momentum(self) -> None:
@@ -404,7 +408,14 @@ class ASGD(torch.optim.Optimizer):
 
         Views are remembered from step to step and made anew for whatever is no longer the same
         tensor or memory (a new gradient, a replaced ``.data``, a loaded state); what is made anew
-        is checked again for memory it shares with what the step writes."""
+        is checked again for memory it shares with what the step writes. A group the kernel cannot
+        step forgets its views, so that its next step checks everything afresh."""
+        members, reason = self._remembered_members(position, group)
+        if reason is not None:
+            self._views.pop(position, None)
+        return members, reason
+
+    def _remembered_members(self, position: int, group: dict[str, Any]) -> tuple[list[_Member], str | None]:
         momentum = group["momentum"] != 0
         foreach = group["foreach"] is True
         scalars: dict[tuple[float, float, type[np.floating[Any]]], StepScalars] = {}
@@ -419,7 +430,6 @@ class ASGD(torch.optim.Optimizer):
             if (
                 member is None
                 or member.param is not p
-                or p.data_ptr() != member.pointer
                 or p.dtype is not member.dtype
                 or p.shape != member.shape
                 or state["ax"] is not member.ax
@@ -427,6 +437,7 @@ class ASGD(torch.optim.Optimizer):
                 or state["eta"] is not member.eta
                 or state["mu"] is not member.mu
                 or buf is not member.buf
+                or _memory_of(p, state, buf) != member.memory
             ):  # the views no longer show this parameter's memory and state
                 reason = _tensor_refusal(p, state, buf)
                 if reason is not None:
@@ -434,7 +445,11 @@ class ASGD(torch.optim.Optimizer):
                 member = _Member.of(p, state, buf)
                 rebuilt = True
             pointer = grad.data_ptr()
-            if grad is not member.grad or pointer != member.grad_pointer:
+            if (
+                grad is not member.grad
+                or pointer != member.grad_pointer
+                or grad.stride() != member.grad_stride
+            ):
                 reason = _gradient_refusal(member, grad)
                 if reason is not None:
                     return [], f"{_named(group, p)} {reason}"
@@ -455,7 +470,6 @@ class ASGD(torch.optim.Optimizer):
                 rebuilt = True
             members.append(member)
         if rebuilt or len(views) != len(members):
-            self._views.pop(position, None)
             remembered = _GroupViews.of(members)
             if remembered is None:
                 return [], "parameters or their state share memory (torch steps them one after another)"
@@ -463,7 +477,6 @@ class ASGD(torch.optim.Optimizer):
             new_gradients = members
         assert remembered is not None
         if any(remembered.written(member.grad_pointer, member.task.theta.nbytes) for member in new_gradients):
-            self._views.pop(position, None)
             return [], "a gradient shares memory with what the step writes (torch steps one after another)"
         return members, None
 
@@ -551,6 +564,16 @@ def _real(tensor: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(tensor) if torch.is_complex(tensor) else tensor
 
 
+def _memory_of(p: torch.Tensor, state: dict[str, Any], buf: torch.Tensor | None) -> tuple[Any, ...]:
+    """The addresses and strides of a parameter and its state tensors: the same objects can be
+    given other memory in place (``.data =``, ``set_``, ``share_memory_()``, which frees the old)."""
+    ax, step, eta, mu = state["ax"], state["step"], state["eta"], state["mu"]
+    return (
+        p.data_ptr(), p.stride(), ax.data_ptr(), ax.stride(), step.data_ptr(), eta.data_ptr(),
+        mu.data_ptr(), None if buf is None else (buf.data_ptr(), buf.stride()),
+    )  # fmt: skip
+
+
 def _named(group: dict[str, Any], p: torch.Tensor) -> str:
     """How a message names a parameter of a group: its name, or its position in the group."""
     index = next(i for i, q in enumerate(group["params"]) if q is p)
@@ -591,6 +614,8 @@ def _tensor_refusal(p: torch.Tensor, state: dict[str, Any], buf: torch.Tensor | 
     """Why the kernel cannot step this parameter through views of its memory and state, or ``None``."""
     if p.dtype not in _KERNEL_DTYPES:
         return f"is {p.dtype}, which the kernels do not model"
+    if p.is_inference():
+        return "is an inference tensor (torch refuses to update it outside inference mode)"
     arrays = (p, state["ax"]) if buf is None else (p, state["ax"], buf)
     reason = _array_refusal(p, arrays)
     if reason is not None:
@@ -602,8 +627,13 @@ def _tensor_refusal(p: torch.Tensor, state: dict[str, Any], buf: torch.Tensor | 
             or clock.device.type != "cpu"
             or clock.dim() != 0
             or clock.dtype not in (torch.float32, torch.float64)
+            or clock.requires_grad
         ):
-            return f"has a state[{key!r}] that is not a 0-d float32 or float64 CPU tensor"
+            return f"has a state[{key!r}] that is not a 0-d float32 or float64 CPU tensor without autograd"
+    if p.dim() == 0 and not p.is_complex():
+        wider = [key for key in ("eta", "mu") if state[key].dtype.itemsize > p.element_size()]
+        if wider:  # 0-d tensors promote one another: torch multiplies in the clock's dtype
+            return f"is 0-d with a wider state[{wider[0]!r}] ({state[wider[0]].dtype})"
     return None
 
 
@@ -662,12 +692,12 @@ def _beyond_range(scalars: StepScalars, real: type[np.floating[Any]]) -> str | N
     """A coefficient larger than the parameters' dtype holds, which ATen's scalar conversion refuses
     (torch's path then raises torch's error), or ``None``."""
     largest = _LARGEST[real]
-    if (
-        abs(scalars.eta) <= largest
-        and abs(scalars.decay) <= largest
-        and abs(scalars.weight_decay) <= largest
-        and abs(scalars.lambd) <= largest
-        and abs(scalars.momentum) <= largest
+    if (  # as floats: a NumPy scalar compared with a float its dtype cannot hold warns of overflow
+        abs(float(scalars.eta)) <= largest
+        and abs(float(scalars.decay)) <= largest
+        and abs(float(scalars.weight_decay)) <= largest
+        and abs(float(scalars.lambd)) <= largest
+        and abs(float(scalars.momentum)) <= largest
     ):
         return None
     values = {

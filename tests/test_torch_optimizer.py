@@ -582,3 +582,140 @@ def test_the_numpy_api_points_torch_users_to_this_class() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         optimized.ASGD([np.zeros(3)]).add_param_group({"params": [np.zeros(2)]})
+
+
+# ------------------------------------------------------------- what changes between two steps
+
+
+def _share_memory(optimizer: Any, params: list[Any]) -> None:
+    for entry in optimizer.state.values():  # as a torch.multiprocessing queue does to a state_dict
+        for value in entry.values():
+            value.share_memory_()
+
+
+def _new_state_memory(optimizer: Any, params: list[Any]) -> None:
+    for entry in optimizer.state.values():
+        for value in entry.values():
+            value.data = value.data.clone()
+
+
+def _average_set_to_a_copy(optimizer: Any, params: list[Any]) -> None:
+    average = optimizer.state[params[0]]["ax"]
+    average.set_(average.clone())
+
+
+def _parameter_transposed(optimizer: Any, params: list[Any]) -> None:
+    params[0].data = params[0].data.t()  # the same memory, read in another order
+
+
+def _clocks_shared(optimizer: Any, params: list[Any]) -> None:
+    for key in ("step", "eta", "mu"):
+        optimizer.state[params[1]][key] = optimizer.state[params[0]][key]
+
+
+def _clock_requiring_grad(optimizer: Any, params: list[Any]) -> None:
+    optimizer.state[params[0]]["mu"].requires_grad_()
+
+
+BETWEEN_STEPS: dict[str, Callable[[Any, list[Any]], None]] = {
+    "the state's memory shared (share_memory_)": _share_memory,
+    "the state tensors given new memory (.data =)": _new_state_memory,
+    "an average set_ to a copy": _average_set_to_a_copy,
+    "a square parameter transposed in place": _parameter_transposed,
+    "one clock shared by two parameters": _clocks_shared,
+    "a clock that requires grad": _clock_requiring_grad,
+}
+
+
+@pytest.mark.parametrize("path", [None, True], ids=["for-loop", "foreach"])
+@pytest.mark.parametrize("change", list(BETWEEN_STEPS))
+def test_what_changes_between_steps_is_seen_as_torch_sees_it(change: str, path: bool | None) -> None:
+    """The views the kernel keeps between steps never outlive what they show: whatever is done to
+    the parameters or the state between two steps, both classes go on with the same bits."""
+    shapes = ((4, 4), (7,), (3,))
+    ours_params, their_params = make_params(0, torch.float32, shapes), make_params(0, torch.float32, shapes)
+    ours, theirs = ASGD(ours_params, t0=1, foreach=path), torch.optim.ASGD(their_params, t0=1, foreach=path)
+
+    def between(step: int) -> None:
+        if step == 1:
+            BETWEEN_STEPS[change](ours, ours_params)
+            BETWEEN_STEPS[change](theirs, their_params)
+
+    lockstep(ours, theirs, ours_params, their_params, steps=5, between=between)
+
+
+def test_a_gradient_reused_and_transposed_in_place_is_read_in_its_new_order() -> None:
+    ours_params, their_params = (
+        make_params(0, torch.float32, ((4, 4),)),
+        make_params(0, torch.float32, ((4, 4),)),
+    )
+    ours, theirs = ASGD(ours_params, t0=1), torch.optim.ASGD(their_params, t0=1)
+    for params in (ours_params, their_params):
+        params[0].grad = torch.arange(16.0).reshape(4, 4)
+    for _ in range(3):
+        ours.step()
+        theirs.step()
+        assert_same_run(ours, theirs, ours_params, their_params)
+        for params in (ours_params, their_params):
+            params[0].grad.t_()
+
+
+def test_a_gradient_aliasing_its_parameter_is_caught_after_a_refused_step() -> None:
+    """A step that goes to torch's path (here for a strided gradient) forgets the kernel's views, so
+    an aliasing gradient met during that step, and kept, is checked again at the next."""
+    ours_params, their_params = (
+        make_params(0, torch.float32, ((3,), (3,))),
+        make_params(0, torch.float32, ((3,), (3,))),
+    )
+    ours, theirs = ASGD(ours_params, t0=1, kernel="numba"), torch.optim.ASGD(their_params, t0=1)
+    for step in range(4):
+        for params in (ours_params, their_params):
+            if step == 0:
+                set_gradients(params, step)
+            if step == 1:
+                params[0].grad = params[0].detach()  # the parameter's own memory, kept from now on
+                params[1].grad = torch.arange(6.0)[::2]  # strided: this step goes to torch's path
+            if step >= 2:
+                params[1].grad = torch.full((3,), float(step))
+        ours.step()
+        theirs.step()
+        assert_same_run(ours, theirs, ours_params, their_params)
+    assert "shares memory" in (ours.last_step_paths[0].reason or "")
+
+
+@pytest.mark.parametrize("path", [None, True], ids=["for-loop", "foreach"])
+def test_0d_parameters_with_float64_clocks_multiply_as_torch_does(path: bool | None) -> None:
+    """Two 0-d tensors promote one another, so torch multiplies a 0-d float32 parameter by a float64
+    ``mu`` (or ``eta``) in float64; that goes to torch's path, and every seed gives torch's bits."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        for seed in range(40):
+            ours_params = make_params(seed, torch.float32, ((), (2,)))
+            their_params = make_params(seed, torch.float32, ((), (2,)))
+            kwargs = {"lr": 0.1, "t0": 0.5, "lambd": 0.01, "foreach": path}
+            ours, theirs = ASGD(ours_params, **kwargs), torch.optim.ASGD(their_params, **kwargs)
+            lockstep(ours, theirs, ours_params, their_params, steps=4)
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def test_inference_tensors_fail_as_in_torch() -> None:
+    with torch.inference_mode():
+        ours_params, their_params = [torch.ones(3)], [torch.ones(3)]
+    errors = []
+    for cls, params in ((ASGD, ours_params), (torch.optim.ASGD, their_params)):
+        params[0].grad = torch.ones(3)
+        with pytest.raises(RuntimeError, match="Inplace update to inference tensor") as raised:
+            cls(params).step()
+        errors.append(str(raised.value))
+    assert torch.equal(ours_params[0], their_params[0])
+
+
+def test_numpy_scalar_hyperparameters_raise_no_overflow_warning() -> None:
+    ours_params, their_params = make_params(0, torch.float64), make_params(0, torch.float64)
+    kwargs = {"lambd": np.float32(1e-3), "weight_decay": np.float16(1e-2), "t0": 1}
+    ours, theirs = ASGD(ours_params, **kwargs), torch.optim.ASGD(their_params, **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lockstep(ours, theirs, ours_params, their_params, steps=3)
