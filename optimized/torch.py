@@ -187,8 +187,11 @@ class _Member:
     stay valid while the tensors (and the memory behind ``param``) are the same."""
 
     param: torch.Tensor
-    memory: tuple[Any, ...]
-    """Where and how the parameter and its state lie in memory (see :func:`_memory_of`)."""
+    pointers: tuple[int, int, int, int, int, int]
+    """The addresses of the parameter, its average, its clocks and its momentum buffer (0 for none):
+    the same tensor objects can be given other memory in place (``.data =``, ``set_``, and
+    ``share_memory_()``, which frees the memory the views show)."""
+    stride: tuple[int, ...]
     shape: torch.Size
     dtype: torch.dtype
     ax: torch.Tensor
@@ -213,7 +216,8 @@ class _Member:
         theta = _flat_real(p, order)
         return cls(
             param=p,
-            memory=_memory_of(p, state, buf),
+            pointers=_pointers(p, state["ax"], state["step"], state["eta"], state["mu"], buf),
+            stride=p.stride(),
             shape=p.shape,
             dtype=p.dtype,
             ax=state["ax"],
@@ -235,6 +239,13 @@ class _Member:
             mu_view=state["mu"].numpy(),
         )
 
+    def in_place(self, p: torch.Tensor) -> bool:
+        """Whether the parameter and its state still lie where the views show them."""
+        return (
+            p.stride() == self.stride
+            and _pointers(p, self.ax, self.step, self.eta, self.mu, self.buf) == self.pointers
+        )
+
     def take_gradient(self, grad: torch.Tensor, pointer: int) -> None:
         """Read ``grad`` (at ``pointer``, of the parameter's dtype, shape and layout) at this step."""
         self.grad, self.grad_pointer, self.grad_stride = grad, pointer, grad.stride()
@@ -247,6 +258,8 @@ class _Member:
 
 
 _KERNEL_PATH: Final = StepPath("kernel")
+_EXACT_FLOAT32_INTEGERS: Final = 2.0**24
+"""Every integer up to this one is a float32."""
 
 
 class ASGD(torch.optim.Optimizer):
@@ -437,7 +450,7 @@ class ASGD(torch.optim.Optimizer):
                 or state["eta"] is not member.eta
                 or state["mu"] is not member.mu
                 or buf is not member.buf
-                or _memory_of(p, state, buf) != member.memory
+                or not member.in_place(p)
             ):  # the views no longer show this parameter's memory and state
                 reason = _tensor_refusal(p, state, buf)
                 if reason is not None:
@@ -564,14 +577,12 @@ def _real(tensor: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(tensor) if torch.is_complex(tensor) else tensor
 
 
-def _memory_of(p: torch.Tensor, state: dict[str, Any], buf: torch.Tensor | None) -> tuple[Any, ...]:
-    """The addresses and strides of a parameter and its state tensors: the same objects can be
-    given other memory in place (``.data =``, ``set_``, ``share_memory_()``, which frees the old)."""
-    ax, step, eta, mu = state["ax"], state["step"], state["eta"], state["mu"]
-    return (
-        p.data_ptr(), p.stride(), ax.data_ptr(), ax.stride(), step.data_ptr(), eta.data_ptr(),
-        mu.data_ptr(), None if buf is None else (buf.data_ptr(), buf.stride()),
-    )  # fmt: skip
+def _pointers(*tensors: torch.Tensor | None) -> tuple[int, int, int, int, int, int]:
+    """The tensors' addresses (0 for ``None``)."""
+    p, ax, step, eta, mu, buf = tensors
+    assert p is not None and ax is not None and step is not None and eta is not None and mu is not None
+    return (p.data_ptr(), ax.data_ptr(), step.data_ptr(), eta.data_ptr(), mu.data_ptr(),
+            0 if buf is None else buf.data_ptr())  # fmt: skip
 
 
 def _named(group: dict[str, Any], p: torch.Tensor) -> str:
@@ -727,7 +738,9 @@ def _next_clock(
         value = new_step.item()
         eta = torch.as_tensor(lr / ((1 + lambd * lr * new_step) ** alpha)).item()
     else:
-        value = (step_view + 1).item()  # in the step's own float32 or float64, as torch's += 1
+        value = step_view.item() + 1.0  # exact in binary64; rounded to a float32 step as torch's += 1
+        if value > _EXACT_FLOAT32_INTEGERS and step.dtype is torch.float32:
+            value = float(np.float32(value))
         eta = _as_tensor_value(lr / ((1 + lambd * lr * value) ** alpha))
     return value, eta, _as_tensor_value(1 / max(1, value - t0))
 
