@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 _FIRST_STEP = """
@@ -45,25 +46,39 @@ def _wall(code: str, env: dict[str, str]) -> float:
     return time.perf_counter() - started
 
 
+def _median_of_rounds(measures: dict[str, Callable[[], float]], rounds: int) -> dict[str, float]:
+    """Median seconds of each measure over ``rounds`` rounds, the measures interleaved in each."""
+    times: dict[str, list[float]] = {label: [] for label in measures}
+    for _ in range(rounds):
+        for label, measure in measures.items():
+            times[label].append(measure())
+    return {label: statistics.median(values) for label, values in times.items()}
+
+
+def _with_empty_directory(
+    variable: str, env: dict[str, str], measure: Callable[[dict[str, str]], float]
+) -> float:
+    """``measure`` in an environment whose ``variable`` names a new empty directory (a cold cache)."""
+    with tempfile.TemporaryDirectory() as empty:
+        return measure({**env, variable: empty})
+
+
 def first_step_latency(rounds: int = 5) -> dict[str, float]:
     """Median seconds of each kind of process over ``rounds`` interleaved rounds."""
     env = dict(os.environ)
     auto, numba = _FIRST_STEP.format(kernel="auto"), _FIRST_STEP.format(kernel="numba")
     _wall(numba, env)  # warms the cache
-    times: dict[str, list[float]] = {
-        "import numba": [],
-        "first step, kernel='auto'": [],
-        "first step, kernel='numba', warm cache": [],
-        "first step, kernel='numba', cold cache": [],
-    }
-    for _ in range(rounds):
-        times["import numba"].append(_wall(_IMPORT_NUMBA, env))
-        times["first step, kernel='auto'"].append(_wall(auto, env))
-        times["first step, kernel='numba', warm cache"].append(_wall(numba, env))
-        with tempfile.TemporaryDirectory() as empty:
-            cold = {**env, "NUMBA_CACHE_DIR": empty}
-            times["first step, kernel='numba', cold cache"].append(_wall(numba, cold))
-    return {label: statistics.median(values) for label, values in times.items()}
+    return _median_of_rounds(
+        {
+            "import numba": lambda: _wall(_IMPORT_NUMBA, env),
+            "first step, kernel='auto'": lambda: _wall(auto, env),
+            "first step, kernel='numba', warm cache": lambda: _wall(numba, env),
+            "first step, kernel='numba', cold cache": lambda: _with_empty_directory(
+                "NUMBA_CACHE_DIR", env, lambda cold: _wall(numba, cold)
+            ),
+        },
+        rounds,
+    )
 
 
 def _first_step(setup_and_step: tuple[str, str], env: dict[str, str]) -> float:
@@ -82,15 +97,13 @@ def torch_first_step_latency(rounds: int = 3) -> dict[str, float]:
     ``rounds`` interleaved rounds, each a new process timing its own first call."""
     env = dict(os.environ)
     _first_step(_COMPILED, env)  # warms inductor's cache
-    times: dict[str, list[float]] = {
-        "first step, optimized.torch.ASGD": [],
-        "first step, compiled torch step, warm cache": [],
-        "first step, compiled torch step, cold cache": [],
-    }
-    for _ in range(rounds):
-        times["first step, optimized.torch.ASGD"].append(_first_step(_OURS, env))
-        times["first step, compiled torch step, warm cache"].append(_first_step(_COMPILED, env))
-        with tempfile.TemporaryDirectory() as empty:
-            cold = {**env, "TORCHINDUCTOR_CACHE_DIR": empty}
-            times["first step, compiled torch step, cold cache"].append(_first_step(_COMPILED, cold))
-    return {label: statistics.median(values) for label, values in times.items()}
+    return _median_of_rounds(
+        {
+            "first step, optimized.torch.ASGD": lambda: _first_step(_OURS, env),
+            "first step, compiled torch step, warm cache": lambda: _first_step(_COMPILED, env),
+            "first step, compiled torch step, cold cache": lambda: _with_empty_directory(
+                "TORCHINDUCTOR_CACHE_DIR", env, lambda cold: _first_step(_COMPILED, cold)
+            ),
+        },
+        rounds,
+    )

@@ -43,11 +43,24 @@ SCHEDULERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def advance(scheduler: Any, step: int) -> None:
+def advance(scheduler: Any) -> None:
     if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
         scheduler.step(1.0)  # a loss that never improves: the rate falls every step
     else:
         scheduler.step()
+
+
+def step_both(
+    ours: Any, theirs: Any, ours_params: list[Any], their_params: list[Any], schedulers: Any, step: int
+) -> None:
+    """One training step of each class under its scheduler, then every state tensor compared."""
+    set_gradients(ours_params, step)
+    set_gradients(their_params, step)
+    ours.step()
+    theirs.step()
+    for scheduler in schedulers:
+        advance(scheduler)
+    assert_same_run(ours, theirs, ours_params, their_params)
 
 
 @pytest.mark.parametrize("path", [None, True], ids=["for-loop", "foreach"])
@@ -59,13 +72,7 @@ def test_lr_schedulers_drive_both_classes_to_the_same_bits(name: str, path: bool
     schedulers = SCHEDULERS[name](ours), SCHEDULERS[name](theirs)
     rates = []
     for step in range(10):
-        set_gradients(ours_params, step)
-        set_gradients(their_params, step)
-        ours.step()
-        theirs.step()
-        for scheduler in schedulers:
-            advance(scheduler, step)
-        assert_same_run(ours, theirs, ours_params, their_params)
+        step_both(ours, theirs, ours_params, their_params, schedulers, step)
         assert ours.param_groups[0]["lr"] == theirs.param_groups[0]["lr"]
         rates.append(ours.param_groups[0]["lr"])
     assert len(set(rates)) > 1, "the scheduler never changed the rate"
@@ -179,10 +186,4 @@ def test_random_configurations_with_a_scheduler_and_a_checkpoint_swap(
             schedulers = [SCHEDULERS[scheduler](ours), SCHEDULERS[scheduler](theirs)]
             for s, state in zip(schedulers, scheduler_states, strict=True):
                 s.load_state_dict(state)
-        set_gradients(ours_params, step)
-        set_gradients(their_params, step)
-        ours.step()
-        theirs.step()
-        for s in schedulers:
-            advance(s, step)
-        assert_same_run(ours, theirs, ours_params, their_params)
+        step_both(ours, theirs, ours_params, their_params, schedulers, step)
