@@ -78,6 +78,9 @@ def torch_class_step(shapes: list[tuple[int, ...]], dtype: torch.dtype, t0: floa
     for p in params:
         p.grad = torch.randn_like(p)
     optimizer = optimized.torch.ASGD(params, lr=1e-3, t0=t0, weight_decay=WEIGHT_DECAY, kernel="numba")
+    optimizer.step()
+    optimizer.step()
+    optimizer._backend.wait_until_loaded()  # the loop over rows is made in the background
     return optimizer.step
 
 
@@ -95,6 +98,10 @@ def with_new_gradients(
             p.grad = gradient.clone()
         optimizer.step()
 
+    step()
+    step()
+    if hasattr(optimizer, "_backend"):
+        optimizer._backend.wait_until_loaded()  # the loop over rows is made in the background
     return step
 
 

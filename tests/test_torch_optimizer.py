@@ -719,3 +719,52 @@ def test_numpy_scalar_hyperparameters_raise_no_overflow_warning() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         lockstep(ours, theirs, ours_params, their_params, steps=3)
+
+
+ROWS_CONFIGS = [
+    {"t0": 2},
+    {"t0": 1, "lambd": 0.1, "maximize": True, "weight_decay": 0.1},
+    {"t0": 3, "alpha": 0.5, "lr": 0.05},
+    {"t0": 2, "momentum": 0.9, "weight_decay": 0.01},
+]
+
+
+@pytest.mark.parametrize("path", [None, True], ids=["for-loop", "foreach"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("config", ROWS_CONFIGS, ids=lambda c: ",".join(c))
+def test_a_small_step_is_one_compiled_call_over_its_tensors(
+    config: dict[str, Any], dtype: Any, path: bool | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once its loop over rows of addresses is made (in the background), a small group is stepped by
+    one compiled call over all its tensors, with the bits of torch (with momentum, of the NumPy
+    kernel stepping the same class one tensor at a time)."""
+    from optimized import numba_kernel
+
+    stepped: list[int] = []
+    over_rows = numba_kernel.kernel_over_rows
+
+    def counting(*variant: Any) -> Any:
+        loop = over_rows(*variant)
+
+        def counted(rows: Any, *coefficients: Any) -> Any:
+            stepped.append(len(rows))
+            return loop(rows, *coefficients)
+
+        return counted
+
+    monkeypatch.setattr(numba_kernel, "kernel_over_rows", counting)
+    kwargs = {**config, "foreach": path}
+    ours_params, their_params = make_params(0, dtype), make_params(0, dtype)
+    ours = ASGD(ours_params, kernel="numba", **kwargs)
+    if config.get("momentum"):
+        theirs = ASGD(their_params, kernel="numpy", **kwargs)
+    else:
+        theirs = torch.optim.ASGD(their_params, **kwargs)
+    for step in range(8):
+        set_gradients(ours_params, step)
+        set_gradients(their_params, step)
+        ours.step()
+        theirs.step()
+        assert_same_run(ours, theirs, ours_params, their_params)
+        ours._backend.wait_until_loaded()  # the test's hook: the loop over rows is made by now
+    assert len([rows for rows in stepped if rows]) >= 4 and {rows for rows in stepped if rows} == {4}, stepped
