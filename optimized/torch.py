@@ -436,7 +436,11 @@ class ASGD(torch.optim.Optimizer):
         tensor or memory (a new gradient, a replaced ``.data``, a loaded state); what is made anew
         is checked again for memory it shares with what the step writes. A group the kernel cannot
         step forgets its views, so that its next step checks everything afresh."""
-        members, reason = self._remembered_members(position, group)
+        try:
+            members, reason = self._remembered_members(position, group)
+        except BaseException:  # a sparse gradient, a malformed state, Ctrl-C: nothing half-remembered
+            self._views.pop(position, None)
+            raise
         if reason is not None:
             self._views.pop(position, None)
         return members, reason

@@ -768,3 +768,31 @@ def test_a_small_step_is_one_compiled_call_over_its_tensors(
         assert_same_run(ours, theirs, ours_params, their_params)
         ours._backend.wait_until_loaded()  # the test's hook: the loop over rows is made by now
     assert len([rows for rows in stepped if rows]) >= 4 and {rows for rows in stepped if rows} == {4}, stepped
+
+
+def test_a_step_that_raises_midway_leaves_nothing_half_remembered() -> None:
+    """A sparse gradient makes both classes raise after earlier parameters took new gradients; the
+    next steps, with the gradients kept (accumulated in place), read those gradients, not the memory
+    that the refused step let go of (junk is allocated to take it)."""
+    ours_params = [torch.ones(256, requires_grad=True) for _ in range(2)]
+    their_params = [torch.ones(256, requires_grad=True) for _ in range(2)]
+    ours, theirs = ASGD(ours_params, kernel="numba"), torch.optim.ASGD(their_params)
+    for _ in range(3):  # the loop over rows gets made and used
+        for params in (ours_params, their_params):
+            for p in params:
+                p.grad = torch.full_like(p, 0.5)
+        ours.step()
+        theirs.step()
+        ours._backend.wait_until_loaded()
+    for optimizer, params in ((theirs, their_params), (ours, ours_params)):
+        params[0].grad = torch.full_like(params[0], 1.0)  # a new gradient: ours lets the old one go
+        params[1].grad = torch.full_like(params[1], 1.0).to_sparse()
+        with pytest.raises(RuntimeError, match="does not support sparse gradients"):
+            optimizer.step()
+        params[1].grad = torch.full_like(params[1], 1.0)
+    junk = [torch.full((256,), 1e6) for _ in range(16)]
+    for _ in range(3):
+        ours.step()
+        theirs.step()
+        assert_same_run(ours, theirs, ours_params, their_params)
+    del junk
