@@ -72,6 +72,12 @@ def state_dict_from_torch(torch_state_dict: Mapping[str, Any], numerics: str | N
         )
     groups = []
     for index, group in enumerate(torch_state_dict["param_groups"]):
+        missing = [name for name in _SHARED_HYPERPARAMETERS if name not in group]
+        if missing:
+            raise ValueError(
+                f"param_groups[{index}] lacks {missing}: not a torch.optim.ASGD state dict "
+                f"(its keys are {sorted(map(str, group))})"
+            )
         if hasattr(group["lr"], "detach"):
             raise ValueError(
                 f"param_groups[{index}]['lr'] is a tensor ({group['lr'].dtype}): torch then evaluates eta's "

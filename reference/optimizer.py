@@ -151,6 +151,8 @@ class ASGDOptimizer:
         self._backend = backend
         # Held by every public method that reads or changes parameters or state: one call at a time.
         self._lock = threading.RLock()
+        self._holding_averages = False
+        """Inside :meth:`averaged_parameters`, where a step is refused."""
         self._state_version = 0
         self._layout: _Layout | None = None
         self._hyperparameters: dict[int, tuple[tuple[Any, ...], Hyperparameters]] = {}
@@ -378,6 +380,11 @@ class ASGDOptimizer:
         parameter and leaves its state untouched. Without ``grads``, each parameter's ``.grad``
         is used.
         """
+        if self._holding_averages:
+            raise RuntimeError(
+                "step() inside averaged_parameters(): the parameters hold the averages there, and "
+                "the step's update would be undone on exit; step after the block"
+            )
         loss = closure() if closure is not None else None
         with self._lock, interrupts_deferred():
             self._execute(self._plan(grads))
@@ -528,12 +535,14 @@ class ASGDOptimizer:
                     for array, average in zip(arrays, self.averages(), strict=True):
                         array[...] = average
                     mark_modified(tensors)  # autograd must not use values saved before the swap
+                    self._holding_averages = True
                 yield
             finally:
                 with interrupts_deferred():
                     for array, original in zip(arrays, saved, strict=True):
                         array[...] = original
                     mark_modified(tensors)
+                    self._holding_averages = False
 
     # ----------------------------------------------------------------------------- state dict
 
@@ -664,6 +673,7 @@ class ASGDOptimizer:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.RLock()
+        self._holding_averages = False  # a copy is no block's: it steps
         self._share_states()  # the copied states' arrays are no longer views of shared buffers
 
 

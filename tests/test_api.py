@@ -225,6 +225,25 @@ def test_averaged_parameters_swaps_in_the_averages_and_restores_exact_bits(asgd_
     assert [a.tobytes(), b.tobytes()] == originals
 
 
+def test_a_step_inside_averaged_parameters_is_refused_and_changes_nothing(asgd_class: Any) -> None:
+    """Inside the block the parameters hold the averages and are restored on exit, so a step there
+    would be thrown away while the clocks and averages advanced: it is refused, and works after."""
+    a = np.array([1.0, 2.0], np.float32)
+    optimizer = asgd_class([a], lr=0.1, t0=0)
+    optimizer.step([np.ones(2, np.float32)])
+    before = copy.deepcopy(optimizer.state_dict())
+    with optimizer.averaged_parameters():
+        inside = a.tobytes()
+        with pytest.raises(RuntimeError, match=r"step\(\) inside averaged_parameters\(\)"):
+            optimizer.step([np.ones(2, np.float32)])
+        assert a.tobytes() == inside
+    after = optimizer.state_dict()
+    assert after["state"][0]["step"] == before["state"][0]["step"]
+    assert after["state"][0]["ax"].tobytes() == before["state"][0]["ax"].tobytes()
+    optimizer.step([np.ones(2, np.float32)])
+    assert optimizer.state_dict()["state"][0]["step"] == before["state"][0]["step"] + 1
+
+
 def test_parameter_objects_keep_their_arrays(asgd_class: Any) -> None:
     w = Parameter(np.zeros(3))
     data = w.data

@@ -148,3 +148,15 @@ def test_a_tensor_lr_is_refused() -> None:
         optimized.state_dict_from_torch(optimizer.state_dict())
     with pytest.raises(TypeError, match=r"numerics must be a str or None, got 1 \(int\)"):
         optimized.state_dict_from_torch(optimizer.state_dict(), numerics=1)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("optimizer_class", ["SGD", "Adam"])
+def test_another_optimizers_state_is_refused_naming_what_it_lacks(optimizer_class: str) -> None:
+    tensor = torch.zeros(3, requires_grad=True)
+    optimizer = getattr(torch.optim, optimizer_class)([tensor], lr=0.1)
+    tensor.grad = torch.ones(3)
+    optimizer.step()
+    with pytest.raises(
+        ValueError, match=r"param_groups\[0\] lacks \[.*'lambd'.*\]: not a torch.optim.ASGD state dict"
+    ):
+        optimized.state_dict_from_torch(optimizer.state_dict())
