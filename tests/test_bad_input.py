@@ -261,6 +261,8 @@ STATE_ROWS = [
     BadInput("ax shape", with_state_value("ax", np.zeros((3, 2), np.float32)), ValueError, r"\['ax'\] has shape \(3, 2\)"),
     BadInput("ax dtype", with_state_value("ax", np.zeros((2, 3), np.float64)), TypeError, r"\['ax'\] has dtype float64"),
     BadInput("ax a list", with_state_value("ax", [[0.0] * 3] * 2), TypeError, r"\['ax'\] must be a numpy.ndarray, got list"),
+    BadInput("ax a matrix", with_state_value("ax", np.asmatrix(np.zeros((2, 3), np.float32))), TypeError,
+             r"\['ax'\] is a numpy.matrix, an ndarray subclass"),
     BadInput("buffer shape", with_state_value("momentum_buffer", np.zeros(6, np.float32)), ValueError, r"\['momentum_buffer'\] has shape \(6,\)"),
 ]  # fmt: skip
 
