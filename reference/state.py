@@ -131,10 +131,10 @@ def _array_like_parameter(value: object, parameter: np.ndarray, where: str, key:
     if not isinstance(value, np.ndarray):
         raise TypeError(f"{where}[{key!r}] must be a numpy.ndarray, got {type(value).__name__}")
     if type(value) is not np.ndarray:  # a subclass (np.matrix) changes what arithmetic means
-        kind = f"{type(value).__module__}.{type(value).__name__}".replace(
-            "numpy.matrixlib.defmatrix", "numpy"
+        raise TypeError(
+            f"{where}[{key!r}] is a {type(value).__module__}.{type(value).__name__}, an ndarray subclass; "
+            "give a plain numpy.ndarray (numpy.asarray gives one)"
         )
-        raise TypeError(f"{where}[{key!r}] is a {kind}, an ndarray subclass; give a plain numpy.ndarray")
     if value.shape != parameter.shape:
         raise ValueError(
             f"{where}[{key!r}] has shape {value.shape}, but its parameter has shape {parameter.shape}"
