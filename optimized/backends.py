@@ -164,8 +164,7 @@ class NumbaBackend:
         small = share_count(int(rows[:, 4].sum()) * first.theta.itemsize, self.threads) == 1
         over_rows = self._over_rows.get(variant)
         if over_rows is not None and small and _alike(tasks):
-            _, coefficients = self._loop(first, variant)
-            over_rows(rows, *coefficients)
+            over_rows(rows, *_coefficients(first))
             return
         self.run(tasks)
         if (over_rows is None and small and variant in self._ready and variant not in self._rows_failed
@@ -219,10 +218,16 @@ class NumbaBackend:
     def _loop(self, task: Task, variant: Variant) -> tuple[Any, tuple[float, ...]]:
         """The compiled loop of a task's variant, and its coefficients rounded to its dtype (as
         Python floats, which numba takes faster than NumPy scalars)."""
-        s = task.scalars
-        coefficients = (s.weight_decay, s.momentum, s.decay, s.lambd, s.eta, s.mu)
-        rounded: list[float] = np.array(coefficients, task.theta.dtype).tolist()  # one rounding each
-        return self._kernel(*variant), tuple(rounded)
+        return self._kernel(*variant), _coefficients(task)
+
+
+def _coefficients(task: Task) -> tuple[float, ...]:
+    """A task's coefficients, each rounded once to its dtype, as Python floats (which numba takes
+    faster than NumPy scalars)."""
+    s = task.scalars
+    coefficients = (s.weight_decay, s.momentum, s.decay, s.lambd, s.eta, s.mu)
+    rounded: list[float] = np.array(coefficients, task.theta.dtype).tolist()
+    return tuple(rounded)
 
 
 def _alike(tasks: Sequence[Task]) -> bool:

@@ -66,10 +66,11 @@ def assert_same_run(ours: Any, theirs: Any, our_params: list[Any], their_params:
 def lockstep(
     ours: Any, theirs: Any, our_params: list[Any], their_params: list[Any], steps: int,
     between: Callable[[int], None] = lambda step: None,
+    gradients: Callable[[list[Any], int], None] = set_gradients,
 ) -> None:  # fmt: skip
     for step in range(steps):
-        set_gradients(our_params, step)
-        set_gradients(their_params, step)
+        gradients(our_params, step)
+        gradients(their_params, step)
         ours.step()
         theirs.step()
         assert_same_run(ours, theirs, our_params, their_params)
@@ -199,12 +200,7 @@ def test_channels_last_parameters_are_stepped_by_the_kernel() -> None:
         for p in params:
             p.grad = p.grad.contiguous(memory_format=torch.channels_last)
 
-    for step in range(4):
-        gradients(ours_params, step)
-        gradients(their_params, step)
-        ours.step()
-        theirs.step()
-        assert_same_run(ours, theirs, ours_params, their_params)
+    lockstep(ours, theirs, ours_params, their_params, steps=4, gradients=gradients)
     assert ours.last_step_paths == [StepPath("kernel")]
 
 
@@ -760,13 +756,10 @@ def test_a_small_step_is_one_compiled_call_over_its_tensors(
         theirs = ASGD(their_params, kernel="numpy", **kwargs)
     else:
         theirs = torch.optim.ASGD(their_params, **kwargs)
-    for step in range(8):
-        set_gradients(ours_params, step)
-        set_gradients(their_params, step)
-        ours.step()
-        theirs.step()
-        assert_same_run(ours, theirs, ours_params, their_params)
-        ours._backend.wait_until_loaded()  # the test's hook: the loop over rows is made by now
+    # The test's hook after each step: the loop over rows of the step's variant is made by now.
+    lockstep(
+        ours, theirs, ours_params, their_params, steps=8, between=lambda _: ours._backend.wait_until_loaded()
+    )
     assert len([rows for rows in stepped if rows]) >= 4 and {rows for rows in stepped if rows} == {4}, stepped
 
 
