@@ -174,7 +174,7 @@ def test_auto_falls_back_to_numpy_when_numba_fails_to_import(monkeypatch: pytest
     optimizer = optimized.ASGD([theta], **HYPER)
     reference_optimizer = reference.ASGD([spec], **HYPER)
     optimizer.step([np.ones(7)])
-    assert not optimizer._backend.wait_until_loaded(timeout=600)
+    assert not optimizer._backend.wait_until_loaded(timeout=1800)
     with pytest.warns(RuntimeWarning, match="numba failed to load"):
         optimizer.step([np.ones(7)])
     assert optimizer.backend == "numpy"
@@ -213,7 +213,7 @@ def test_auto_never_waits_for_numba(monkeypatch: pytest.MonkeyPatch) -> None:
         reference_optimizer.step([gradient(9, seed)])
     assert optimizer._backend._kernel is None
     release.set()
-    assert optimizer._backend.wait_until_loaded(timeout=600)
+    assert optimizer._backend.wait_until_loaded(timeout=1800)
     for seed in range(3, 6):
         optimizer.step([gradient(9, seed)])
         reference_optimizer.step([gradient(9, seed)])
@@ -461,7 +461,7 @@ def test_auto_never_waits_for_a_loop_a_later_step_needs(monkeypatch: pytest.Monk
     for seed in range(2):
         optimizer.step([gradient(9, seed)])
         reference_optimizer.step([gradient(9, seed)])
-    assert optimizer._backend.wait_until_loaded(timeout=600)
+    assert optimizer._backend.wait_until_loaded(timeout=1800)
     for group in (optimizer.param_groups[0], reference_optimizer.param_groups[0]):
         group["maximize"] = True
     for seed in range(2, 5):  # the second loader is blocked: these steps did not wait for it
@@ -469,7 +469,7 @@ def test_auto_never_waits_for_a_loop_a_later_step_needs(monkeypatch: pytest.Monk
         reference_optimizer.step([gradient(9, seed)])
     assert len(calls) == 2
     release.set()
-    assert optimizer._backend.wait_until_loaded(timeout=600)
+    assert optimizer._backend.wait_until_loaded(timeout=1800)
     optimizer.step([gradient(9, 5)])
     reference_optimizer.step([gradient(9, 5)])
     assert_same_bits(theta, spec)

@@ -237,7 +237,7 @@ def test_the_page_renders_in_headless_chromium(quick_run: tuple[Path, float, Any
         shot = out / f"screenshot-{label}.png"
         screenshot = subprocess.run(
             [browser, *flags, f"--screenshot={shot}", "--window-size=1300,1100", path.as_uri()],
-            capture_output=True, text=True, timeout=600,
+            capture_output=True, text=True, timeout=1800,
         )  # fmt: skip
         logs.append(screenshot.stderr)
         assert shot.exists(), screenshot.stderr[-2000:]
@@ -248,7 +248,7 @@ def test_the_page_renders_in_headless_chromium(quick_run: tuple[Path, float, Any
         [browser, *flags, "--dump-dom", pages["summary"].as_uri()],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1800,
     )
     logs.append(dom.stderr)
     assert 'id="summary-table"' in dom.stdout and dom.stdout.count("<tr>") > 20
