@@ -20,14 +20,13 @@ from typing import Any, Final
 import numpy as np
 
 from optimized.numpy_kernel import NumpyBackend
-from optimized.threads import DEFAULT_THREADS, Piece, run_shared, share_count
-from reference.plan import Task
+from optimized.threads import DEFAULT_THREADS, Piece, run_shared
+from reference.plan import Backend, Task
 
 __all__ = ["KERNELS", "NumbaBackend", "NumpyBackend", "make_backend", "numba_installed"]
 
 KERNELS: Final = ("auto", "numba", "numpy")
 _COMPILED: Final = "fd"  # the dtype characters of float32 and float64 (complex arrays come as real views)
-_NO_ROWS: Final = np.zeros((0, 5), np.int64)
 _NO_BUFFER: Final = {char: np.empty(0, char) for char in _COMPILED}
 """The momentum buffer a loop without momentum is given (it never reads it)."""
 
@@ -76,11 +75,6 @@ class NumbaBackend:
         self._ready: set[Variant] = set()
         self._loader: threading.Thread | None = None
         self._error: Exception | None = None
-        self._over_rows: dict[Variant, Any] = {}
-        """The loops over rows made so far (see :meth:`run_rows`), by variant."""
-        self._rows_maker: threading.Thread | None = None
-        self._rows_failed: set[Variant] = set()
-        """Variants whose loop over rows could not be made: their steps stay on :meth:`run`."""
         self._warned = False
 
     @property
@@ -93,15 +87,13 @@ class NumbaBackend:
 
     def __getstate__(self) -> dict[str, Any]:
         """Copied without the loader thread; a copy makes its loops again."""
-        return {**self.__dict__, "_kernel": None, "_ready": set(), "_loader": None, "_over_rows": {},
-                "_rows_maker": None}  # fmt: skip
+        return {**self.__dict__, "_kernel": None, "_ready": set(), "_loader": None}
 
     def wait_until_loaded(self, timeout: float | None = None) -> bool:
         """Wait for the background loader to finish (a hook for tests and benchmarks); whether
         the compiled kernel is in use."""
-        for thread in (self._loader, self._rows_maker):
-            if thread is not None:
-                thread.join(timeout)
+        if self._loader is not None:
+            self._loader.join(timeout)
         return self._kernel is not None
 
     def _make(self, variants: Sequence[Variant]) -> None:
@@ -153,45 +145,6 @@ class NumbaBackend:
             return
         run_shared(lambda share: self._run_share(share, calls), compiled, self.threads)
 
-    def run_rows(self, tasks: Sequence[Task], rows: np.ndarray) -> None:
-        """:meth:`run`, for tasks whose memory ``rows`` also gives: row ``k`` holds the addresses of
-        task ``k``'s theta, grad, ax and buf (0: none) and its length. A step small enough for one
-        thread whose tasks share one loop and one set of scalars is one compiled call over all of
-        them (:func:`optimized.numba_kernel.kernel_over_rows`), once that loop is made; it is made
-        in the background, and until then the step is :meth:`run`'s, with the same bits."""
-        first = tasks[0]
-        variant = _variant(first)
-        small = share_count(int(rows[:, 4].sum()) * first.theta.itemsize, self.threads) == 1
-        over_rows = self._over_rows.get(variant)
-        if over_rows is not None and small and _alike(tasks):
-            over_rows(rows, *_coefficients(first))
-            return
-        self.run(tasks)
-        if (over_rows is None and small and variant in self._ready and variant not in self._rows_failed
-                and _alike(tasks)):  # fmt: skip
-            self._start_making_rows(variant)
-
-    def _start_making_rows(self, variant: Variant) -> None:
-        if self._rows_maker is not None and self._rows_maker.is_alive():
-            return
-        self._rows_maker = threading.Thread(
-            target=self._make_rows, args=(variant,), name="asgd-numba-rows", daemon=True
-        )
-        self._rows_maker.start()
-
-    def _make_rows(self, variant: Variant) -> None:
-        """Compile the loop over rows of ``variant`` (a failure leaves its steps on :meth:`run`,
-        which gives the same bits, and is not tried again)."""
-        from optimized.numba_kernel import kernel_over_rows
-
-        try:
-            over_rows = kernel_over_rows(*variant)
-            over_rows(_NO_ROWS, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
-        except Exception:
-            self._rows_failed.add(variant)
-            return
-        self._over_rows = {**self._over_rows, variant: over_rows}
-
     def _start_making(self, needed: set[Variant]) -> None:
         """Have the loops ``needed`` (and those a run reaches next) made in the background, unless
         numba failed to load: then say so, once."""
@@ -218,28 +171,10 @@ class NumbaBackend:
     def _loop(self, task: Task, variant: Variant) -> tuple[Any, tuple[float, ...]]:
         """The compiled loop of a task's variant, and its coefficients rounded to its dtype (as
         Python floats, which numba takes faster than NumPy scalars)."""
-        return self._kernel(*variant), _coefficients(task)
-
-
-def _coefficients(task: Task) -> tuple[float, ...]:
-    """A task's coefficients, each rounded once to its dtype, as Python floats (which numba takes
-    faster than NumPy scalars)."""
-    s = task.scalars
-    coefficients = (s.weight_decay, s.momentum, s.decay, s.lambd, s.eta, s.mu)
-    rounded: list[float] = np.array(coefficients, task.theta.dtype).tolist()
-    return tuple(rounded)
-
-
-def _alike(tasks: Sequence[Task]) -> bool:
-    """Whether the tasks share one compiled loop and one set of scalars."""
-    first = tasks[0]
-    dtype, scalars, starts, unbuffered = (first.theta.dtype, first.scalars, first.first_momentum_step,
-                                          first.buf is None)  # fmt: skip
-    return all(
-        task.scalars is scalars and task.theta.dtype == dtype and task.first_momentum_step is starts
-        and (task.buf is None) is unbuffered
-        for task in tasks
-    )  # fmt: skip
+        s = task.scalars
+        coefficients = (s.weight_decay, s.momentum, s.decay, s.lambd, s.eta, s.mu)
+        rounded: list[float] = np.array(coefficients, task.theta.dtype).tolist()  # one rounding each
+        return self._kernel(*variant), tuple(rounded)
 
 
 def numba_installed() -> bool:
@@ -247,7 +182,7 @@ def numba_installed() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
-def make_backend(kernel: str, block_size: int | None, threads: int) -> NumbaBackend | NumpyBackend:
+def make_backend(kernel: str, block_size: int | None, threads: int) -> Backend:
     """The backend ``kernel`` names (``"auto"``: numba if it can be found, else NumPy)."""
     if kernel == "numpy" or (kernel == "auto" and not numba_installed()):
         return NumpyBackend(block_size, threads)

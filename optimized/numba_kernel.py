@@ -18,13 +18,10 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import numba
-import numpy as np
-from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
-from numba.np.numpy_support import carray
 
-__all__ = ["fma", "kernel", "kernel_over_rows"]
+__all__ = ["fma", "kernel"]
 
 
 @intrinsic
@@ -114,63 +111,4 @@ def kernel(
         return nan_averages
 
     compiled: Callable[..., int] = loop
-    return compiled
-
-
-@intrinsic
-def _void_pointer(typingctx: Any, address: Any) -> Any:
-    if not isinstance(address, types.Integer):
-        return None
-
-    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        return builder.inttoptr(args[0], ir.IntType(8).as_pointer())
-
-    return types.voidptr(address), codegen
-
-
-_address = cast(Callable[[Any], Any], _void_pointer)
-"""An integer address as a ``void *``, inside compiled code."""
-
-
-@functools.cache
-def kernel_over_rows(
-    dtype: str,
-    maximize: bool,
-    weight_decay: bool,
-    momentum: bool,
-    first_momentum_step: bool,
-    averaging: bool,
-    fused: bool,
-    foreach: bool,
-) -> Callable[..., int]:
-    """:func:`kernel`'s loop over many ranges in one call, for a step of many small tensors where a
-    call per tensor costs more than their arithmetic (the idea of a multi-tensor apply).
-
-    It is called as ``over_rows(rows, wd, m, decay, lambd, eta, mu)``: row ``k`` of the int64 array
-    ``rows`` holds the addresses of one range's theta, grad, ax and momentum buffer and its length
-    in elements of ``dtype``; the caller guarantees that the memory is there, of that dtype, alive,
-    and that no written range overlaps another range. Each range runs the very loop :func:`kernel`
-    compiles, so the bits are the same. It is compiled in each process and not kept in numba's
-    on-disk cache: the loop it calls is a cell of its closure, and numba keys a cached closure by
-    its pickled cells, which for a compiled function differ in every process.
-    """
-    loop = kernel(dtype, maximize, weight_decay, momentum, first_momentum_step, averaging, fused, foreach)
-    element = np.float32 if dtype == "f" else np.float64
-
-    @numba.njit(nogil=True, cache=False, fastmath=False, error_model="numpy", boundscheck=False)
-    def over_rows(rows, wd, m, decay, lambd, eta, mu):  # type: ignore[no-untyped-def]
-        start = np.int64(0)  # typed as the loop's calls from Python: no second specialization of it
-        for k in range(rows.shape[0]):
-            n = rows[k, 4]
-            theta = carray(_address(rows[k, 0]), n, element)
-            grad = carray(_address(rows[k, 1]), n, element)
-            ax = carray(_address(rows[k, 2]), n, element)
-            if momentum:
-                buf = carray(_address(rows[k, 3]), n, element)
-            else:  # never read: an empty range
-                buf = carray(_address(rows[k, 2]), 0, element)
-            loop(theta, grad, ax, buf, start, n, wd, m, decay, lambd, eta, mu)
-        return 0
-
-    compiled: Callable[..., int] = over_rows
     return compiled

@@ -173,10 +173,6 @@ class NumpyBackend:
                 coefficients[key] = Coefficients.of(task.theta.dtype, task.scalars)
         run_shared(lambda share: self.run_share(share, coefficients), tasks, self.threads)
 
-    def run_rows(self, tasks: Sequence[Task], rows: np.ndarray) -> None:
-        """:meth:`run` (the addresses in ``rows`` serve the compiled kernel only)."""
-        self.run(tasks)
-
     def run_share(
         self, share: list[Piece], coefficients: dict[tuple[int, np.dtype[Any]], Coefficients]
     ) -> None:

@@ -14,7 +14,7 @@ from typing import Final
 
 from reference.plan import Task
 
-__all__ = ["DEFAULT_THREADS", "MIN_BYTES_PER_THREAD", "Piece", "run_shared", "share_count", "shares"]
+__all__ = ["DEFAULT_THREADS", "MIN_BYTES_PER_THREAD", "Piece", "run_shared", "shares"]
 
 DEFAULT_THREADS: Final = min(2, os.cpu_count() or 1)
 MIN_BYTES_PER_THREAD: Final = 1 << 20
@@ -33,15 +33,10 @@ def _pool(threads: int) -> ThreadPoolExecutor:
     return _pools[threads]
 
 
-def share_count(total_bytes: int, threads: int) -> int:
-    """How many shares a step of ``total_bytes`` parameter bytes is cut into."""
-    return max(1, min(threads, total_bytes // MIN_BYTES_PER_THREAD))
-
-
 def shares(tasks: Sequence[Task], threads: int) -> list[list[Piece]]:
     """The tasks cut into at most ``threads`` shares of about equal bytes, in order."""
     total = sum(task.theta.nbytes for task in tasks)
-    parts = share_count(total, threads)
+    parts = max(1, min(threads, total // MIN_BYTES_PER_THREAD))
     if parts == 1:
         return [[(task, 0, task.theta.size) for task in tasks if task.theta.size]]
     cuts = [total * k // parts for k in range(1, parts)]  # byte offsets where a new share starts

@@ -154,9 +154,6 @@ class _GroupViews:
     members: dict[int, _Member]
     writes: list[tuple[int, int]]
     starts: list[int]
-    rows: np.ndarray
-    """Per member, in order: the addresses of its theta, gradient, average and momentum buffer (0
-    for none) and its length in reals (see :meth:`optimized.backends.NumbaBackend.run_rows`)."""
 
     @classmethod
     def of(cls, members: Sequence[_Member]) -> _GroupViews | None:
@@ -171,10 +168,7 @@ class _GroupViews:
         if any(a[1] > b[0] for a, b in itertools.pairwise(writes)):
             return None
         starts = [start for start, _ in writes]
-        rows = np.array([member.row_values() for member in members], np.int64).reshape(len(members), 5)
-        for position, member in enumerate(members):
-            member.row = position
-        return cls({id(member.param): member for member in members}, writes, starts, rows)
+        return cls({id(member.param): member for member in members}, writes, starts)
 
     def written(self, start: int, nbytes: int) -> bool:
         """Whether ``nbytes`` at ``start`` (a gradient) share memory with what the step writes."""
@@ -214,8 +208,6 @@ class _Member:
     grad: torch.Tensor | None = None
     grad_pointer: int = 0
     grad_stride: tuple[int, ...] = ()
-    row: int = -1
-    """The member's row in its group's :attr:`_GroupViews.rows` (-1: none yet)."""
 
     @classmethod
     def of(cls, p: torch.Tensor, state: dict[str, Any], buf: torch.Tensor | None) -> _Member:
@@ -253,11 +245,6 @@ class _Member:
             p.stride() == self.stride
             and _pointers(p, self.ax, self.step, self.eta, self.mu, self.buf) == self.pointers
         )
-
-    def row_values(self) -> tuple[int, int, int, int, int]:
-        """The member's row of addresses and its length in reals."""
-        buf = 0 if self.buf is None else self.buf.data_ptr()
-        return (self.pointers[0], self.grad_pointer, self.pointers[1], buf, self.task.theta.size)
 
     def take_gradient(self, grad: torch.Tensor, pointer: int) -> None:
         """Read ``grad`` (at ``pointer``, of the parameter's dtype, shape and layout) at this step."""
@@ -403,7 +390,7 @@ class ASGD(torch.optim.Optimizer):
             if reason is None:
                 if not members:
                     return None
-                self._kernel_step(group, members, self._views[position].rows)
+                self._kernel_step(group, members)
                 return _KERNEL_PATH
         stepping = list(self._with_gradients(group))
         if not stepping:
@@ -498,8 +485,6 @@ class ASGD(torch.optim.Optimizer):
             if member.task.first_momentum_step:
                 member.start_momentum()
                 rebuilt = True
-            if member.row != len(members):  # a new member, or the group's order changed
-                rebuilt = True
             members.append(member)
         if rebuilt or len(views) != len(members):
             remembered = _GroupViews.of(members)
@@ -508,13 +493,11 @@ class ASGD(torch.optim.Optimizer):
             self._views[position] = remembered
             new_gradients = members
         assert remembered is not None
-        for member in new_gradients:
-            remembered.rows[member.row, 1] = member.grad_pointer
         if any(remembered.written(member.grad_pointer, member.task.theta.nbytes) for member in new_gradients):
             return [], "a gradient shares memory with what the step writes (torch steps one after another)"
         return members, None
 
-    def _kernel_step(self, group: dict[str, Any], members: list[_Member], rows: np.ndarray) -> None:
+    def _kernel_step(self, group: dict[str, Any], members: list[_Member]) -> None:
         """Lines 2 to 7 by the kernel, then the clocks as torch computes them (lines 1 and 8)."""
         clocks: dict[tuple[torch.dtype, float], tuple[float, float, float]] = {}
         keys = []
@@ -523,7 +506,7 @@ class ASGD(torch.optim.Optimizer):
             if key not in clocks:  # computed before anything changes: torch's schedule may raise
                 clocks[key] = _next_clock(group, member.step, member.step_view)
             keys.append(key)
-        self._backend.run_rows([member.task for member in members], rows)
+        self._backend.run([member.task for member in members])
         torch.autograd.graph.increment_version([member.param for member in members])
         for member, key in zip(members, keys, strict=True):
             if member.task.first_momentum_step:

@@ -717,60 +717,15 @@ def test_numpy_scalar_hyperparameters_raise_no_overflow_warning() -> None:
         lockstep(ours, theirs, ours_params, their_params, steps=3)
 
 
-ROWS_CONFIGS = [
-    {"t0": 2},
-    {"t0": 1, "lambd": 0.1, "maximize": True, "weight_decay": 0.1},
-    {"t0": 3, "alpha": 0.5, "lr": 0.05},
-    {"t0": 2, "momentum": 0.9, "weight_decay": 0.01},
-]
-
-
-@pytest.mark.parametrize("path", [None, True], ids=["for-loop", "foreach"])
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("config", ROWS_CONFIGS, ids=lambda c: ",".join(c))
-def test_a_small_step_is_one_compiled_call_over_its_tensors(
-    config: dict[str, Any], dtype: Any, path: bool | None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Once its loop over rows of addresses is made (in the background), a small group is stepped by
-    one compiled call over all its tensors, with the bits of torch (with momentum, of the NumPy
-    kernel stepping the same class one tensor at a time)."""
-    from optimized import numba_kernel
-
-    stepped: list[int] = []
-    over_rows = numba_kernel.kernel_over_rows
-
-    def counting(*variant: Any) -> Any:
-        loop = over_rows(*variant)
-
-        def counted(rows: Any, *coefficients: Any) -> Any:
-            stepped.append(len(rows))
-            return loop(rows, *coefficients)
-
-        return counted
-
-    monkeypatch.setattr(numba_kernel, "kernel_over_rows", counting)
-    kwargs = {**config, "foreach": path}
-    ours_params, their_params = make_params(0, dtype), make_params(0, dtype)
-    ours = ASGD(ours_params, kernel="numba", **kwargs)
-    if config.get("momentum"):
-        theirs = ASGD(their_params, kernel="numpy", **kwargs)
-    else:
-        theirs = torch.optim.ASGD(their_params, **kwargs)
-    # The test's hook after each step: the loop over rows of the step's variant is made by now.
-    lockstep(
-        ours, theirs, ours_params, their_params, steps=8, between=lambda _: ours._backend.wait_until_loaded()
-    )
-    assert len([rows for rows in stepped if rows]) >= 4 and {rows for rows in stepped if rows} == {4}, stepped
-
-
 def test_a_step_that_raises_midway_leaves_nothing_half_remembered() -> None:
     """A sparse gradient makes both classes raise after earlier parameters took new gradients; the
     next steps, with the gradients kept (accumulated in place), read those gradients, not the memory
-    that the refused step let go of (junk is allocated to take it)."""
+    that the refused step let go of (junk is allocated to take it). A step that raises part-way
+    forgets the group's remembered views."""
     ours_params = [torch.ones(256, requires_grad=True) for _ in range(2)]
     their_params = [torch.ones(256, requires_grad=True) for _ in range(2)]
     ours, theirs = ASGD(ours_params, kernel="numba"), torch.optim.ASGD(their_params)
-    for _ in range(3):  # the loop over rows gets made and used
+    for _ in range(3):  # the compiled loops get made and used
         for params in (ours_params, their_params):
             for p in params:
                 p.grad = torch.full_like(p, 0.5)
