@@ -20,7 +20,7 @@ from typing import Any, Final
 import numpy as np
 
 from optimized.numpy_kernel import NumpyBackend
-from optimized.threads import DEFAULT_THREADS, Piece, run_shared
+from optimized.threads import DEFAULT_THREADS, MIN_BYTES_PER_THREAD, Piece, run_shared
 from reference.plan import Backend, Task
 
 __all__ = ["KERNELS", "NumbaBackend", "NumpyBackend", "make_backend", "numba_installed"]
@@ -29,9 +29,12 @@ KERNELS: Final = ("auto", "numba", "numpy")
 _COMPILED: Final = "fd"  # the dtype characters of float32 and float64 (complex arrays come as real views)
 _NO_BUFFER: Final = {char: np.empty(0, char) for char in _COMPILED}
 """The momentum buffer a loop without momentum is given (it never reads it)."""
+_UNSEEN: Final[Any] = object()
 
 
 Variant = tuple[str, bool, bool, bool, bool, bool, bool, bool]
+Loop = tuple[Any, tuple[float, ...]]
+"""A compiled loop and the coefficients it is called with."""
 """A compiled loop: the dtype character, then maximize, weight decay, momentum, first momentum
 step, averaging, fused, foreach (the arguments of :func:`optimized.numba_kernel.kernel`)."""
 
@@ -72,6 +75,7 @@ class NumbaBackend:
         self.threads, self.background = threads, background
         self._numpy = NumpyBackend(block_size, threads)  # float16, and steps whose loops are not ready
         self._kernel: Any = None
+        self._fill_row: Any = None
         self._ready: set[Variant] = set()
         self._loader: threading.Thread | None = None
         self._error: Exception | None = None
@@ -87,7 +91,7 @@ class NumbaBackend:
 
     def __getstate__(self) -> dict[str, Any]:
         """Copied without the loader thread; a copy makes its loops again."""
-        return {**self.__dict__, "_kernel": None, "_ready": set(), "_loader": None}
+        return {**self.__dict__, "_kernel": None, "_fill_row": None, "_ready": set(), "_loader": None}
 
     def wait_until_loaded(self, timeout: float | None = None) -> bool:
         """Wait for the background loader to finish (a hook for tests and benchmarks); whether
@@ -98,14 +102,17 @@ class NumbaBackend:
 
     def _make(self, variants: Sequence[Variant]) -> None:
         """Import the compiled kernels and make (or load from the cache) the loops ``variants`` name."""
-        from optimized.numba_kernel import kernel
+        from optimized.numba_kernel import fill_row, kernel
 
-        self._kernel = kernel  # before any loop is marked ready: a step may use it at once
+        # Before any loop is marked ready: a step may use them at once.
+        self._kernel, self._fill_row = kernel, fill_row
+        table = np.zeros((0, 6), np.int64)
         for variant in variants:
             if variant in self._ready:
                 continue
+            kernel(*variant)(table, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
             empty = np.empty(0, np.dtype(variant[0]))
-            kernel(*variant)(empty, empty, empty, empty, 0, 0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+            fill_row(np.zeros((1, 6), np.int64), 0, empty, empty, empty, empty, 0, 0)  # its dtype's
             self._ready.add(variant)
 
     def _make_in_background(self, variants: Sequence[Variant]) -> None:
@@ -120,12 +127,14 @@ class NumbaBackend:
             self._numpy.run([task for task in tasks if task.theta.dtype.char not in _COMPILED])
         if not compiled:
             return
-        loops: dict[tuple[int, str, bool, bool], tuple[Any, tuple[Any, ...]] | None] = {}
-        calls: dict[int, tuple[Any, tuple[Any, ...], np.ndarray]] = {}
+        loops: dict[tuple[int, str, bool, bool], Loop | None] = {}
+        calls: dict[int, tuple[Loop, np.ndarray]] = {}
         missing: set[Variant] = set()
         for task in compiled:
-            key = (id(task.scalars), task.theta.dtype.char, task.first_momentum_step, task.buf is None)
-            if key not in loops:
+            char, buf = task.theta.dtype.char, task.buf
+            key = (id(task.scalars), char, task.first_momentum_step, buf is None)
+            loop = loops.get(key, _UNSEEN)
+            if loop is _UNSEEN:
                 variant = _variant(task)
                 if variant not in self._ready:
                     if self.background:
@@ -133,10 +142,9 @@ class NumbaBackend:
                         loops[key] = None
                         continue
                     self._make([variant])
-                loops[key] = self._loop(task, variant)
-            loop = loops[key]
+                loop = loops[key] = self._loop(task, variant)
             if loop is not None:
-                calls[id(task)] = (*loop, _NO_BUFFER[task.theta.dtype.char] if task.buf is None else task.buf)
+                calls[id(task)] = (loop, task.theta if buf is None else buf)
         if missing:
             # The same bits from NumPy; the loops are made after it, so that the import of numba
             # does not compete with this step for the interpreter.
@@ -144,6 +152,34 @@ class NumbaBackend:
             self._start_making(missing)
             return
         run_shared(lambda share: self._run_share(share, calls), compiled, self.threads)
+
+    def run_whole(self, tasks: Sequence[Task], table: np.ndarray) -> bool:
+        """Run ``tasks`` whole, in one compiled call on ``table``, their rows (the caller's, kept
+        from step to step: reading addresses costs more than a small tensor's step), where that
+        can be: the tasks share their scalars, dtype and loop, the loop is made and they are too
+        small to share out over threads. Whether it ran them (else nothing happened)."""
+        first = tasks[0]
+        char = first.theta.dtype.char
+        variant = _variant(first)
+        if (
+            char not in _COMPILED
+            or variant not in self._ready
+            or (self.threads > 1 and sum(task.theta.nbytes for task in tasks) >= 2 * MIN_BYTES_PER_THREAD)
+        ):
+            return False
+        scalars, first_momentum_step = first.scalars, first.first_momentum_step
+        momentum = first.buf is not None
+        for task in tasks:
+            if (
+                task.scalars is not scalars
+                or task.theta.dtype.char != char
+                or (task.buf is not None) is not momentum
+                or task.first_momentum_step is not first_momentum_step
+            ):
+                return False
+        function, coefficients = self._loop(first, variant)
+        function(table, *coefficients)
+        return True
 
     def _start_making(self, needed: set[Variant]) -> None:
         """Have the loops ``needed`` (and those a run reaches next) made in the background, unless
@@ -161,14 +197,23 @@ class NumbaBackend:
             )
             self._loader.start()
 
-    @staticmethod
-    def _run_share(share: list[Piece], calls: dict[int, tuple[Any, tuple[Any, ...], np.ndarray]]) -> None:
-        """One thread's pieces, each one call of the compiled loop its task's choices select."""
-        for task, start, stop in share:
-            loop, coefficients, buf = calls[id(task)]
-            loop(task.theta, task.grad, task.ax, buf, start, stop, *coefficients)
+    def _run_share(self, share: list[Piece], calls: dict[int, tuple[Loop, np.ndarray]]) -> None:
+        """One thread's pieces: one compiled call on a table of rows per loop its tasks select."""
+        pieces: dict[int, list[tuple[Piece, np.ndarray]]] = {}
+        loops: dict[int, Loop] = {}
+        for piece in share:
+            loop, buf = calls[id(piece[0])]
+            pieces.setdefault(id(loop), []).append((piece, buf))
+            loops[id(loop)] = loop
+        fill_row = self._fill_row
+        for key, rows in pieces.items():
+            table = np.empty((len(rows), 6), np.int64)
+            for row, ((task, start, stop), buf) in enumerate(rows):
+                fill_row(table, row, task.theta, task.grad, task.ax, buf, start, stop)
+            function, coefficients = loops[key]
+            function(table, *coefficients)
 
-    def _loop(self, task: Task, variant: Variant) -> tuple[Any, tuple[float, ...]]:
+    def _loop(self, task: Task, variant: Variant) -> Loop:
         """The compiled loop of a task's variant, and its coefficients rounded to its dtype (as
         Python floats, which numba takes faster than NumPy scalars)."""
         s = task.scalars

@@ -60,6 +60,9 @@ def shares(tasks: Sequence[Task], threads: int) -> list[list[Piece]]:
 def run_shared(run_share: Callable[[list[Piece]], None], tasks: Sequence[Task], threads: int) -> None:
     """``run_share`` on each share, the first on the calling thread; returns (or raises) only
     once every share has finished, so no thread touches the arrays after the call."""
+    if threads < 2 or sum(task.theta.nbytes for task in tasks) < 2 * MIN_BYTES_PER_THREAD:
+        run_share([(task, 0, task.theta.size) for task in tasks if task.theta.size])
+        return
     cut = shares(tasks, threads)
     if len(cut) == 1:
         run_share(cut[0])

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch.optim.asgd import asgd as torch_asgd
 
-from optimized.backends import KERNELS, make_backend
+from optimized.backends import KERNELS, NumbaBackend, make_backend
 from optimized.threads import DEFAULT_THREADS
 from reference.plan import StepScalars, Task
 
@@ -154,6 +154,10 @@ class _GroupViews:
     members: dict[int, _Member]
     writes: list[tuple[int, int]]
     starts: list[int]
+    table: np.ndarray
+    """The members as rows of the compiled kernel (:data:`optimized.numba_kernel.ROW_COLUMNS`),
+    element 0 of a dense tensor's flat view being at its ``data_ptr()``; the gradients' column is
+    kept current by :meth:`take_gradients`."""
 
     @classmethod
     def of(cls, members: Sequence[_Member]) -> _GroupViews | None:
@@ -168,7 +172,18 @@ class _GroupViews:
         if any(a[1] > b[0] for a, b in itertools.pairwise(writes)):
             return None
         starts = [start for start, _ in writes]
-        return cls({id(member.param): member for member in members}, writes, starts)
+        rows = []
+        for row, member in enumerate(members):
+            member.row = row
+            theta, ax, buf = member.pointers[0], member.pointers[1], member.pointers[5]
+            rows.append((theta, member.grad_pointer, ax, buf or theta, 0, member.task.theta.size))
+        table = np.array(rows, np.int64).reshape(len(rows), 6)
+        return cls({id(member.param): member for member in members}, writes, starts, table)
+
+    def take_gradients(self, members: Sequence[_Member]) -> None:
+        """The new gradients of ``members`` into the table."""
+        for member in members:
+            self.table[member.row, 1] = member.grad_pointer
 
     def written(self, start: int, nbytes: int) -> bool:
         """Whether ``nbytes`` at ``start`` (a gradient) share memory with what the step writes."""
@@ -208,6 +223,8 @@ class _Member:
     grad: torch.Tensor | None = None
     grad_pointer: int = 0
     grad_stride: tuple[int, ...] = ()
+    row: int = 0
+    """The member's row in its group's table."""
 
     @classmethod
     def of(cls, p: torch.Tensor, state: dict[str, Any], buf: torch.Tensor | None) -> _Member:
@@ -239,11 +256,50 @@ class _Member:
             mu_view=state["mu"].numpy(),
         )
 
-    def in_place(self, p: torch.Tensor) -> bool:
-        """Whether the parameter and its state still lie where the views show them."""
+    def same_tensors(self, p: torch.Tensor, state: dict[str, Any], buf: torch.Tensor | None) -> bool:
+        """Whether the views still show this parameter and its state: the same tensor objects,
+        of the same dtype, shape and layout, in the same memory."""
         return (
-            p.stride() == self.stride
-            and _pointers(p, self.ax, self.step, self.eta, self.mu, self.buf) == self.pointers
+            p is self.param
+            and state.get("ax") is self.ax
+            and state.get("step") is self.step
+            and state.get("eta") is self.eta
+            and state.get("mu") is self.mu
+            and buf is self.buf
+            and p.dtype is self.dtype
+            and p.shape == self.shape
+            and p.stride() == self.stride
+            and _pointers(p, self.ax, self.step, self.eta, self.mu, buf) == self.pointers
+        )
+
+    def unchanged(self, p: torch.Tensor, grad: torch.Tensor, state: dict[str, Any], momentum: bool) -> bool:
+        """Whether nothing of this parameter changed since its last step but its values: the same
+        gradient object in the same memory, the same state, a momentum buffer already made (the
+        steady state of a loop that accumulates into ``.grad``, checked with as few calls as can
+        be)."""
+        pointers = self.pointers
+        buf = self.buf
+        return (
+            grad is self.grad
+            and p is self.param
+            and state.get("ax") is self.ax
+            and state.get("step") is self.step
+            and state.get("eta") is self.eta
+            and state.get("mu") is self.mu
+            and (state.get("momentum_buffer") is buf if momentum else buf is None)
+            and (not momentum or buf is not None)
+            and p.dtype is self.dtype
+            and p.shape == self.shape
+            and p.stride() == self.stride
+            and grad.stride() == self.grad_stride
+            and p.data_ptr() == pointers[0]
+            and grad.data_ptr() == self.grad_pointer
+            and self.ax.data_ptr() == pointers[1]
+            and self.step.data_ptr() == pointers[2]
+            and self.eta.data_ptr() == pointers[3]
+            and self.mu.data_ptr() == pointers[4]
+            and (buf is None or buf.data_ptr() == pointers[5])
+            and not self.task.first_momentum_step
         )
 
     def take_gradient(self, grad: torch.Tensor, pointer: int) -> None:
@@ -390,7 +446,7 @@ class ASGD(torch.optim.Optimizer):
             if reason is None:
                 if not members:
                     return None
-                self._kernel_step(group, members)
+                self._kernel_step(position, group, members)
                 return _KERNEL_PATH
         stepping = list(self._with_gradients(group))
         if not stepping:
@@ -441,50 +497,49 @@ class ASGD(torch.optim.Optimizer):
         views = remembered.members if remembered is not None else {}
         rebuilt = remembered is None
         new_gradients = []
-        for p, grad, state in self._with_gradients(group):
-            buf = state.get("momentum_buffer") if momentum else None
+        state_of = self.state
+        for p in group["params"]:
+            grad: torch.Tensor | None = p.grad
+            if grad is None:
+                continue
             member = views.get(id(p))
-            if (
-                member is None
-                or member.param is not p
-                or p.dtype is not member.dtype
-                or p.shape != member.shape
-                or state["ax"] is not member.ax
-                or state["step"] is not member.step
-                or state["eta"] is not member.eta
-                or state["mu"] is not member.mu
-                or buf is not member.buf
-                or not member.in_place(p)
-            ):  # the views no longer show this parameter's memory and state
-                reason = _tensor_refusal(p, state, buf)
-                if reason is not None:
-                    return [], f"{_named(group, p)} {reason}"
-                member = _Member.of(p, state, buf)
-                rebuilt = True
-            pointer = grad.data_ptr()
-            if (
-                grad is not member.grad
-                or pointer != member.grad_pointer
-                or grad.stride() != member.grad_stride
-            ):
-                reason = _gradient_refusal(member, grad)
-                if reason is not None:
-                    return [], f"{_named(group, p)} {reason}"
-                member.take_gradient(grad, pointer)
-                new_gradients.append(member)
+            if member is None or not member.unchanged(p, grad, state_of[p], momentum):
+                if grad.is_sparse:
+                    raise RuntimeError("ASGD does not support sparse gradients")
+                state = state_of[p]
+                if not state:
+                    _initialize(state, p, group["lr"])
+                buf = state.get("momentum_buffer") if momentum else None
+                if member is None or not member.same_tensors(p, state, buf):
+                    reason = _tensor_refusal(p, state, buf)
+                    if reason is not None:
+                        return [], f"{_named(group, p)} {reason}"
+                    member = _Member.of(p, state, buf)
+                    rebuilt = True
+                pointer = grad.data_ptr()
+                if (
+                    grad is not member.grad
+                    or pointer != member.grad_pointer
+                    or grad.stride() != member.grad_stride
+                ):
+                    reason = _gradient_refusal(member, grad)
+                    if reason is not None:
+                        return [], f"{_named(group, p)} {reason}"
+                    member.take_gradient(grad, pointer)
+                    new_gradients.append(member)
+                member.task.first_momentum_step = momentum and buf is None
+                if member.task.first_momentum_step:
+                    member.start_momentum()
+                    rebuilt = True
             eta, mu = member.eta_view.item(), member.mu_view.item()
             key = (eta, mu, member.real)
-            if key not in scalars:
-                step_scalars = _step_scalars(group, eta, mu, foreach)
+            step_scalars = scalars.get(key)
+            if step_scalars is None:
+                step_scalars = scalars[key] = _step_scalars(group, eta, mu, foreach)
                 problem = _beyond_range(step_scalars, member.real)
                 if problem is not None:
                     return [], f"{_named(group, p)}: {problem}"
-                scalars[key] = step_scalars
-            member.task.scalars = scalars[key]
-            member.task.first_momentum_step = momentum and buf is None
-            if member.task.first_momentum_step:
-                member.start_momentum()
-                rebuilt = True
+            member.task.scalars = step_scalars
             members.append(member)
         if rebuilt or len(views) != len(members):
             remembered = _GroupViews.of(members)
@@ -495,9 +550,10 @@ class ASGD(torch.optim.Optimizer):
         assert remembered is not None
         if any(remembered.written(member.grad_pointer, member.task.theta.nbytes) for member in new_gradients):
             return [], "a gradient shares memory with what the step writes (torch steps one after another)"
+        remembered.take_gradients(new_gradients)
         return members, None
 
-    def _kernel_step(self, group: dict[str, Any], members: list[_Member]) -> None:
+    def _kernel_step(self, position: int, group: dict[str, Any], members: list[_Member]) -> None:
         """Lines 2 to 7 by the kernel, then the clocks as torch computes them (lines 1 and 8)."""
         clocks: dict[tuple[torch.dtype, float], tuple[float, float, float]] = {}
         keys = []
@@ -506,7 +562,10 @@ class ASGD(torch.optim.Optimizer):
             if key not in clocks:  # computed before anything changes: torch's schedule may raise
                 clocks[key] = _next_clock(group, member.step, member.step_view)
             keys.append(key)
-        self._backend.run([member.task for member in members])
+        tasks = [member.task for member in members]
+        backend = self._backend
+        if not (isinstance(backend, NumbaBackend) and backend.run_whole(tasks, self._views[position].table)):
+            backend.run(tasks)
         torch.autograd.graph.increment_version([member.param for member in members])
         for member, key in zip(members, keys, strict=True):
             if member.task.first_momentum_step:

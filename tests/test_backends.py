@@ -474,3 +474,73 @@ def test_auto_never_waits_for_a_loop_a_later_step_needs(monkeypatch: pytest.Monk
     reference_optimizer.step([gradient(9, 5)])
     assert_same_bits(theta, spec)
     assert_same_bits(optimizer.averages()[0], reference_optimizer.averages()[0])
+
+
+CACHED_VARIANTS_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from optimized.backends import NumbaBackend, NumpyBackend, _variant
+    from optimized.numba_kernel import kernel
+    from reference.plan import StepScalars, Task
+
+    def tasks(dtype, momentum, maximize, decay, fused, foreach, averaging, seed):
+        rng = np.random.default_rng(seed)
+        scalars = StepScalars(maximize=maximize, weight_decay=0.01 if decay else 0.0, momentum=0.9,
+                              decay=0.999, eta=0.03, mu=0.25 if averaging else 1.0, fused=fused,
+                              lambd=0.001 if foreach else 0.0, foreach=foreach)
+        made = []
+        for size in (5, 40, 333):
+            theta, grad, ax, buf = (rng.standard_normal(size).astype(dtype) for _ in range(4))
+            made.append(Task(theta, grad, ax, buf if momentum else None, scalars))
+        return made
+
+    choices = [(dtype, m, x, d, f, e, a) for dtype in ("float32", "float64") for m in (False, True)
+               for f, e in ((False, False), (True, False), (True, True))
+               for x, d, a in ((False, True, True), (True, False, e))]
+    differing, hits, misses = 0, 0, 0
+    for index in [int(i) for i in sys.argv[1].split(",")]:
+        dtype, *flags = choices[index]
+        ours, theirs = tasks(dtype, *flags, seed=index), tasks(dtype, *flags, seed=index)
+        NumbaBackend(threads=1).run(ours)
+        NumpyBackend(threads=1).run(theirs)
+        for a, b in zip(ours, theirs):
+            for name in ("theta", "ax", "buf"):
+                x, y = getattr(a, name), getattr(b, name)
+                differing += x is not None and x.tobytes() != y.tobytes()
+        stats = kernel(*_variant(ours[0])).stats
+        hits += sum(stats.cache_hits.values())
+        misses += sum(stats.cache_misses.values())
+    print(differing, hits, misses)
+    """
+)
+
+
+def test_loops_from_numbas_cache_are_each_their_own_variant(tmp_path: Path) -> None:
+    """Every variant's loop, compiled in one process and loaded from numba's on-disk cache in
+    others (in another order, several processes at once), gives the NumPy kernel's bits: the
+    cache never hands one variant's loop to another (the loops share a name and differ only in
+    the constants they close over)."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    count = 24  # the script's variants: 2 dtypes x momentum x 3 formulations x 2 sets of choices
+    forward = ",".join(map(str, range(count)))
+    backward = ",".join(map(str, reversed(range(count))))
+    odd_first = ",".join(map(str, [*range(1, count, 2), *range(0, count, 2)]))
+
+    def run(order: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-c", CACHED_VARIANTS_SCRIPT, order],
+            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+    def result(process: subprocess.Popen[str]) -> list[int]:
+        out, err = process.communicate(timeout=3600)
+        assert process.returncode == 0, err
+        return [int(word) for word in out.split()]
+
+    differing, hits, misses = result(run(forward))  # compiles and fills the cache
+    assert (differing, hits, misses) == (0, 0, count)
+    later = [run(order) for order in (backward, odd_first)]
+    for process in later:
+        differing, hits, misses = result(process)
+        assert (differing, hits, misses) == (0, count, 0)

@@ -744,3 +744,37 @@ def test_a_step_that_raises_midway_leaves_nothing_half_remembered() -> None:
         theirs.step()
         assert_same_run(ours, theirs, ours_params, their_params)
     del junk
+
+
+def test_the_kernels_table_addresses_the_flat_views_of_every_layout_it_steps() -> None:
+    """The compiled kernel steps small groups through a table of addresses taken from
+    ``data_ptr()``; for every layout the kernel path takes, element 0 of the flat view it reads
+    and writes lies there (a wrong address would step other memory, or nothing)."""
+    big = torch.randn(40, requires_grad=True)
+    params = [
+        torch.randn(3, 4, requires_grad=True),
+        torch.randn(2, 3, 4, 5).to(memory_format=torch.channels_last).requires_grad_(),
+        torch.randn(2, 3, 2, 4, 5).to(memory_format=torch.channels_last_3d).requires_grad_(),
+        torch.randn(4, dtype=torch.complex64, requires_grad=True),
+        torch.randn((), requires_grad=True),
+        torch.randn(0, requires_grad=True),
+        torch.randn(5, 1).t().detach().requires_grad_(),  # contiguous, a size-1 dimension's odd stride
+        big.detach()[7:19].view(3, 4).requires_grad_(),  # a storage offset
+    ]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    optimizer = ASGD(params, momentum=0.5, kernel="numba")
+    optimizer.step()
+    optimizer.step()
+    assert optimizer.last_step_paths == [StepPath("kernel")]
+    views = optimizer._views[0]
+    assert len(views.members) == len(params)
+    for member in views.members.values():
+        task = member.task
+        expected = [task.theta.ctypes.data, task.grad.ctypes.data, task.ax.ctypes.data]
+        assert task.buf is not None
+        expected += [task.buf.ctypes.data, 0, task.theta.size]
+        if task.theta.size:  # an empty array's address means nothing
+            assert views.table[member.row].tolist() == expected, member.shape
+        else:
+            assert views.table[member.row].tolist()[4:] == [0, 0]
