@@ -15,13 +15,13 @@ came from are the same objects; any change is noticed at the next step and rebui
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 import operator
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +29,7 @@ import numpy as np
 
 from reference import rounding
 from reference.hyperparameters import DEFAULTS, Hyperparameters, validate_hyperparameters
-from reference.interrupts import interrupts_deferred
+from reference.interrupts import RestoreOnInterrupt, interrupts_deferred
 from reference.layout import Segment, build_layout, flat_real, share_states
 from reference.memory import MemoryMap
 from reference.numerics import Numerics, numerics_named
@@ -151,8 +151,8 @@ class ASGDOptimizer:
         self._backend = backend
         # Held by every public method that reads or changes parameters or state: one call at a time.
         self._lock = threading.RLock()
-        self._holding_averages = False
-        """Inside :meth:`averaged_parameters`, where a step is refused."""
+        self._holding_averages: set[_AveragesHeld] = set()
+        """The :meth:`averaged_parameters` blocks open, during which a step is refused."""
         self._state_version = 0
         self._layout: _Layout | None = None
         self._hyperparameters: dict[int, tuple[tuple[Any, ...], Hyperparameters]] = {}
@@ -380,15 +380,19 @@ class ASGDOptimizer:
         parameter and leaves its state untouched. Without ``grads``, each parameter's ``.grad``
         is used.
         """
+        self._refuse_inside_averaged_parameters()
+        loss = closure() if closure is not None else None
+        with self._lock, interrupts_deferred():
+            self._refuse_inside_averaged_parameters()  # under the lock: no block opens meanwhile
+            self._execute(self._plan(grads))
+        return loss
+
+    def _refuse_inside_averaged_parameters(self) -> None:
         if self._holding_averages:
             raise RuntimeError(
                 "step() inside averaged_parameters(): the parameters hold the averages there, and "
                 "the step's update would be undone on exit; step after the block"
             )
-        loss = closure() if closure is not None else None
-        with self._lock, interrupts_deferred():
-            self._execute(self._plan(grads))
-        return loss
 
     def _plan(self, grads: Sequence[np.ndarray | None] | None) -> list[_Planned]:
         """The step, checked and cut into backend tasks; nothing is changed yet."""
@@ -520,29 +524,15 @@ class ASGDOptimizer:
                 for index, parameter in enumerate(self._parameters())
             ]
 
-    @contextlib.contextmanager
-    def averaged_parameters(self) -> Iterator[None]:
+    def averaged_parameters(self) -> AbstractContextManager[None]:
         """Hold the averages in the parameters inside the block, for evaluation.
 
-        On exit, normal or by an exception, every parameter gets back its exact bits.
+        On exit, normal or by an exception, every parameter gets back its exact bits. A Ctrl-C
+        (SIGINT) gives them back before its ``KeyboardInterrupt`` is raised, wherever it lands, so
+        a handler that saves a checkpoint saves the weights; the rest of the block, if it goes on,
+        sees the weights. A step inside the block, from any thread, is refused.
         """
-        with self._lock:
-            arrays = [data_of(parameter) for parameter in self._parameters()]
-            saved = [array.copy() for array in arrays]
-            tensors = [p for p in self._parameters() if is_tensor(p)]
-            try:
-                with interrupts_deferred():
-                    for array, average in zip(arrays, self.averages(), strict=True):
-                        array[...] = average
-                    mark_modified(tensors)  # autograd must not use values saved before the swap
-                    self._holding_averages = True
-                yield
-            finally:
-                with interrupts_deferred():
-                    for array, original in zip(arrays, saved, strict=True):
-                        array[...] = original
-                    mark_modified(tensors)
-                    self._holding_averages = False
+        return _AveragesHeld(self)
 
     # ----------------------------------------------------------------------------- state dict
 
@@ -651,8 +641,10 @@ class ASGDOptimizer:
     # -------------------------------------------------------------------------------- copying
 
     def _copyable_state(self) -> dict[str, Any]:
-        """What a copy is made from: everything but the lock and what is derived from the arrays."""
-        state = {key: value for key, value in self.__dict__.items() if key != "_lock"}
+        """What a copy is made from: everything but the lock, the open blocks (a copy is in none)
+        and what is derived from the arrays."""
+        unshared = ("_lock", "_holding_averages")
+        state = {key: value for key, value in self.__dict__.items() if key not in unshared}
         state["_layout"], state["_hyperparameters"] = None, {}
         return state
 
@@ -673,8 +665,48 @@ class ASGDOptimizer:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.RLock()
-        self._holding_averages = False  # a copy is no block's: it steps
+        self._holding_averages = set()  # a copy is no block's: it steps
         self._share_states()  # the copied states' arrays are no longer views of shared buffers
+
+
+class _AveragesHeld:
+    """An :meth:`ASGDOptimizer.averaged_parameters` block: the averages swapped into the
+    parameters on entry, the weights swapped back on exit or before a Ctrl-C is raised."""
+
+    def __init__(self, optimizer: ASGDOptimizer) -> None:
+        self.optimizer = optimizer
+        self.arrays: list[np.ndarray] = []
+        self.saved: list[np.ndarray] = []
+        self.tensors: list[Any] = []
+        self.guard = RestoreOnInterrupt(self._restore)
+
+    def __enter__(self) -> None:
+        optimizer = self.optimizer
+        with optimizer._lock:
+            parameters = list(optimizer._parameters())
+            averages = optimizer.averages()
+            self.arrays = [data_of(parameter) for parameter in parameters]
+            self.saved = [array.copy() for array in self.arrays]
+            self.tensors = [parameter for parameter in parameters if is_tensor(parameter)]
+            self.guard.install()  # from here on a Ctrl-C first puts the saved weights back
+            optimizer._holding_averages.add(self)
+            for array, average in zip(self.arrays, averages, strict=True):
+                array[...] = average
+            mark_modified(self.tensors)  # autograd must not use values saved before the swap
+
+    def _restore(self) -> None:
+        """The weights back in the parameters (idempotent)."""
+        with self.optimizer._lock:
+            for array, original in zip(self.arrays, self.saved, strict=True):
+                array[...] = original
+            mark_modified(self.tensors)
+            self.optimizer._holding_averages.discard(self)
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self._restore()
+        finally:
+            self.guard.uninstall()
 
 
 def _flat_gradient(segment: Segment, gradients: Sequence[np.ndarray | None]) -> np.ndarray:
