@@ -164,6 +164,14 @@ def parse_parameter_state(
     eta = _scalar(entry, "eta", where)
     if not eta >= 0:
         raise ValueError(f"Invalid {where}['eta']: {eta!r} (must be >= 0)")
+    if not math.isfinite(eta):
+        raise ValueError(f"Invalid {where}['eta']: {eta!r} (must be finite: no run makes it inf)")
+    # Rounded to inf, it would make every parameter NaN at the next step: no run stores it.
+    real = np.finfo(parameter.dtype).dtype  # a complex parameter steps its real and imaginary parts
+    if eta > float(np.finfo(real).max):
+        raise ValueError(f"Invalid {where}['eta']: {eta!r} (beyond the range of the parameter's {real.name})")
+    if not numerics.exact_step_counter and eta > float(np.finfo(np.float32).max):
+        raise ValueError(f"Invalid {where}['eta']: {eta!r} (beyond the range of torch's float32 clock)")
     mu = _scalar(entry, "mu", where)
     if not 0 <= mu <= 1:
         raise ValueError(f"Invalid {where}['mu']: {mu!r} (must be in [0, 1])")

@@ -257,6 +257,13 @@ STATE_ROWS = [
     BadInput("string step", with_state_value("step", "2"), TypeError, r"\['step'\] must be a real number, got str"),
     BadInput("negative eta", with_state_value("eta", -0.1), ValueError, r"\['eta'\]: -0.1 \(must be >= 0\)"),
     BadInput("NaN eta", with_state_value("eta", math.nan), ValueError, r"\['eta'\]: nan"),
+    BadInput("infinite eta", with_state_value("eta", math.inf), ValueError, r"\['eta'\]: inf \(must be finite"),
+    BadInput("eta beyond float32", with_state_value("eta", 1e300), ValueError,
+             r"\['eta'\]: 1e\+300 \(beyond the range of the parameter's float32"),
+    BadInput("eta beyond float32 in the torch profile", lambda s: s.optimizer.load_state_dict(
+        {"state": {**s.saved()["state"], 1: {**s.saved()["state"][1], "eta": 1e39}},
+         "param_groups": [{**g, "numerics": "torch", "momentum": 0.0} for g in s.saved()["param_groups"]]}),
+        ValueError, r"\[1\]\['eta'\]: 1e\+39 \(beyond the range of torch's float32 clock\)"),
     BadInput("mu above 1", with_state_value("mu", 1.5), ValueError, r"\['mu'\]: 1.5 \(must be in \[0, 1\]\)"),
     BadInput("ax shape", with_state_value("ax", np.zeros((3, 2), np.float32)), ValueError, r"\['ax'\] has shape \(3, 2\)"),
     BadInput("ax dtype", with_state_value("ax", np.zeros((2, 3), np.float64)), TypeError, r"\['ax'\] has dtype float64"),
