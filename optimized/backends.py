@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import threading
 import warnings
 from collections.abc import Sequence
@@ -55,6 +56,26 @@ def _followers(variant: Variant) -> list[Variant]:
         for f in sorted(firsts)
         for a in sorted({averaging, True})
     ]
+
+
+_loading: set[threading.Thread] = set()
+"""The background loaders at work (``kernel="auto"``)."""
+_LOADER_JOIN_SECONDS: Final = 600.0
+
+
+def _finish_loading_before_fork() -> None:
+    """Let the background loaders finish before a fork. A child has only the forking thread: a
+    loader cut off in the middle of ``import numba`` would leave numba's import lock held for good
+    (``import numba`` and every numba step in the child would wait forever), and its optimizers on
+    the NumPy kernel. Waiting for it costs a fork made in the first second or so of a process's
+    first step that long; a loader that has not finished in ten minutes (hung) is waited for no
+    longer."""
+    for loader in list(_loading):
+        if loader.is_alive() and loader is not threading.current_thread():  # started, not us
+            loader.join(_LOADER_JOIN_SECONDS)
+
+
+os.register_at_fork(before=_finish_loading_before_fork)
 
 
 class NumbaBackend:
@@ -120,6 +141,8 @@ class NumbaBackend:
             self._make(variants)
         except Exception as error:  # reported by the next step, which goes on with NumPy
             self._error = error
+        finally:
+            _loading.discard(threading.current_thread())
 
     def run(self, tasks: Sequence[Task]) -> None:
         compiled = [task for task in tasks if task.theta.dtype.char in _COMPILED]
@@ -195,6 +218,7 @@ class NumbaBackend:
             self._loader = threading.Thread(
                 target=self._make_in_background, args=(variants,), name="asgd-numba-loader", daemon=True
             )
+            _loading.add(self._loader)
             self._loader.start()
 
     def _run_share(self, share: list[Piece], calls: dict[int, tuple[Loop, np.ndarray]]) -> None:

@@ -25,6 +25,9 @@ _CUT_ALIGNMENT: Final = 64  # cut ranges at cache-line boundaries, so threads ne
 Piece = tuple[Task, int, int]
 
 _pools: dict[int, ThreadPoolExecutor] = {}
+# A forked child has only the thread that forked: the pools' workers are gone, and a step that
+# handed them work would wait forever. The child makes new pools as its steps need them.
+os.register_at_fork(after_in_child=_pools.clear)
 
 
 def _pool(threads: int) -> ThreadPoolExecutor:
