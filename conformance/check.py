@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from conformance.external import ExternalImplementation, pairs_for
-from conformance.implementations import IMPLEMENTATIONS, Implementation
-from conformance.results import RunResult
+if TYPE_CHECKING:
+    from conformance.results import RunResult
 
 __all__ = ["check"]
 
@@ -33,6 +32,8 @@ def check(
     ``jobs > 1`` needs a factory a worker process can import by name.
     """
     from conformance.cli import run_conformance
+    from conformance.external import ExternalImplementation, pairs_for
+    from conformance.implementations import IMPLEMENTATIONS, Implementation
     from conformance.scenarios import select_scenarios
 
     if not select_scenarios(full=full, only=only):

@@ -3,31 +3,37 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import os
 import shlex
+import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 
 from conformance.environment import describe_environment, torch_warning
 from conformance.external import CLAIMS, ExternalImplementation, pairs_for, split_spec
 from conformance.findings import derive_findings
 from conformance.implementations import IMPLEMENTATIONS, Implementation
 from conformance.merge import merge_results
-from conformance.report import unusable_report_directory, write_report
+from conformance.report import InterruptedAfterWriting, unusable_report_directory, write_report
 from conformance.results import SCHEMA_VERSION, RunResult, ScenarioResult
 from conformance.runner import run_scenarios
 from conformance.scenarios import select_scenarios
 from conformance.scenarios import shard as select_shard
 from conformance.statistics import PolyakJuditsky, polyak_juditsky
 from conformance.verdicts import PAIRS, Pair
+from conformance.workers import DEFAULT_TIMEOUT
 
 __all__ = ["main", "merge_main", "run_conformance"]
 
 
-EXIT_HOLDS, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_HOLDS, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 MAX_JOBS = 4 * (os.cpu_count() or 1)
 
 
@@ -36,8 +42,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="asgd-conformance",
         description="Compare the reference, the optimized ASGD and torch.optim.ASGD step by step; "
         "write an HTML report and results.json.",
-        epilog="Exit status: 0 every verdict holds, 1 a verdict failed, 2 a usage or environment "
-        "error (nothing was run), 130 interrupted (no partial report is left).",
+        epilog="Exit status: 0 every verdict holds, 1 a verdict failed (a hung or crashed "
+        "implementation included), 2 a usage or environment error (nothing was run), 130 "
+        "interrupted by Ctrl-C, 143 by SIGTERM (no partial report is left; the workers end too).",
     )
     chosen = parser.add_mutually_exclusive_group()
     chosen.add_argument("--quick", dest="full", action="store_false", help="the quick set (the default)")
@@ -89,6 +96,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-statistics", dest="statistics", action="store_false", help="skip the Polyak–Juditsky check"
     )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        default=DEFAULT_TIMEOUT,
+        help="the longest one implementation may take on one scenario; one that takes longer is "
+        f"failed as hung and the run goes on (default {DEFAULT_TIMEOUT:g})",
+    )
     return parser
 
 
@@ -132,8 +147,12 @@ def run_conformance(
     pairs: Sequence[Pair] = PAIRS,
     command: str = "asgd-conformance",
     progress: bool = False,
+    isolated: bool = False,
+    timeout: float | None = None,
 ) -> RunResult:
-    """Run a selection (or one shard of it) and return its results (nothing written)."""
+    """Run a selection (or one shard of it) and return its results (nothing written). ``isolated``
+    (always so with ``jobs > 1``) runs the scenarios in supervised worker processes, where an
+    implementation that hangs (``timeout``) or ends its process fails and the run goes on."""
     started = time.perf_counter()
     cells = select_scenarios(full=full, only=only, seed=seed, seeds=seeds)
     index, count = shard or (1, 1)
@@ -158,6 +177,8 @@ def run_conformance(
         pairs=pairs,
         cells=[position for position, _ in chosen],
         jobs=jobs,
+        isolated=isolated,
+        timeout=timeout,
         on_done=done if bar is not None else None,
     )
     run_statistics = statistics and not only and index == 1
@@ -242,6 +263,8 @@ def main(
         parser.error(f"--seed must be >= 0, got {arguments.seed}")
     if arguments.seeds < 1:
         parser.error(f"--seeds must be >= 1, got {arguments.seeds}")
+    if not (math.isfinite(arguments.timeout) and arguments.timeout > 0):
+        parser.error(f"--timeout must be a number of seconds > 0, got {arguments.timeout:g}")
     try:
         shard = parse_shard(arguments.shard)
         external = external_implementations(arguments.implementation, arguments.claims)
@@ -267,25 +290,61 @@ def main(
     interactive = sys.stderr.isatty() and not os.environ.get("CI")
     command = "asgd-conformance " + shlex.join(arguments_list)
     pairs = [*PAIRS, *(pair for implementation in external for pair in pairs_for(implementation))]
-    try:
-        result = run_conformance(
-            full=arguments.full,
-            only=arguments.only,
-            seed=arguments.seed,
-            seeds=arguments.seeds,
-            shard=shard,
-            jobs=arguments.jobs,
-            statistics=arguments.statistics,
-            implementations=[*implementations, *external],
-            pairs=pairs,
-            command=command.strip(),
-            progress=interactive,
-        )
-        page = write_report(result, out)
-    except KeyboardInterrupt:
-        print("asgd-conformance: interrupted; no report was written", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    with _sigterm_as_ctrl_c() as terminated:
+        try:
+            result = run_conformance(
+                full=arguments.full,
+                only=arguments.only,
+                seed=arguments.seed,
+                seeds=arguments.seeds,
+                shard=shard,
+                jobs=arguments.jobs,
+                statistics=arguments.statistics,
+                implementations=[*implementations, *external],
+                pairs=pairs,
+                command=command.strip(),
+                progress=interactive,
+                isolated=True,
+                timeout=arguments.timeout,
+            )
+            page = write_report(result, out)
+        except InterruptedAfterWriting as interrupt:
+            return _interrupted(terminated, f"the report was written: {interrupt.page}")
+        except KeyboardInterrupt:
+            return _interrupted(terminated, "no report was written")
     return print_outcome(result, page)
+
+
+def _interrupted(terminated: list[int], what: str) -> int:
+    """Say that the run was interrupted, and what became of the report; the exit status."""
+    cause = "terminated (SIGTERM)" if terminated else "interrupted"
+    print(f"asgd-conformance: {cause}; {what}", file=sys.stderr)
+    return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[list[int]]:
+    """Inside the block a SIGTERM (a CI runner's cancel, ``kill``) ends the run as Ctrl-C does: it
+    goes to SIGINT's handler, so that it is held back where a Ctrl-C is, and its
+    ``KeyboardInterrupt`` stops the workers. The list yielded records the SIGTERMs received."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def as_ctrl_c(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:  # SIGINT ignored or not Python's: a SIGTERM still ends the run
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, as_ctrl_c)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def merge_main(argv: Sequence[str]) -> int:
@@ -311,11 +370,13 @@ def merge_main(argv: Sequence[str]) -> int:
         )
     except ValueError as error:
         parser.error(str(error))
-    try:
-        page = write_report(result, out)
-    except KeyboardInterrupt:
-        print("asgd-conformance: interrupted; no report was written", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    with _sigterm_as_ctrl_c() as terminated:
+        try:
+            page = write_report(result, out)
+        except InterruptedAfterWriting as interrupt:
+            return _interrupted(terminated, f"the report was written: {interrupt.page}")
+        except KeyboardInterrupt:
+            return _interrupted(terminated, "no report was written")
     return print_outcome(result, page)
 
 

@@ -15,7 +15,13 @@ from conformance.plots import pair_colours, ulp_plot_svg
 from conformance.results import Comparison, RunResult, write_json
 from reference.interrupts import interrupts_deferred
 
-__all__ = ["REPORT_FILES", "render_html", "unusable_report_directory", "write_report"]
+__all__ = [
+    "REPORT_FILES",
+    "InterruptedAfterWriting",
+    "render_html",
+    "unusable_report_directory",
+    "write_report",
+]
 
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("conformance", "templates"),
@@ -117,12 +123,21 @@ def unusable_report_directory(directory: Path) -> str | None:
     return None
 
 
+class InterruptedAfterWriting(KeyboardInterrupt):
+    """A Ctrl-C that came while the new report was being put in place: it is there, whole."""
+
+    def __init__(self, page: Path) -> None:
+        super().__init__(str(page))
+        self.page = page
+
+
 def write_report(result: RunResult, directory: Path) -> Path:
     """Write ``index.html`` and ``results.json`` into ``directory``; returns the page's path.
 
     Both are written into a new directory beside it, which then takes ``directory``'s place (a
     Ctrl-C is held back for the two renames), so ``directory`` holds a whole report, the new one or
-    the one it held, whenever the run ends.
+    the one it held, whenever the run ends. A Ctrl-C held back until the new one is in place is
+    raised as :class:`InterruptedAfterWriting`.
     """
     directory = directory.resolve()
     problem = unusable_report_directory(directory)
@@ -135,14 +150,21 @@ def write_report(result: RunResult, directory: Path) -> Path:
         (staging / "index.html").write_text(html, encoding="utf-8")
         write_json(result, staging / "results.json")
         staging.chmod(directory.stat().st_mode & 0o7777 if directory.exists() else _default_directory_mode())
-        with interrupts_deferred():
-            if directory.exists():
-                retired = Path(tempfile.mkdtemp(prefix=_STAGING, dir=directory.parent))
-                os.replace(directory, retired / "old")
-                os.replace(staging, directory)
-                shutil.rmtree(retired)
-            else:
-                os.replace(staging, directory)
+        committed = False
+        try:
+            with interrupts_deferred():
+                if directory.exists():
+                    retired = Path(tempfile.mkdtemp(prefix=_STAGING, dir=directory.parent))
+                    os.replace(directory, retired / "old")
+                    os.replace(staging, directory)
+                    shutil.rmtree(retired)
+                else:
+                    os.replace(staging, directory)
+                committed = True
+        except KeyboardInterrupt as interrupt:
+            if committed:  # held back during the renames, raised after them
+                raise InterruptedAfterWriting(directory / "index.html") from interrupt
+            raise
     finally:
         if staging.exists():
             shutil.rmtree(staging)

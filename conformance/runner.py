@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -26,7 +25,26 @@ from conformance.sessions import Session, Unsupported, group_lrs
 from conformance.verdicts import PAIRS, Pair, judge, policy_for
 from conformance.workloads import Workload, make_workload
 
-__all__ = ["run_scenario", "run_scenarios"]
+__all__ = ["Watch", "run_scenario", "run_scenarios"]
+
+
+class Watch(Protocol):
+    """What a supervisor is told of a run (:mod:`conformance.workers`): which implementation's
+    code is running, from which step of the scenario, until when."""
+
+    def enter(self, implementation: int, step: int) -> None:
+        """The code of ``implementations[implementation]`` runs from now on (``step`` 0: starting)."""
+
+    def leave(self) -> None:
+        """The harness's own code runs from now on."""
+
+
+class _Unwatched:
+    def enter(self, implementation: int, step: int) -> None:
+        pass
+
+    def leave(self) -> None:
+        pass
 
 
 class _WrongOutput(Exception):
@@ -96,7 +114,18 @@ def _advance(
         session.checkpoint(scenario.checkpoint_via)
 
 
-def _start(implementation: Implementation, scenario: Scenario, workload: Workload) -> _Running:
+_Errors = tuple[type[BaseException], ...]
+_IMPLEMENTATION_ERRORS: _Errors = (Exception, SystemExit)  # a user's code may call sys.exit
+_IN_A_WORKER: _Errors = (*_IMPLEMENTATION_ERRORS, KeyboardInterrupt)
+"""In a worker process, which ignores Ctrl-C, a ``KeyboardInterrupt`` comes from an implementation."""
+
+
+def _start(
+    implementation: Implementation,
+    scenario: Scenario,
+    workload: Workload,
+    errors: tuple[type[BaseException], ...],
+) -> _Running:
     reason = implementation.skip_reason(scenario)
     if reason is not None:
         return _Running(None, status="skipped", reason=reason)
@@ -104,7 +133,7 @@ def _start(implementation: Implementation, scenario: Scenario, workload: Workloa
         return _Running(implementation.start(scenario, workload))
     except Unsupported as declined:
         return _Running(None, status="skipped", reason=str(declined))
-    except (Exception, SystemExit) as error:  # a user's code may call sys.exit
+    except errors as error:
         return _Running(None, status="failed", reason=f"could not start: {_describe(error)}")
 
 
@@ -169,25 +198,45 @@ def run_scenario(
     implementations: Sequence[Implementation] = IMPLEMENTATIONS,
     pairs: Sequence[Pair] = PAIRS,
     cell: int = 0,
+    *,
+    watch: Watch | None = None,
+    excluded: Mapping[str, str] | None = None,
+    in_a_worker: bool = False,
 ) -> ScenarioResult:
-    """Run one scenario × seed cell through ``implementations`` and compare ``pairs`` at every step."""
+    """Run one scenario × seed cell through ``implementations`` and compare ``pairs`` at every step.
+
+    ``watch`` is told whose code runs when; the implementations ``excluded`` name are not run and
+    are shown failed with the reason given (one that hung or ended its process in an earlier try).
+    ``in_a_worker``: in a worker process, which ignores Ctrl-C, a ``KeyboardInterrupt`` can only
+    come from an implementation's code, and fails it; elsewhere it interrupts the run."""
+    watch = watch or _Unwatched()
+    errors = _IN_A_WORKER if in_a_worker else _IMPLEMENTATION_ERRORS
+    excluded = excluded or {}
     workload = make_workload(scenario)
     expected = [(array.dtype, array.shape) for array in workload.initial()]
-    runs = {
-        implementation.name: _start(implementation, scenario, workload) for implementation in implementations
-    }
+    runs: dict[str, _Running] = {}
+    for number, implementation in enumerate(implementations):
+        if implementation.name in excluded:
+            runs[implementation.name] = _Running(None, status="failed", reason=excluded[implementation.name])
+            continue
+        watch.enter(number, 0)
+        runs[implementation.name] = _start(implementation, scenario, workload, errors)
+        watch.leave()
+    numbers = {implementation.name: number for number, implementation in enumerate(implementations)}
     compared = [pair for pair in pairs if pair.left in runs and pair.right in runs]
     metrics = {pair.name: PairMetrics() for pair in compared}
     for index in range(1, scenario.steps + 1):
-        for running in runs.values():
+        for name, running in runs.items():
             if running.session is None:
                 continue
+            watch.enter(numbers[name], index)
             try:
                 _advance(running, scenario, workload, index, expected)
             except Unsupported as declined:
                 running.stop("skipped", f"declined at step {index}: {declined}")
-            except (Exception, SystemExit) as error:
+            except errors as error:
                 running.stop("failed", f"at step {index}: {_describe(error)}")
+            watch.leave()
         for pair in compared:
             left, right = runs[pair.left].values, runs[pair.right].values
             if left is not None and right is not None:
@@ -196,6 +245,7 @@ def run_scenario(
     for name, running in runs.items():
         scalars = None
         if running.session is not None:
+            watch.enter(numbers[name], scenario.steps)
             try:
                 scalars = running.session.scalars()
                 parameters, averages = running.values or ([], [])
@@ -204,8 +254,9 @@ def run_scenario(
                     **{f"{k} (last iterate)": v for k, v in last.items()},
                     **{f"{k} (averaged)": v for k, v in averaged.items()},
                 }
-            except (Exception, SystemExit) as error:
+            except errors as error:
                 running.stop("failed", f"after the last step: {_describe(error)}")
+            watch.leave()
         ran = running.status == "ran"
         implementation_runs.append(
             ImplementationRun(
@@ -248,26 +299,35 @@ def run_scenarios(
     pairs: Sequence[Pair] = PAIRS,
     cells: Sequence[int] | None = None,
     jobs: int = 1,
+    isolated: bool = False,
+    timeout: float | None = None,
     on_done: Callable[[ScenarioResult], None] | None = None,
 ) -> list[ScenarioResult]:
-    """Results in the order of ``scenarios``; with ``jobs > 1`` scenarios run in processes, the
-    largest started first. ``cells`` numbers them within the whole selection (default 0, 1, …)."""
+    """Results in the order of ``scenarios``. ``cells`` numbers them within the whole selection
+    (default 0, 1, …).
+
+    With ``jobs > 1`` or ``isolated``, the cells run in supervised worker processes, the largest
+    first (:mod:`conformance.workers`): an implementation that hangs (more than ``timeout``
+    seconds on one scenario, by default :data:`~conformance.workers.DEFAULT_TIMEOUT`) or ends its
+    process is shown failed and the run goes on. Otherwise they run here, one after another."""
     numbers = list(range(len(scenarios))) if cells is None else list(cells)
-    if jobs <= 1:
+    if jobs <= 1 and not isolated:
         results: list[ScenarioResult] = []
         for scenario, cell in zip(scenarios, numbers, strict=True):
             results.append(run_scenario(scenario, implementations, pairs, cell))
             if on_done:
                 on_done(results[-1])
         return results
+    from conformance.workers import DEFAULT_TIMEOUT, run_supervised
+
     order = sorted(range(len(scenarios)), key=lambda i: -scenarios[i].elements * scenarios[i].steps)
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = {
-            i: pool.submit(run_scenario, scenarios[i], implementations, pairs, numbers[i]) for i in order
-        }
-        done: dict[int, ScenarioResult] = {}
-        for i in order:
-            done[i] = futures[i].result()
-            if on_done:
-                on_done(done[i])
-    return [done[i] for i in range(len(scenarios))]
+    return run_supervised(
+        scenarios,
+        numbers,
+        implementations,
+        pairs,
+        jobs=max(1, jobs),
+        timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
+        order=order,
+        on_done=on_done,
+    )

@@ -25,6 +25,7 @@ from typing import Any, Final
 import numpy as np
 
 from conformance.scenarios import Scenario
+from conformance.unsupported import Unsupported
 from conformance.workloads import Gradients, Workload
 from optimized.torch_interop import TORCH_PROFILES
 from reference.hyperparameters import DEFAULTS
@@ -43,10 +44,6 @@ __all__ = [
 
 Factory = Callable[..., Any]
 """``factory(params, **hyperparameters)``: an optimizer over ``params`` (arrays or param groups)."""
-
-
-class Unsupported(Exception):
-    """Raised by a factory or its optimizer to decline a scenario; the message is the reason shown."""
 
 
 HYPERPARAMETERS: Final = ("lr", "momentum", "weight_decay", "alpha", "t0", "lambd", "maximize")

@@ -115,3 +115,48 @@ def wrong_then_declines(params: Any, **hyperparameters: Any) -> optimized.ASGD:
 
 def exits_the_process(params: Any, **hyperparameters: Any) -> Any:
     raise SystemExit(0)
+
+
+class _Hostile(optimized.ASGD):
+    """The torch profile until step ``at``, where it does ``what`` instead of stepping."""
+
+    def __init__(self, params: Any, *, at: int, what: Any, **hyperparameters: Any) -> None:
+        super().__init__(params, numerics="torch", **hyperparameters)
+        self._at, self._what, self._steps = at, what, 0
+
+    def step(self, grads: Any = None, *, closure: Any = None) -> Any:
+        self._steps += 1
+        if self._steps == self._at:
+            self._what()
+        return super().step(grads, closure=closure)
+
+
+def _never_return() -> None:
+    import threading
+
+    threading.Event().wait()
+
+
+def _keyboard_interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+def ends_the_process_at_step_3(params: Any, **hyperparameters: Any) -> optimized.ASGD:
+    """``os._exit(0)`` in the middle of a run: no exception, no report of its own, status 0."""
+    import os
+
+    return _Hostile(params, at=3, what=lambda: os._exit(0), **hyperparameters)
+
+
+def hangs_at_step_3(params: Any, **hyperparameters: Any) -> optimized.ASGD:
+    """A step that never returns."""
+    return _Hostile(params, at=3, what=_never_return, **hyperparameters)
+
+
+def interrupts_itself_at_step_3(params: Any, **hyperparameters: Any) -> optimized.ASGD:
+    """A ``KeyboardInterrupt`` raised by the implementation's own code, not by a Ctrl-C."""
+    return _Hostile(params, at=3, what=_keyboard_interrupt, **hyperparameters)
+
+
+def raises_keyboard_interrupt(params: Any, **hyperparameters: Any) -> Any:
+    raise KeyboardInterrupt

@@ -1,0 +1,166 @@
+"""The run against implementations that end its process, hang or raise ``KeyboardInterrupt``, and
+against being stopped: SIGINT, SIGTERM and SIGKILL of ``asgd-conformance`` itself. Whatever
+happens, the run reports what it can, says what happened in one line, and leaves no process
+behind. Every wait here is a hang guard only."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHORT = "lsq-f32-averaging"  # 200 steps of float32 least squares
+HANG_GUARD = 1800.0
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and process groups")
+
+
+def conformance(*argv: str, **kwargs: object) -> subprocess.Popen[str]:
+    """``asgd-conformance`` as a user runs it, in its own process group (as a terminal's job)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "conformance", *argv],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        **kwargs,  # type: ignore[call-overload]
+    )  # fmt: skip
+
+
+def finished(process: subprocess.Popen[str]) -> tuple[int, str, str]:
+    out, err = process.communicate(timeout=HANG_GUARD)
+    return process.returncode, out, err
+
+
+def implementation_runs(report: Path, name: str) -> list[dict[str, object]]:
+    data = json.loads((report / "results.json").read_text())
+    return [run for s in data["scenarios"] for run in s["implementations"] if run["name"] == name]
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_an_implementation_that_ends_the_process_fails_and_the_run_reports(tmp_path: Path, jobs: str) -> None:
+    """``os._exit(0)`` used to end the whole run with status 0, no report and no output (``--jobs
+    1``), or a ``BrokenProcessPool`` traceback (``--jobs 2``)."""
+    name = "tests.external_factories:ends_the_process_at_step_3"
+    status, out, err = finished(conformance(
+        "--implementation", name, "--only", SHORT, "--no-statistics", "--jobs", jobs, "--out", str(tmp_path / "r"),
+    ))  # fmt: skip
+    assert status == 1, err
+    assert "Traceback" not in err
+    (run,) = implementation_runs(tmp_path / "r", name)
+    assert run["status"] == "failed"
+    assert run["reason"] == "ended the worker process (exit status 0) at step 3"
+    assert f"FAIL {SHORT}" in out
+
+
+def test_an_implementation_that_hangs_times_out_and_the_run_goes_on(tmp_path: Path) -> None:
+    name = "tests.external_factories:hangs_at_step_3"
+    status, out, err = finished(conformance(
+        "--implementation", name, "--only", "lsq-f*", "--no-statistics", "--timeout", "5", "--out", str(tmp_path / "r"),
+    ))  # fmt: skip
+    assert status == 1, err
+    runs = implementation_runs(tmp_path / "r", name)
+    assert len(runs) >= 2, "every scenario was run and reported"
+    for run in runs:
+        assert run["status"] == "failed"
+        assert run["reason"] == "timed out: more than 5 s on this scenario (--timeout) at step 3"
+    assert name in out
+
+
+def test_a_keyboard_interrupt_raised_by_an_implementation_fails_it(tmp_path: Path) -> None:
+    """Only a Ctrl-C interrupts the run; an implementation's own ``KeyboardInterrupt`` is its
+    failure (it was reported as an interruption, exit 130, no report)."""
+    for name, where in [
+        ("tests.external_factories:interrupts_itself_at_step_3", "at step 3: KeyboardInterrupt"),
+        ("tests.external_factories:raises_keyboard_interrupt", "could not start: KeyboardInterrupt"),
+    ]:
+        status, _, err = finished(conformance(
+            "--implementation", name, "--only", SHORT, "--no-statistics", "--out", str(tmp_path / name),
+        ))  # fmt: skip
+        assert status == 1, err
+        (run,) = implementation_runs(tmp_path / name, name)
+        assert run["status"] == "failed" and where in str(run["reason"])
+
+
+def workers_of(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid`` (from /proc)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                children.append(int(entry.name))
+    return children
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_until(condition: object, what: str) -> None:
+    deadline = time.monotonic() + HANG_GUARD
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {HANG_GUARD:.0f} s for {what}")
+        time.sleep(0.05)
+
+
+def started_run(tmp_path: Path) -> tuple[subprocess.Popen[str], list[int]]:
+    """A run with two busy workers (one implementation hangs in each), and the workers' pids."""
+    process = conformance(
+        "--implementation", "tests.external_factories:hangs_at_step_3", "--only", "lsq-f*",
+        "--no-statistics", "--jobs", "2", "--out", str(tmp_path / "r"),
+    )  # fmt: skip
+    wait_until(lambda: len(workers_of(process.pid)) == 2, "two workers")
+    return process, workers_of(process.pid)
+
+
+needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+
+
+@needs_proc
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_ends_the_run_and_its_workers_with_one_line(tmp_path: Path, signum: int) -> None:
+    process, workers = started_run(tmp_path)
+    time.sleep(1.0)  # the workers are inside the scenarios
+    if signum == signal.SIGINT:
+        os.killpg(process.pid, signum)  # as a terminal's Ctrl-C: the workers get it too
+    else:
+        os.kill(process.pid, signum)
+    status, out, err = finished(process)
+    cause = "interrupted" if signum == signal.SIGINT else "terminated (SIGTERM)"
+    assert status == (130 if signum == signal.SIGINT else 143)
+    assert err == f"asgd-conformance: {cause}; no report was written\n", err
+    assert out == ""
+    wait_until(lambda: not any(map(alive, workers)), "the workers to end")
+    assert not (tmp_path / "r").exists()
+
+
+@needs_proc
+def test_sigkill_of_the_run_ends_its_workers(tmp_path: Path) -> None:
+    """A CI runner's timeout kills the run outright; its workers used to go on computing for 20
+    minutes, then idle for good."""
+    process, workers = started_run(tmp_path)
+    process.kill()
+    process.wait(timeout=HANG_GUARD)
+    wait_until(lambda: not any(map(alive, workers)), "the workers to end")
+
+
+def test_ctrl_c_while_the_harness_imports_exits_130_with_one_line() -> None:
+    process = conformance("--only", SHORT, "--no-statistics")
+    time.sleep(0.3)  # still importing the harness (numpy, torch, the scenarios)
+    os.killpg(process.pid, signal.SIGINT)
+    status, _, err = finished(process)
+    assert status == 130, err
+    assert err == "asgd-conformance: interrupted; no report was written\n"
