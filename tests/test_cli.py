@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -146,3 +147,22 @@ def test_the_report_warns_when_torch_is_not_the_verified_release() -> None:
     assert torch_warning({"torch": None}) is None
     warning = torch_warning({"torch": "2.14.0"})
     assert warning is not None and f"verified on torch {TORCH_VERIFIED}" in warning
+
+
+def test_a_ctrl_c_held_back_while_the_report_is_put_in_place_says_it_was_written(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real SIGINT during the final rename is held until the new report is in place; the message
+    then says so (it said "no report was written" of a report that was there)."""
+    out = tmp_path / "report"
+    replace = os.replace
+
+    def interrupted_replace(source: Any, destination: Any) -> None:
+        signal.raise_signal(signal.SIGINT)
+        replace(source, destination)
+
+    monkeypatch.setattr(report.os, "replace", interrupted_replace)
+    status, out_text, err = run(capsys, "--only", SMALL, "--out", str(out), "--no-statistics", "--jobs", "1")
+    assert status == 130 and out_text == ""
+    assert err == f"asgd-conformance: interrupted; the report was written: {out / 'index.html'}\n"
+    assert json.loads((out / "results.json").read_text())["scenarios"][0]["name"] == SMALL
