@@ -2,18 +2,27 @@
 
 The runner feeds each pair's values after every step (:meth:`PairMetrics.add`); only the per-step
 figures are kept, so tensors of millions of values cost no more memory than one step of them.
+
+An error beyond binary64's range (a difference of two values near ±1.8e308, or a large error
+relative to a tiny value) is recorded as binary64's largest value, :data:`LARGEST_ERROR`, so that
+every figure stays a finite number a ``results.json`` can hold; a pair that shows it fails anyway,
+by its ULPs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 import numpy as np
 
 from conformance.ulp import compare_ulps, real_components
 
-__all__ = ["ArrayDifference", "Divergence", "PairMetrics"]
+__all__ = ["LARGEST_ERROR", "ArrayDifference", "Divergence", "PairMetrics"]
+
+LARGEST_ERROR: Final = float(np.finfo(np.float64).max)
+"""Where an error beyond binary64's range is recorded ("at least this large")."""
 
 
 @dataclass(frozen=True)
@@ -92,12 +101,13 @@ class ArrayDifference:
             finite = np.isfinite(x) & np.isfinite(y)
             if finite.any():
                 error = np.abs(x[finite].astype(np.float64) - y[finite].astype(np.float64))
+                np.minimum(error, LARGEST_ERROR, out=error)
                 scale = np.abs(y[finite].astype(np.float64))
                 self.max_abs = max(self.max_abs, float(error.max()))
                 relative = np.divide(error, scale, out=np.zeros_like(error), where=scale > 0)
-                self.max_rel = max(self.max_rel, float(relative.max()))
+                self.max_rel = max(self.max_rel, min(float(relative.max()), LARGEST_ERROR))
                 unit = float(np.spacing(y[finite].dtype.type(scale.max())))
-                tensor_normwise = float(error.max()) / unit
+                tensor_normwise = min(float(error.max()) / unit, LARGEST_ERROR)
                 step_normwise = max(step_normwise, tensor_normwise)
                 dtype = np.asarray(b).dtype.name
                 self.normwise_ulp_by_dtype[dtype] = max(

@@ -160,3 +160,19 @@ def interrupts_itself_at_step_3(params: Any, **hyperparameters: Any) -> optimize
 
 def raises_keyboard_interrupt(params: Any, **hyperparameters: Any) -> Any:
     raise KeyboardInterrupt
+
+
+class _ReturnsHuge(optimized.ASGD):
+    """The torch profile, but after step 3 one parameter value is +1.797e308 and another -1.797e308."""
+
+    def step(self, grads: Any = None, *, closure: Any = None) -> Any:
+        loss = super().step(grads, closure=closure)
+        self._steps = getattr(self, "_steps", 0) + 1
+        if self._steps >= 3:
+            flat = self.param_groups[0]["params"][0].reshape(-1)
+            flat[0], flat[-1] = np.finfo(flat.dtype).max, -np.finfo(flat.dtype).max
+        return loss
+
+
+def returns_the_largest_values(params: Any, **hyperparameters: Any) -> optimized.ASGD:
+    return _ReturnsHuge(params, numerics="torch", **hyperparameters)

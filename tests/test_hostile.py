@@ -164,3 +164,18 @@ def test_ctrl_c_while_the_harness_imports_exits_130_with_one_line() -> None:
     status, _, err = finished(process)
     assert status == 130, err
     assert err == "asgd-conformance: interrupted; no report was written\n"
+
+
+def test_values_near_the_top_of_binary64_are_reported_as_the_failure_they_are(tmp_path: Path) -> None:
+    """±1.8e308 made the errors infinite, and writing results.json failed after the whole run."""
+    name = "tests.external_factories:returns_the_largest_values"
+    status, out, err = finished(conformance(
+        "--implementation", name, "--only", "lsq-f64-averaging", "--no-statistics", "--out", str(tmp_path / "r"),
+    ))  # fmt: skip
+    assert status == 1, err
+    assert "Traceback" not in err
+    data = json.loads((tmp_path / "r" / "results.json").read_text())  # strict JSON: no Infinity
+    failed = [c for s in data["scenarios"] for c in s["comparisons"] if c["status"] == "fails"]
+    assert failed and all(name in (c["left"], c["right"]) for c in failed)
+    assert max(c["max_abs_error"] for c in failed) == 1.7976931348623157e308
+    assert "FAIL lsq-f64-averaging" in out
