@@ -124,46 +124,65 @@ def test_a_multiprocessing_fork_pool_steps_an_optimizer_made_before_it(kernel: s
 
 FORK_WHILE_NUMBA_LOADS = textwrap.dedent(
     """
-    import os, sys, time, warnings
+    import multiprocessing, os, sys, time, warnings
     import numpy as np
     import optimized
 
-    warnings.simplefilter("error")  # the child must not fall back to NumPy with a warning
-    params = [np.zeros(1000, np.float32)]
-    optimizer = optimized.ASGD(params, lr=0.1, kernel="auto")
-    optimizer.step([np.ones(1000, np.float32)])  # numba starts loading in the background
-    pid = os.fork()  # at once: the loader is in the middle of importing numba
-    if pid == 0:
-        status = 99
-        try:
-            import numba  # noqa: F401
-            other = optimized.ASGD([np.zeros(10, np.float32)], lr=0.1, kernel="numba")
-            other.step([np.ones(10, np.float32)])
-            optimizer.step([np.ones(1000, np.float32)])
-            loaded = optimizer._backend.wait_until_loaded(600)
-            optimizer.step([np.ones(1000, np.float32)])
-            status = 0 if loaded and optimizer.backend == "numba" and other.backend == "numba" else 4
-        finally:
-            os._exit(status)
-    deadline = time.monotonic() + float(sys.argv[1])
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            print(os.waitstatus_to_exitcode(status))
+    def in_the_child(optimizer):
+        warnings.simplefilter("error")  # the child must not fall back to NumPy with a warning
+        import numba  # noqa: F401
+        other = optimized.ASGD([np.zeros(10, np.float32)], lr=0.1, kernel="numba")
+        other.step([np.ones(10, np.float32)])
+        optimizer.step([np.ones(1000, np.float32)])
+        loaded = optimizer._backend.wait_until_loaded(600)
+        optimizer.step([np.ones(1000, np.float32)])
+        return 0 if loaded and optimizer.backend == "numba" and other.backend == "numba" else 4
+
+    OPTIMIZER = optimized.ASGD([np.zeros(1000, np.float32)], lr=0.1, kernel="auto")
+
+    def in_a_pool_worker(_):
+        return in_the_child(OPTIMIZER)
+
+    if __name__ == "__main__":
+        hang = float(sys.argv[2])
+        OPTIMIZER.step([np.ones(1000, np.float32)])  # numba starts loading in the background
+        if sys.argv[1] == "pool":  # at once: the loader is in the middle of importing numba
+            with multiprocessing.get_context("fork").Pool(1) as pool:
+                print(pool.map_async(in_a_pool_worker, [0]).get(timeout=hang)[0])
             sys.exit(0)
-        time.sleep(0.01)
-    os.kill(pid, 9)
-    print("hung")
+        pid = os.fork()
+        if pid == 0:
+            status = 99
+            try:
+                status = in_the_child(OPTIMIZER)
+            finally:
+                os._exit(status)
+        deadline = time.monotonic() + hang
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                print(os.waitstatus_to_exitcode(status))
+                sys.exit(0)
+            time.sleep(0.01)
+        os.kill(pid, 9)
+        print("hung")
     """
 )
 
 
-def test_a_child_forked_while_numba_loads_imports_it_and_uses_the_compiled_kernel() -> None:
-    """In a new process, so that numba is not imported yet: the fork lands while the background
-    loader imports it (before the fix, ``import numba`` in the child waited forever)."""
+@pytest.mark.parametrize("how", ["fork", "pool"])
+def test_a_child_forked_while_numba_loads_imports_it_and_uses_the_compiled_kernel(
+    how: str, tmp_path: Path
+) -> None:
+    """In a new process, so that numba is not imported yet: the fork (``os.fork``, or a fork pool's
+    worker) lands while the background loader imports it (before the fix, ``import numba`` in the
+    child waited forever)."""
+    script = tmp_path / "fork_while_numba_loads.py"
+    script.write_text(FORK_WHILE_NUMBA_LOADS)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run(
-        [sys.executable, "-c", FORK_WHILE_NUMBA_LOADS, str(HANG_SECONDS)],
-        capture_output=True, text=True, cwd=ROOT, timeout=3 * HANG_SECONDS,
+        [sys.executable, str(script), how, str(HANG_SECONDS)],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=3 * HANG_SECONDS,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["0"], result.stdout + result.stderr
