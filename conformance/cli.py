@@ -20,7 +20,7 @@ from conformance.environment import describe_environment, torch_warning
 from conformance.external import CLAIMS, ExternalImplementation, pairs_for, split_spec
 from conformance.findings import derive_findings
 from conformance.implementations import IMPLEMENTATIONS, Implementation
-from conformance.merge import merge_results
+from conformance.merge import bounds_text, merge_results
 from conformance.report import InterruptedAfterWriting, unusable_report_directory, write_report
 from conformance.results import SCHEMA_VERSION, RunResult, ScenarioResult
 from conformance.runner import run_scenarios
@@ -353,7 +353,8 @@ def merge_main(argv: Sequence[str]) -> int:
         prog="asgd-conformance merge",
         description="Combine the results.json of the shards of one run into one report.",
         epilog="Exit status: 0 every verdict of the whole holds, 1 one fails, 2 the shards do not "
-        "make one whole run (missing, repeated or from different selections).",
+        "make one whole run (missing, repeated or from different selections), or one is malformed or "
+        f"beyond a bound (nothing is written). {bounds_text()}",
     )
     parser.add_argument("directories", nargs="+", type=Path, metavar="DIR", help="shard report directories")
     parser.add_argument(

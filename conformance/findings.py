@@ -94,7 +94,11 @@ def _counter_freeze(scenarios: Sequence[ScenarioResult]) -> Finding | None:
     late = [s for s in scenarios if s.start_step]
     details = []
     for scenario in late:
-        steps = {run.name: run.final_step for run in scenario.implementations if run.status == "ran"}
+        steps = {
+            run.name: run.final_step
+            for run in scenario.implementations
+            if run.status == "ran" and run.final_step is not None  # None: a state format not read
+        }
         if "torch-forloop" in steps and "optimized-numba-fast" in steps:
             comparison = _ran(scenario, "optimized-numba-fast vs torch-forloop")
             drift = (

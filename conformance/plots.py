@@ -5,14 +5,19 @@ the parameters (solid) and the averages (dashed), with the pair's budget as a do
 colour. The lower strip has a row per bit-exact pair: a thin line in the pair's colour, and a red
 mark, sized by their number, at every step where any bit differs; a bare line is the claim holding.
 A pair has the same colour in every plot of the page.
+
+Names (of scenarios and pairs) are drawn as plain text, never as mathtext or TeX; a series longer
+than :data:`_MOST_POINTS` is drawn as its envelope, so a plot's size does not grow with the steps.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from typing import Any, Final
 
 import matplotlib
+import numpy as np
 from matplotlib.figure import Figure
 
 from conformance.results import ScenarioResult
@@ -25,6 +30,39 @@ _COLOURS = (
 )  # fmt: skip
 
 
+_MOST_POINTS: Final = 2000
+"""The most points a series is drawn with. A longer one is drawn as the largest value in each of
+this many runs of consecutive steps: a plot is about 700 pixels wide, and the peaks stay. (The
+longest scenario runs 1,500 steps; a results.json a merge reads may hold a million.)"""
+
+_HIGHEST: Final = 1e300
+"""The highest value a plot draws; a higher one is drawn at it (near binary64's largest,
+matplotlib's arithmetic on the axis limits overflows)."""
+
+_LONGEST_LABEL: Final = 200
+"""The most characters of a name a plot draws."""
+
+
+def _label(name: str) -> str:
+    """``name`` as matplotlib is to draw it, whatever it holds: cut to :data:`_LONGEST_LABEL`
+    characters, and each ``$`` escaped (two start mathtext, whose parser raises on most text)."""
+    if len(name) > _LONGEST_LABEL:
+        name = name[: _LONGEST_LABEL - 1] + "…"
+    return name.replace("$", r"\$")
+
+
+def _envelope(values: Sequence[float], first_step: int) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """``values``, one per step from ``first_step`` on, as at most :data:`_MOST_POINTS` points
+    ``(steps, values)``: each the first step of a run of consecutive steps and the largest value in
+    the run (a run of one step where there are few enough), at most :data:`_HIGHEST`."""
+    series = np.minimum(np.asarray(values, dtype=np.float64), _HIGHEST)
+    width = max(1, -(-len(series) // _MOST_POINTS))
+    starts = np.arange(0, len(series), width)
+    if width > 1:
+        series = np.maximum.reduceat(series, starts)
+    return first_step + starts, series
+
+
 def pair_colours(pair_names: Sequence[str]) -> dict[str, str]:
     """One colour per pair, the same in every plot."""
     return {name: _COLOURS[index % len(_COLOURS)] for index, name in enumerate(pair_names)}
@@ -35,25 +73,29 @@ def ulp_plot_svg(scenario: ScenarioResult, colours: dict[str, str]) -> str:
     compared = [c for c in scenario.comparisons if c.max_normwise_ulp is not None]
     bounded = [c for c in compared if c.policy != "bit-exact"]
     exact = [c for c in compared if c.policy == "bit-exact"]
-    steps = list(range(scenario.start_step + 1, scenario.start_step + scenario.steps + 1))
+    first, last = scenario.start_step + 1, scenario.start_step + scenario.steps
     # A Figure of its own, outside pyplot's registry: nothing is left open, even by an interrupt.
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": scenario.name, "font.size": 8}):
+    with matplotlib.rc_context(
+        {"svg.fonttype": "none", "svg.hashsalt": scenario.name, "font.size": 8, "text.usetex": False}
+    ):
         rows = max(len(exact), 1)
         figure = Figure(figsize=(10, 2.8 + 0.16 * rows))
         upper, strip = figure.subplots(
             2, 1, sharex=True, gridspec_kw={"height_ratios": [2.6, 0.2 + 0.16 * rows]}
         )
-        figure.suptitle(f"{scenario.name}: normwise ULP per step, and differing bits of the bit-exact pairs")
+        figure.suptitle(
+            f"{_label(scenario.name)}: normwise ULP per step, and differing bits of the bit-exact pairs"
+        )
         for c in bounded:
-            colour = colours.get(c.pair, "#444444")
-            ran = steps[: len(c.normwise_ulp_per_step_parameters)]  # fewer where an implementation stopped
-            upper.plot(ran, c.normwise_ulp_per_step_parameters, color=colour, linewidth=1.2,
-                       drawstyle="steps-post", label=f"{c.pair} (parameters)")  # fmt: skip
-            upper.plot(ran, c.normwise_ulp_per_step_averages, color=colour, linewidth=1.0, linestyle="--",
-                       drawstyle="steps-post", label=f"{c.pair} (averages)")  # fmt: skip
+            colour, pair = colours.get(c.pair, "#444444"), _label(c.pair)
+            # each series as long as its implementations ran (fewer steps where one stopped)
+            upper.plot(*_envelope(c.normwise_ulp_per_step_parameters, first), color=colour, linewidth=1.2,
+                       drawstyle="steps-post", label=f"{pair} (parameters)")  # fmt: skip
+            upper.plot(*_envelope(c.normwise_ulp_per_step_averages, first), color=colour, linewidth=1.0,
+                       linestyle="--", drawstyle="steps-post", label=f"{pair} (averages)")  # fmt: skip
             if c.ulp_budget:
                 upper.axhline(c.ulp_budget, color=colour, linestyle=":", linewidth=1.0,
-                              label=f"budget of {c.pair}")  # fmt: skip
+                              label=f"budget of {pair}")  # fmt: skip
         upper.set_yscale("symlog", linthresh=1)
         upper.set_ylim(bottom=0)
         upper.set_ylabel("normwise ULP")
@@ -62,13 +104,14 @@ def ulp_plot_svg(scenario: ScenarioResult, colours: dict[str, str]) -> str:
                        ha="center", va="center", color="#666666")  # fmt: skip
         for row, c in enumerate(exact):
             colour = colours.get(c.pair, "#444444")
-            strip.plot([steps[0], steps[-1]], [row, row], color=colour, linewidth=2.0, solid_capstyle="butt")
-            differing = [(step, n) for step, n in zip(steps, c.differing_per_step, strict=False) if n]
-            if differing:
-                marks = [step for step, _ in differing]
-                sizes = [min(200, 20 + 10 * n) for _, n in differing]
-                strip.scatter(marks, [row] * len(marks), marker="|", color="#c62828", s=sizes, zorder=3)
-        strip.set_yticks(range(len(exact)), [c.pair for c in exact], fontsize=6)
+            strip.plot([first, last], [row, row], color=colour, linewidth=2.0, solid_capstyle="butt")
+            steps, counts = _envelope(c.differing_per_step, first)
+            differing = counts > 0
+            if differing.any():
+                sizes = np.minimum(200, 20 + 10 * counts[differing])
+                strip.scatter(steps[differing], np.full(int(differing.sum()), row), marker="|",
+                              color="#c62828", s=sizes, zorder=3)  # fmt: skip
+        strip.set_yticks(range(len(exact)), [_label(c.pair) for c in exact], fontsize=6)
         strip.set_ylim(-0.7, max(len(exact), 1) - 0.3)
         strip.invert_yaxis()
         strip.set_xlabel("step")

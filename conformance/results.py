@@ -183,8 +183,13 @@ class RunResult:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RunResult:
-        """The result a ``results.json`` holds (as :meth:`to_json` wrote it)."""
+    def from_json(cls, data: Any, *, max_steps: int | None = None, max_depth: int | None = None) -> RunResult:
+        """The result a ``results.json`` holds (as :meth:`to_json` wrote it), or ``ValueError`` naming
+        the first field that is not what this version writes: every value is checked before anything
+        is built (see :func:`conformance.results_check.check_json`)."""
+        from conformance.results_check import check_json  # it knows these classes' fields
+
+        check_json(data, max_steps=max_steps, max_depth=max_depth)
         scenarios = [
             ScenarioResult(
                 **{
@@ -206,10 +211,55 @@ class RunResult:
         )
 
 
-def read_json(path: Path) -> RunResult:
-    """The result in a ``results.json``."""
-    return RunResult.from_json(json.loads(path.read_text(encoding="utf-8")))
+def read_json(
+    path: Path,
+    *,
+    max_bytes: int | None = None,
+    max_steps: int | None = None,
+    max_depth: int | None = None,
+) -> RunResult:
+    """The result in a ``results.json``, or ``ValueError`` naming the file and what is wrong with it.
+
+    The bounds, where given, are checked before what they bound is read: ``max_bytes`` before the
+    file is parsed, ``max_depth`` (how deep arrays and objects nest; the top-level object is 1)
+    while it is, and ``max_steps`` (a scenario's steps) before any object is built.
+    """
+    try:
+        if max_bytes is not None and (size := path.stat().st_size) > max_bytes:
+            raise ValueError(f"{path} holds {size:,} bytes, more than {max_bytes:,}")
+        with path.open("rb") as file:  # one byte more than allowed at most, whatever stat said
+            raw = file.read(-1 if max_bytes is None else max_bytes + 1)
+    except OSError as error:
+        raise ValueError(f"{path} cannot be read ({error.strerror or error})") from error
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise ValueError(f"{path} holds more than {max_bytes:,} bytes")
+    try:
+        text = raw.decode("utf-8")
+        del raw  # the bytes, the text and then the objects: at most two of them at a time
+        data = json.loads(text)
+        del text
+    except RecursionError as error:  # json's parser recurses once per level
+        deeper = "too deep to parse" if max_depth is None else f"deeper than {max_depth} levels"
+        raise ValueError(f"{path}: its arrays and objects nest {deeper}") from error
+    except ValueError as error:  # not UTF-8, not JSON, or an integer of more digits than Python reads
+        raise ValueError(f"{path} is not JSON ({error})") from error
+    try:
+        return RunResult.from_json(data, max_steps=max_steps, max_depth=max_depth)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from error
 
 
 def write_json(result: RunResult, path: Path) -> None:
-    path.write_text(json.dumps(result.to_json(), indent=1, allow_nan=False) + "\n")
+    """Write ``result`` to ``path`` as :meth:`RunResult.to_json` has it, streamed: neither a copy of
+    the data nor the whole text is held in memory at once."""
+    with path.open("w", encoding="utf-8") as file:
+        json.dump(result, file, indent=1, allow_nan=False, default=_fields)
+        file.write("\n")
+
+
+def _fields(value: object) -> dict[str, Any]:
+    """A dataclass's fields by name, for json to write: the values themselves, where
+    ``dataclasses.asdict`` copies every list and dict."""
+    if not dataclasses.is_dataclass(value) or isinstance(value, type):
+        raise TypeError(f"{type(value).__name__} is not JSON")
+    return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}

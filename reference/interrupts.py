@@ -83,9 +83,12 @@ class RestoreOnInterrupt:
         """Give SIGINT back to the handler that was in place (call once ``restore`` has run); a
         handler installed since is left alone, and this one, if it is still called, only passes
         SIGINT on."""
-        self.active = False
         if self.previous is not None and _signal.getsignal(signal.SIGINT) is self.handler:
             _signal.signal(signal.SIGINT, self.previous)
+        # Only now: a SIGINT before this line finds this handler active and restores again
+        # (harmless), where one that found it inactive would have cut this method short with the
+        # handler still installed, to be chained behind the next one.
+        self.active = False
 
     def _on_interrupt(self, signum: int, frame: FrameType | None) -> None:
         if self.active:
