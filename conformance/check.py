@@ -29,7 +29,9 @@ def check(
     budget of torch's for-loop path. The result's ``holds`` is the verdict (it needs at least one
     comparison judged); ``failures`` name the scenario, the pair, the step, the tensor and the element.
     Scenarios it declines with :class:`~conformance.Unsupported` are skipped with the reason.
-    ``jobs > 1`` needs a factory a worker process can import by name.
+    With ``jobs=1`` the scenarios run in this process (a debugger stops in them); with
+    ``jobs > 1`` in forked, supervised worker processes, where a factory that hangs or ends its
+    process is failed and the run goes on.
     """
     from conformance.cli import run_conformance
     from conformance.external import ExternalImplementation, pairs_for

@@ -312,7 +312,12 @@ def main(
             return _interrupted(terminated, f"the report was written: {interrupt.page}")
         except KeyboardInterrupt:
             return _interrupted(terminated, "no report was written")
-    return print_outcome(result, page)
+        if terminated:  # held back where SIGINT is ignored (nohup, a background job): not lost
+            return _interrupted(terminated, f"the report was written: {page}")
+        try:
+            return print_outcome(result, page)
+        except KeyboardInterrupt:
+            return _interrupted(terminated, f"the report was written: {page}")
 
 
 def _interrupted(terminated: list[int], what: str) -> int:
@@ -378,7 +383,12 @@ def merge_main(argv: Sequence[str]) -> int:
             return _interrupted(terminated, f"the report was written: {interrupt.page}")
         except KeyboardInterrupt:
             return _interrupted(terminated, "no report was written")
-    return print_outcome(result, page)
+        if terminated:  # held back where SIGINT is ignored (nohup, a background job): not lost
+            return _interrupted(terminated, f"the report was written: {page}")
+        try:
+            return print_outcome(result, page)
+        except KeyboardInterrupt:
+            return _interrupted(terminated, f"the report was written: {page}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -74,21 +74,27 @@ class _Progress:
     def leave(self) -> None:
         current = self.current.value
         self.current.value = _NOBODY
+        now = time.monotonic()
         if current != _NOBODY:
-            self.spent[current] += time.monotonic() - self.since.value
+            self.spent[current] += now - self.since.value
+        self.since.value = now  # the harness's own code runs from now on
 
     def reset(self) -> None:
         self.current.value = _NOBODY
+        self.since.value = time.monotonic()
         for index in range(len(self.spent)):
             self.spent[index] = 0.0
 
     # The run's side.
 
-    def overdue(self, timeout: float) -> bool:
-        """Whether the implementation running now has spent more than ``timeout`` in the cell."""
+    def overdue(self, timeout: float, dispatched: float) -> bool:
+        """Whether the implementation running now has spent more than ``timeout`` in the cell, or
+        the harness more than ``timeout`` since it last ran one (an implementation's ``__del__``,
+        a thread it left behind)."""
         current = self.current.value
         if current == _NOBODY:
-            return False
+            idle: float = time.monotonic() - max(self.since.value, dispatched)
+            return idle > timeout
         spent: float = self.spent[current] + (time.monotonic() - self.since.value)
         return spent > timeout
 
@@ -100,6 +106,8 @@ class _Worker:
     progress: _Progress
     cell: int | None = None
     """The position (in the run's list) of the cell it is running, if any."""
+    dispatched: float = 0.0
+    """When that cell was sent to it (time.monotonic())."""
     stopped: bool = False
 
 
@@ -213,8 +221,15 @@ def run_supervised(
                 if worker.cell is None and cells_left.pending:
                     position = cells_left.pending.popleft()
                     excluded: Mapping[str, str] = cells_left.excluded.get(position, {})
-                    worker.connection.send((position, scenarios[position], cells[position], dict(excluded)))
-                    worker.cell = position
+                    try:
+                        worker.connection.send(
+                            (position, scenarios[position], cells[position], dict(excluded))
+                        )
+                    except OSError:  # it ended while idle (a thread an implementation left, the OOM killer)
+                        cells_left.pending.appendleft(position)
+                        _stop(worker)
+                        continue
+                    worker.cell, worker.dispatched = position, time.monotonic()
             busy = [worker for worker in workers if worker.cell is not None]
             multiprocessing.connection.wait(
                 [w.connection for w in busy] + [w.process.sentinel for w in busy], timeout=_POLL_SECONDS
@@ -257,7 +272,7 @@ def _collect(
     if closed or not worker.process.is_alive():
         status = worker.process.exitcode
         blamed = _blame(worker, implementations, f"ended the worker process (exit status {status})")
-    elif worker.progress.overdue(timeout):
+    elif worker.progress.overdue(timeout, worker.dispatched):
         blamed = _blame(
             worker, implementations, f"timed out: more than {timeout:g} s on this scenario (--timeout)"
         )
@@ -265,5 +280,9 @@ def _collect(
         return
     _stop(worker)
     worker.cell = None
-    cells_left.excluded.setdefault(position, {}).update(blamed)
+    excluded = cells_left.excluded.setdefault(position, {})
+    if blamed.keys() <= excluded.keys():  # no one left to blame: running it again ends the same way
+        reason = next(iter(blamed.values()), "the worker process ended")
+        raise RuntimeError(f"the harness failed on {scenarios[position].name}: {reason}")
+    excluded.update(blamed)
     cells_left.pending.appendleft(position)  # again, without the implementation blamed

@@ -291,6 +291,8 @@ class _Member:
             and p.dtype is self.dtype
             and p.shape == self.shape
             and p.stride() == self.stride
+            and not p.is_conj()  # `.data =` a conjugate or negative view of the same memory
+            and not p.is_neg()
             and grad.stride() == self.grad_stride
             and p.data_ptr() == pointers[0]
             and grad.data_ptr() == self.grad_pointer
@@ -311,6 +313,7 @@ class _Member:
         """A zero momentum buffer, which the kernel's first momentum step sets to the direction."""
         self.buf = torch.zeros_like(self.param, memory_format=torch.preserve_format)
         self.task.buf = _flat_real(self.buf, self.order)
+        self.pointers = (*self.pointers[:5], self.buf.data_ptr())  # the table's buffer column
 
 
 _KERNEL_PATH: Final = StepPath("kernel")

@@ -84,7 +84,13 @@ class RestoreOnInterrupt:
         handler installed since is left alone, and this one, if it is still called, only passes
         SIGINT on."""
         if self.previous is not None and _signal.getsignal(signal.SIGINT) is self.handler:
-            _signal.signal(signal.SIGINT, self.previous)
+            previous = self.previous
+            while (
+                isinstance(getattr(previous, "__self__", None), RestoreOnInterrupt)
+                and not previous.__self__.active
+            ):
+                previous = previous.__self__.previous  # a block that ended out of order: unchain it
+            _signal.signal(signal.SIGINT, previous)
         # Only now: a SIGINT before this line finds this handler active and restores again
         # (harmless), where one that found it inactive would have cut this method short with the
         # handler still installed, to be chained behind the next one.

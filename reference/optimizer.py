@@ -683,10 +683,15 @@ class _AveragesHeld:
     def __enter__(self) -> None:
         optimizer = self.optimizer
         with optimizer._lock:
+            if self in optimizer._holding_averages:
+                raise RuntimeError("this averaged_parameters() block is already open")
             parameters = list(optimizer._parameters())
             averages = optimizer.averages()
             self.arrays = [data_of(parameter) for parameter in parameters]
-            self.saved = [array.copy() for array in self.arrays]
+            # The weights: those an open block (of any thread) saved, since the parameters hold
+            # the averages while one is open (no step can change them meanwhile).
+            other = next(iter(optimizer._holding_averages), None)
+            self.saved = other.saved if other is not None else [array.copy() for array in self.arrays]
             self.tensors = [parameter for parameter in parameters if is_tensor(parameter)]
             self.guard.install()  # from here on a Ctrl-C first puts the saved weights back
             optimizer._holding_averages.add(self)
@@ -697,10 +702,16 @@ class _AveragesHeld:
     def _restore(self) -> None:
         """The weights back in the parameters (idempotent)."""
         with self.optimizer._lock:
+            held = self.optimizer._holding_averages
+            if self not in held:
+                return
+            if len(held) > 1:  # another block still holds the averages; the last one puts the weights back
+                held.discard(self)
+                return
             for array, original in zip(self.arrays, self.saved, strict=True):
                 array[...] = original
             mark_modified(self.tensors)
-            self.optimizer._holding_averages.discard(self)
+            held.discard(self)
 
     def __exit__(self, *exc_info: object) -> None:
         try:

@@ -251,3 +251,62 @@ def test_parameter_objects_keep_their_arrays(asgd_class: Any) -> None:
     w.grad = np.ones(3)
     optimizer.step()
     assert w.data is data and (data < 0).all()
+
+
+def test_overlapping_averaged_parameters_blocks_give_the_weights_back(asgd_class: Any) -> None:
+    """Blocks that overlap, of two threads or nested, exit in any order: the parameters hold the
+    averages while one is open and the weights after the last closes. (Each block used to save what
+    the parameters held when it opened, the averages if another was open.) A block object cannot
+    be entered twice, and after blocks of two optimizers closed out of order the SIGINT handler is
+    the one that was in place."""
+    import signal
+    import threading
+
+    p = np.ones(4, np.float32)
+    optimizer = asgd_class([p], lr=0.1, t0=0)
+    for step in range(3):
+        optimizer.step([np.full(4, step + 1.0, np.float32)])
+    weights, averages = p.tobytes(), optimizer.averages()[0].tobytes()
+    assert weights != averages
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    seen: list[bytes] = []
+
+    def first() -> None:
+        with optimizer.averaged_parameters():
+            first_in.set()
+            second_in.wait(timeout=1800)
+        first_out.set()
+
+    def second() -> None:
+        first_in.wait(timeout=1800)
+        with optimizer.averaged_parameters():
+            second_in.set()
+            first_out.wait(timeout=1800)
+            seen.append(p.tobytes())  # the first block has closed, this one is open
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=1800)
+    assert seen == [averages]
+    assert p.tobytes() == weights
+
+    block = optimizer.averaged_parameters()
+    with block:
+        with pytest.raises(RuntimeError, match="already open"), block:
+            pass
+        assert p.tobytes() == averages
+    assert p.tobytes() == weights
+
+    handler = signal.getsignal(signal.SIGINT)
+    q = np.ones(3, np.float32)
+    other = asgd_class([q], lr=0.1)
+    other.step([np.ones(3, np.float32)])
+    a, b = optimizer.averaged_parameters(), other.averaged_parameters()
+    a.__enter__()
+    b.__enter__()
+    a.__exit__(None, None, None)
+    b.__exit__(None, None, None)
+    assert signal.getsignal(signal.SIGINT) is handler
+    assert p.tobytes() == weights

@@ -23,13 +23,19 @@ HANG_GUARD = 1800.0
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and process groups")
 
 
-def conformance(*argv: str, **kwargs: object) -> subprocess.Popen[str]:
-    """``asgd-conformance`` as a user runs it, in its own process group (as a terminal's job)."""
+def conformance(*argv: str) -> subprocess.Popen[str]:
+    """``asgd-conformance`` as a user runs it from a terminal: in its own process group (a job),
+    with SIGINT's default disposition (a shell starts a background job with SIGINT ignored, and this
+    test process may be one)."""
     return subprocess.Popen(
         [sys.executable, "-m", "conformance", *argv],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        **kwargs,  # type: ignore[call-overload]
+        preexec_fn=_default_sigint,
     )  # fmt: skip
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def finished(process: subprocess.Popen[str]) -> tuple[int, str, str]:

@@ -778,3 +778,36 @@ def test_the_kernels_table_addresses_the_flat_views_of_every_layout_it_steps() -
             assert views.table[member.row].tolist() == expected, member.shape
         else:
             assert views.table[member.row].tolist()[4:] == [0, 0]
+
+
+def momentum_run(kernel: str, case: str) -> list[bytes]:
+    """Parameters, averages and momentum buffers after a few steps with momentum where a
+    parameter's first momentum step comes when the compiled loop for it is already made: a second
+    group, a gradient that first appears at step 3, a group added later."""
+    torch.manual_seed(0)
+    params = [torch.randn(5, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+    if case == "groups":
+        optimizer = ASGD([{"params": [p]} for p in params], lr=0.1, momentum=0.9, t0=0, kernel=kernel)
+    else:
+        optimizer = ASGD(params[:2], lr=0.1, momentum=0.9, t0=0, kernel=kernel)
+    for step in range(5):
+        if case == "added" and step == 2:
+            optimizer.add_param_group({"params": [params[2]]})
+        for index, p in enumerate(params):
+            late = case == "late gradient" and index == 2 and step < 2
+            p.grad = None if late else torch.full_like(p, 1.0 + step + index)
+        optimizer.step()
+        if kernel == "numba":
+            assert all(path is None or path.path == "kernel" for path in optimizer.last_step_paths)
+    state = [optimizer.state[p] for p in params if p in optimizer.state]
+    return [p.detach().numpy().tobytes() for p in params] + [
+        s[key].numpy().tobytes() for s in state for key in ("ax", "momentum_buffer")
+    ]
+
+
+@pytest.mark.parametrize("case", ["groups", "late gradient", "added"])
+def test_a_first_momentum_step_in_one_compiled_call_sets_the_buffer(case: str) -> None:
+    """The compiled call over a group's table once wrote a new momentum buffer into the parameter
+    (the table's buffer column still held the parameter's address): the NumPy kernel and the
+    compiled one must agree bit for bit (torch's ASGD has no momentum to compare with)."""
+    assert momentum_run("numba", case) == momentum_run("numpy", case)
