@@ -307,17 +307,26 @@ def main(
                 isolated=True,
                 timeout=arguments.timeout,
             )
-            page = write_report(result, out)
-        except InterruptedAfterWriting as interrupt:
-            return _interrupted(terminated, f"the report was written: {interrupt.page}")
         except KeyboardInterrupt:
             return _interrupted(terminated, "no report was written")
-        if terminated:  # held back where SIGINT is ignored (nohup, a background job): not lost
-            return _interrupted(terminated, f"the report was written: {page}")
-        try:
-            return print_outcome(result, page)
-        except KeyboardInterrupt:
-            return _interrupted(terminated, f"the report was written: {page}")
+        return _write_and_summarize(result, out, terminated)
+
+
+def _write_and_summarize(result: RunResult, out: Path, terminated: list[int]) -> int:
+    """Write the report and print the outcome (inside :func:`_sigterm_as_ctrl_c`); the exit status,
+    with what became of the report if a Ctrl-C or SIGTERM came meanwhile."""
+    try:
+        page = write_report(result, out)
+    except InterruptedAfterWriting as interrupt:
+        return _interrupted(terminated, f"the report was written: {interrupt.page}")
+    except KeyboardInterrupt:
+        return _interrupted(terminated, "no report was written")
+    if terminated:  # held back where SIGINT is ignored (nohup, a background job): not lost
+        return _interrupted(terminated, f"the report was written: {page}")
+    try:
+        return print_outcome(result, page)
+    except KeyboardInterrupt:
+        return _interrupted(terminated, f"the report was written: {page}")
 
 
 def _interrupted(terminated: list[int], what: str) -> int:
@@ -377,18 +386,7 @@ def merge_main(argv: Sequence[str]) -> int:
     except ValueError as error:
         parser.error(str(error))
     with _sigterm_as_ctrl_c() as terminated:
-        try:
-            page = write_report(result, out)
-        except InterruptedAfterWriting as interrupt:
-            return _interrupted(terminated, f"the report was written: {interrupt.page}")
-        except KeyboardInterrupt:
-            return _interrupted(terminated, "no report was written")
-        if terminated:  # held back where SIGINT is ignored (nohup, a background job): not lost
-            return _interrupted(terminated, f"the report was written: {page}")
-        try:
-            return print_outcome(result, page)
-        except KeyboardInterrupt:
-            return _interrupted(terminated, f"the report was written: {page}")
+        return _write_and_summarize(result, out, terminated)
 
 
 if __name__ == "__main__":  # pragma: no cover
