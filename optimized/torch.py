@@ -258,7 +258,9 @@ class _Member:
 
     def same_tensors(self, p: torch.Tensor, state: dict[str, Any], buf: torch.Tensor | None) -> bool:
         """Whether the views still show this parameter and its state: the same tensor objects,
-        of the same dtype, shape and layout, in the same memory."""
+        of the same dtype, shape and layout (no pending conjugation or negation: ``.data =`` such a
+        view of the same memory), in the same memory."""
+        pointers = self.pointers
         return (
             p is self.param
             and state.get("ax") is self.ax
@@ -269,39 +271,28 @@ class _Member:
             and p.dtype is self.dtype
             and p.shape == self.shape
             and p.stride() == self.stride
-            and _pointers(p, self.ax, self.step, self.eta, self.mu, buf) == self.pointers
-        )
-
-    def unchanged(self, p: torch.Tensor, grad: torch.Tensor, state: dict[str, Any], momentum: bool) -> bool:
-        """Whether nothing of this parameter changed since its last step but its values: the same
-        gradient object in the same memory, the same state, a momentum buffer already made (the
-        steady state of a loop that accumulates into ``.grad``, checked with as few calls as can
-        be)."""
-        pointers = self.pointers
-        buf = self.buf
-        return (
-            grad is self.grad
-            and p is self.param
-            and state.get("ax") is self.ax
-            and state.get("step") is self.step
-            and state.get("eta") is self.eta
-            and state.get("mu") is self.mu
-            and (state.get("momentum_buffer") is buf if momentum else buf is None)
-            and (not momentum or buf is not None)
-            and p.dtype is self.dtype
-            and p.shape == self.shape
-            and p.stride() == self.stride
-            and not p.is_conj()  # `.data =` a conjugate or negative view of the same memory
+            and not p.is_conj()
             and not p.is_neg()
-            and grad.stride() == self.grad_stride
             and p.data_ptr() == pointers[0]
-            and grad.data_ptr() == self.grad_pointer
             and self.ax.data_ptr() == pointers[1]
             and self.step.data_ptr() == pointers[2]
             and self.eta.data_ptr() == pointers[3]
             and self.mu.data_ptr() == pointers[4]
             and (buf is None or buf.data_ptr() == pointers[5])
+        )
+
+    def unchanged(self, p: torch.Tensor, grad: torch.Tensor, state: dict[str, Any], momentum: bool) -> bool:
+        """Whether nothing of this parameter changed since its last step but its values: the same
+        gradient object in the same memory, the same tensors (:meth:`same_tensors`), a momentum
+        buffer already made (the steady state of a loop that accumulates into ``.grad``)."""
+        buf = state.get("momentum_buffer") if momentum else None
+        return (
+            grad is self.grad
+            and grad.data_ptr() == self.grad_pointer
+            and grad.stride() == self.grad_stride
             and not self.task.first_momentum_step
+            and (buf is not None or not momentum)
+            and self.same_tensors(p, state, buf)
         )
 
     def take_gradient(self, grad: torch.Tensor, pointer: int) -> None:

@@ -51,7 +51,14 @@ def assert_same_tensor(actual: Any, expected: Any, what: str) -> None:
         actual, expected = actual.detach().view(torch.int16), expected.detach().view(torch.int16)
         assert torch.equal(actual, expected), f"{what}: bfloat16 encodings differ"
         return
-    assert_same_bits(actual.detach().numpy(), expected.detach().numpy(), what)
+    assert (actual.is_neg(), actual.is_conj()) == (expected.is_neg(), expected.is_conj()), (
+        f"{what}: lazy bits"
+    )
+    actual, expected = (
+        actual.detach().resolve_neg().resolve_conj(),
+        expected.detach().resolve_neg().resolve_conj(),
+    )
+    assert_same_bits(actual.numpy(), expected.numpy(), what)
 
 
 def assert_same_run(ours: Any, theirs: Any, our_params: list[Any], their_params: list[Any]) -> None:
@@ -68,13 +75,27 @@ def lockstep(
     between: Callable[[int], None] = lambda step: None,
     gradients: Callable[[list[Any], int], None] = set_gradients,
 ) -> None:  # fmt: skip
+    """Both classes step in lock step, with the same bits after every step; where torch's step
+    refuses (raises), ours must raise the same error, having changed nothing torch did not, and
+    the run ends there."""
     for step in range(steps):
         gradients(our_params, step)
         gradients(their_params, step)
-        ours.step()
-        theirs.step()
+        our_error, their_error = raised(ours.step), raised(theirs.step)
+        assert (type(our_error), str(our_error)) == (type(their_error), str(their_error)), f"step {step}"
         assert_same_run(ours, theirs, our_params, their_params)
+        if their_error is not None:
+            return
         between(step)
+
+
+def raised(call: Callable[[], object]) -> Exception | None:
+    """The exception ``call`` raised, or ``None``."""
+    try:
+        call()
+    except Exception as error:
+        return error
+    return None
 
 
 # ------------------------------------------------------------------------------- the class
@@ -604,6 +625,10 @@ def _parameter_transposed(optimizer: Any, params: list[Any]) -> None:
     params[0].data = params[0].data.t()  # the same memory, read in another order
 
 
+def _parameter_negated(optimizer: Any, params: list[Any]) -> None:
+    params[1].data = params[1].data._neg_view()  # the same memory, read with a pending negation
+
+
 def _clocks_shared(optimizer: Any, params: list[Any]) -> None:
     for key in ("step", "eta", "mu"):
         optimizer.state[params[1]][key] = optimizer.state[params[0]][key]
@@ -618,6 +643,7 @@ BETWEEN_STEPS: dict[str, Callable[[Any, list[Any]], None]] = {
     "the state tensors given new memory (.data =)": _new_state_memory,
     "an average set_ to a copy": _average_set_to_a_copy,
     "a square parameter transposed in place": _parameter_transposed,
+    "a parameter given a negated view of its memory": _parameter_negated,
     "one clock shared by two parameters": _clocks_shared,
     "a clock that requires grad": _clock_requiring_grad,
 }
