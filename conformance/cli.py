@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
+from conformance.entry import EXIT_INTERRUPTED, EXIT_TERMINATED
 from conformance.environment import describe_environment, torch_warning
 from conformance.external import CLAIMS, ExternalImplementation, pairs_for, split_spec
 from conformance.findings import derive_findings
@@ -33,7 +34,7 @@ from conformance.workers import DEFAULT_TIMEOUT
 __all__ = ["main", "merge_main", "run_conformance"]
 
 
-EXIT_HOLDS, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+EXIT_HOLDS, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 MAX_JOBS = 4 * (os.cpu_count() or 1)
 
 

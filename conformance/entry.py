@@ -9,6 +9,8 @@ import sys
 __all__ = ["main"]
 
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+"""The statuses of a run ended by Ctrl-C and by SIGTERM (here, where the CLI's first moments need
+them before it is imported; the CLI uses these)."""
 
 
 def main() -> int:

@@ -21,7 +21,7 @@ from typing import Any, Final
 import numpy as np
 
 from optimized.numpy_kernel import NumpyBackend
-from optimized.threads import DEFAULT_THREADS, MIN_BYTES_PER_THREAD, Piece, run_shared
+from optimized.threads import DEFAULT_THREADS, Piece, one_share, run_shared
 from reference.plan import Backend, Task
 
 __all__ = ["KERNELS", "NumbaBackend", "NumpyBackend", "make_backend", "numba_installed"]
@@ -127,13 +127,14 @@ class NumbaBackend:
 
         # Before any loop is marked ready: a step may use them at once.
         self._kernel, self._fill_row = kernel, fill_row
-        table = np.zeros((0, 6), np.int64)
+        table = np.zeros((1, 6), np.int64)
+        for char in {variant[0] for variant in variants}:  # fill_row, for each dtype
+            empty = np.empty(0, np.dtype(char))
+            fill_row(table, 0, empty, empty, empty, empty, 0, 0)
         for variant in variants:
             if variant in self._ready:
                 continue
-            kernel(*variant)(table, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
-            empty = np.empty(0, np.dtype(variant[0]))
-            fill_row(np.zeros((1, 6), np.int64), 0, empty, empty, empty, empty, 0, 0)  # its dtype's
+            kernel(*variant)(table[:0], 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
             self._ready.add(variant)
 
     def _make_in_background(self, variants: Sequence[Variant]) -> None:
@@ -184,11 +185,7 @@ class NumbaBackend:
         first = tasks[0]
         char = first.theta.dtype.char
         variant = _variant(first)
-        if (
-            char not in _COMPILED
-            or variant not in self._ready
-            or (self.threads > 1 and sum(task.theta.nbytes for task in tasks) >= 2 * MIN_BYTES_PER_THREAD)
-        ):
+        if char not in _COMPILED or variant not in self._ready or not one_share(tasks, self.threads):
             return False
         scalars, first_momentum_step = first.scalars, first.first_momentum_step
         momentum = first.buf is not None
@@ -223,18 +220,15 @@ class NumbaBackend:
 
     def _run_share(self, share: list[Piece], calls: dict[int, tuple[Loop, np.ndarray]]) -> None:
         """One thread's pieces: one compiled call on a table of rows per loop its tasks select."""
-        pieces: dict[int, list[tuple[Piece, np.ndarray]]] = {}
-        loops: dict[int, Loop] = {}
+        by_loop: dict[int, tuple[Loop, list[tuple[Piece, np.ndarray]]]] = {}
         for piece in share:
             loop, buf = calls[id(piece[0])]
-            pieces.setdefault(id(loop), []).append((piece, buf))
-            loops[id(loop)] = loop
+            by_loop.setdefault(id(loop), (loop, []))[1].append((piece, buf))
         fill_row = self._fill_row
-        for key, rows in pieces.items():
+        for (function, coefficients), rows in by_loop.values():
             table = np.empty((len(rows), 6), np.int64)
             for row, ((task, start, stop), buf) in enumerate(rows):
                 fill_row(table, row, task.theta, task.grad, task.ax, buf, start, stop)
-            function, coefficients = loops[key]
             function(table, *coefficients)
 
     def _loop(self, task: Task, variant: Variant) -> Loop:

@@ -14,7 +14,7 @@ from typing import Final
 
 from reference.plan import Task
 
-__all__ = ["DEFAULT_THREADS", "MIN_BYTES_PER_THREAD", "Piece", "run_shared", "shares"]
+__all__ = ["DEFAULT_THREADS", "MIN_BYTES_PER_THREAD", "Piece", "one_share", "run_shared", "shares"]
 
 DEFAULT_THREADS: Final = min(2, os.cpu_count() or 1)
 MIN_BYTES_PER_THREAD: Final = 1 << 20
@@ -36,10 +36,20 @@ def _pool(threads: int) -> ThreadPoolExecutor:
     return _pools[threads]
 
 
+def _parts(total: int, threads: int) -> int:
+    """How many threads share a step of ``total`` parameter bytes."""
+    return max(1, min(threads, total // MIN_BYTES_PER_THREAD))
+
+
+def one_share(tasks: Sequence[Task], threads: int) -> bool:
+    """Whether the tasks run whole on the calling thread (too small to share out)."""
+    return _parts(sum(task.theta.nbytes for task in tasks), threads) == 1
+
+
 def shares(tasks: Sequence[Task], threads: int) -> list[list[Piece]]:
     """The tasks cut into at most ``threads`` shares of about equal bytes, in order."""
     total = sum(task.theta.nbytes for task in tasks)
-    parts = max(1, min(threads, total // MIN_BYTES_PER_THREAD))
+    parts = _parts(total, threads)
     if parts == 1:
         return [[(task, 0, task.theta.size) for task in tasks if task.theta.size]]
     cuts = [total * k // parts for k in range(1, parts)]  # byte offsets where a new share starts
@@ -63,9 +73,6 @@ def shares(tasks: Sequence[Task], threads: int) -> list[list[Piece]]:
 def run_shared(run_share: Callable[[list[Piece]], None], tasks: Sequence[Task], threads: int) -> None:
     """``run_share`` on each share, the first on the calling thread; returns (or raises) only
     once every share has finished, so no thread touches the arrays after the call."""
-    if threads < 2 or sum(task.theta.nbytes for task in tasks) < 2 * MIN_BYTES_PER_THREAD:
-        run_share([(task, 0, task.theta.size) for task in tasks if task.theta.size])
-        return
     cut = shares(tasks, threads)
     if len(cut) == 1:
         run_share(cut[0])

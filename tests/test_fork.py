@@ -124,7 +124,7 @@ def test_a_multiprocessing_fork_pool_steps_an_optimizer_made_before_it(kernel: s
 
 FORK_WHILE_NUMBA_LOADS = textwrap.dedent(
     """
-    import multiprocessing, os, sys, time, warnings
+    import multiprocessing, sys, warnings
     import numpy as np
     import optimized
 
@@ -144,28 +144,14 @@ FORK_WHILE_NUMBA_LOADS = textwrap.dedent(
         return in_the_child(OPTIMIZER)
 
     if __name__ == "__main__":
-        hang = float(sys.argv[2])
+        from tests.test_fork import in_fork  # before the step: the fork must follow it at once
+
         OPTIMIZER.step([np.ones(1000, np.float32)])  # numba starts loading in the background
         if sys.argv[1] == "pool":  # at once: the loader is in the middle of importing numba
             with multiprocessing.get_context("fork").Pool(1) as pool:
-                print(pool.map_async(in_a_pool_worker, [0]).get(timeout=hang)[0])
-            sys.exit(0)
-        pid = os.fork()
-        if pid == 0:
-            status = 99
-            try:
-                status = in_the_child(OPTIMIZER)
-            finally:
-                os._exit(status)
-        deadline = time.monotonic() + hang
-        while time.monotonic() < deadline:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                print(os.waitstatus_to_exitcode(status))
-                sys.exit(0)
-            time.sleep(0.01)
-        os.kill(pid, 9)
-        print("hung")
+                print(pool.map_async(in_a_pool_worker, [0]).get(timeout=float(sys.argv[2]))[0])
+        else:
+            print(in_fork(lambda: in_the_child(OPTIMIZER)))
     """
 )
 

@@ -288,7 +288,7 @@ def peak_of_a_merge(directory: Path, out: Path) -> int:
     """The most memory (bytes) a process that merges ``directory`` held."""
     process = subprocess.run(
         [sys.executable, "-c", PEAK_OF_A_MERGE, str(directory), str(out)],
-        capture_output=True, text=True, cwd=ROOT, env={**os.environ, "CI": "true"}, timeout=600,
+        capture_output=True, text=True, cwd=ROOT, env={**os.environ, "CI": "true"}, timeout=1800,
     )  # fmt: skip
     assert process.returncode == 0, process.stdout + process.stderr
     return int(process.stdout.removeprefix("peak="))
