@@ -12,8 +12,8 @@ from collections.abc import Callable
 import numba
 import numpy as np
 
+from optimized.plan import StepScalars, Task
 from optimized.threads import DEFAULT_THREADS, Piece, run_shared
-from reference.plan import StepScalars, Task
 
 _NO_SCALARS = StepScalars(False, 0.0, 0.0, 1.0, 0.0, 1.0, False)
 

@@ -13,7 +13,7 @@ import jinja2
 from conformance.environment import torch_warning
 from conformance.plots import pair_colours, ulp_plot_svg
 from conformance.results import Comparison, RunResult, write_json
-from reference.interrupts import interrupts_deferred
+from optimized.interrupts import interrupts_deferred
 
 __all__ = [
     "REPORT_FILES",

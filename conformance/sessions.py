@@ -27,8 +27,8 @@ import numpy as np
 from conformance.scenarios import Scenario
 from conformance.unsupported import Unsupported
 from conformance.workloads import Gradients, Workload
+from optimized.hyperparameters import DEFAULTS
 from optimized.torch_interop import TORCH_PROFILES
-from reference.hyperparameters import DEFAULTS
 from reference.numerics import FOREACH_UNMODELLED_ALPHAS, numerics_named
 
 __all__ = [

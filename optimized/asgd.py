@@ -7,9 +7,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from optimized.backends import KERNELS, make_backend
+from optimized.optimizer import ASGDOptimizer
+from optimized.tensors import is_tensor
 from optimized.threads import DEFAULT_THREADS
-from reference.optimizer import ASGDOptimizer
-from reference.tensors import is_tensor
 
 __all__ = ["ASGD"]
 

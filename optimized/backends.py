@@ -21,8 +21,8 @@ from typing import Any, Final
 import numpy as np
 
 from optimized.numpy_kernel import NumpyBackend
+from optimized.plan import Backend, Task
 from optimized.threads import DEFAULT_THREADS, Piece, one_share, run_shared
-from reference.plan import Backend, Task
 
 __all__ = ["KERNELS", "NumbaBackend", "NumpyBackend", "make_backend", "numba_installed"]
 

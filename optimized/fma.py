@@ -15,18 +15,18 @@ caller-provided scratch (a :class:`FmaScratch`), so a step allocates nothing in 
   Boldo & Melquiond's emulated FMA adds them with one round-to-odd step and one final rounding
   (``RN(th + RO(tl + ul))``). Its proof assumes no overflow or underflow in the pieces, so
   elements whose operands are non-finite, huge, or whose product is tiny are computed exactly,
-  one by one, by the reference rounding model. They are rare in practice.
+  one by one, from rationals (:func:`exact_fma`). They are rare in practice.
 """
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
-from reference import rounding
-
-__all__ = ["FmaScratch", "fused_multiply_add"]
+__all__ = ["FmaScratch", "exact_fma", "fused_multiply_add"]
 
 _SPLITTER = float(2**27 + 1)  # Veltkamp's constant for binary64
 _SPLIT_LIMIT = 2.0**995  # beyond this, x * _SPLITTER overflows
@@ -173,7 +173,7 @@ def _fma_binary64(s: float, x: np.ndarray, y: np.ndarray, out: np.ndarray, scrat
     outside = None if inside.all() else np.flatnonzero(np.logical_not(inside, out=flag))
     exact = None
     if outside is not None:  # read before out, which may be y, is written
-        exact = [rounding.fma(rounding.BINARY64, s, float(x[i]), float(y[i])) for i in outside]
+        exact = [exact_fma(s, float(x[i]), float(y[i])) for i in outside]
 
     np.add(y, uh, th)  # Knuth's TwoSum: th + tl = y + uh
     np.subtract(th, y, x_lo)  # b_virtual
@@ -188,6 +188,24 @@ def _fma_binary64(s: float, x: np.ndarray, y: np.ndarray, out: np.ndarray, scrat
     np.copyto(out, th, where=flag)  # th + (+0) would lose th = -0
     if outside is not None and exact is not None:
         out[outside] = exact
+
+
+def exact_fma(s: float, x: float, y: float) -> float:
+    """``s * x + y`` in binary64 with one rounding, from the exact value (IEEE 754's fusedMultiplyAdd)."""
+    if not (math.isfinite(s) and math.isfinite(x)):
+        return s * x + y  # the product is exactly an infinity or NaN: one operation on it rounds nothing
+    if not math.isfinite(y):
+        return y  # a finite product added to an infinity or NaN
+    exact = Fraction(s) * Fraction(x) + Fraction(y)
+    if exact == 0:
+        # An exact zero: -0 only when the product and y are both -0 (IEEE 754 section 6.3).
+        product_negative = (math.copysign(1.0, s) < 0) != (math.copysign(1.0, x) < 0)
+        both_negative_zeros = product_negative and (s == 0 or x == 0) and math.copysign(1.0, y) < 0
+        return -0.0 if both_negative_zeros else 0.0
+    try:
+        return exact.numerator / exact.denominator  # int / int is rounded once, to nearest even
+    except OverflowError:
+        return math.inf if exact > 0 else -math.inf
 
 
 def fused_multiply_add(

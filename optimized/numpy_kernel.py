@@ -17,8 +17,8 @@ from typing import Any, Final
 import numpy as np
 
 from optimized.fma import FmaScratch, fused_multiply_add
+from optimized.plan import StepScalars, Task
 from optimized.threads import DEFAULT_THREADS, Piece, run_shared
-from reference.plan import StepScalars, Task
 
 __all__ = ["BLOCK_BYTES", "Coefficients", "NumpyBackend", "block_length"]
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Final
 
-from reference.plan import Task
+from optimized.plan import Task
 
 __all__ = ["DEFAULT_THREADS", "MIN_BYTES_PER_THREAD", "Piece", "one_share", "run_shared", "shares"]
 

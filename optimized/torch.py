@@ -43,8 +43,8 @@ import torch
 from torch.optim.asgd import asgd as torch_asgd
 
 from optimized.backends import KERNELS, NumbaBackend, make_backend
+from optimized.plan import StepScalars, Task
 from optimized.threads import DEFAULT_THREADS
-from reference.plan import StepScalars, Task
 
 __all__ = ["ASGD", "StepPath"]
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from reference.hyperparameters import DEFAULTS
+from optimized.hyperparameters import DEFAULTS
 
 __all__ = ["TORCH_PROFILES", "state_dict_from_torch", "state_dict_to_torch"]
 

@@ -1,8 +1,12 @@
-"""The executable specification of ASGD: pure-Python scalar arithmetic with explicit IEEE rounding."""
+"""The executable specification of ASGD: pure-Python scalar arithmetic with explicit IEEE rounding.
 
-from reference.asgd import ASGD
-from reference.hyperparameters import DEFAULTS, NUMERICS_PROFILES
-from reference.numerics import FAST, TORCH, TORCH_FOREACH, Numerics
+A complete implementation of its own (groups, validation, state, ``state_dict``); it shares no code
+with :mod:`optimized`, which it is there to check.
+"""
+
+from reference.hyperparameters import DEFAULTS
+from reference.numerics import FAST, NUMERICS_PROFILES, TORCH, TORCH_FOREACH, Numerics
+from reference.optimizer import ASGD
 from reference.parameters import Parameter
 
 __all__ = ["ASGD", "DEFAULTS", "FAST", "NUMERICS_PROFILES", "TORCH", "TORCH_FOREACH", "Numerics", "Parameter"]

@@ -18,66 +18,71 @@ profile) writes lines 5 to 7 differently, and so rounds differently:
 6. ``theta = theta - eta * g`` (one rounding)
 7. ``ax = ax + mu * (theta - ax)`` at every step, ``mu == 1`` included (the sum and product rounded once)
 
-The optimizer core (:mod:`reference.optimizer`) runs lines 1 and 8; lines 2 to 7 run here on each
+The optimizer core (:mod:`optimized.optimizer`) runs lines 1 and 8; lines 2 to 7 run here on each
 real scalar of the parameter (a complex one is a pair of reals), each operation rounded by
 :mod:`reference.rounding` as the numerics profile says (:mod:`reference.numerics`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from reference.optimizer import ASGDOptimizer
-from reference.plan import StepScalars, Task
-from reference.rounding import BinaryFormat, add, convert, fma, format_of, mul, sub
+import numpy as np
 
-__all__ = ["ASGD", "ScalarBackend"]
+from reference.numerics import Numerics
+from reference.rounding import BinaryFormat, add, convert, fma, format_of, mul, sub
+from reference.state import ParameterState
+
+__all__ = ["Coefficients", "step_parameter", "update_scalar", "uses_momentum"]
 
 
 @dataclass(frozen=True)
 class Coefficients:
-    """The scalars of one step, each rounded once to the parameters' format.
-
-    The optimizer computes them in binary64 from the hyperparameters and the stored state
-    (:class:`reference.plan.StepScalars`); rounding them to the parameters' format is what NumPy
-    does with a Python float and ATen with a scalar argument.
-    """
+    """The scalars of one step, each rounded once to the parameters' format (as NumPy rounds a
+    Python float it multiplies an array by, and ATen a scalar argument)."""
 
     weight_decay: float
     momentum: float
     decay: float
-    """``1 - lambd * eta``."""
+    """``1 - lambd * eta``, computed in binary64 (1 in the foreach formulation, which has no line 5)."""
     lambd: float
+    """λ as the foreach formulation's line 5 uses it (0 in the for-loop formulation)."""
     eta: float
     mu: float
     averaging: bool
-    """``mu != 1``, judged on the stored ``mu`` (before rounding to the parameters' format)."""
+    """Line 7 averages (rather than copies): ``mu != 1``, judged on the stored ``mu``; always in
+    the foreach formulation."""
     has_weight_decay: bool
-    """``weight_decay != 0``, judged on the hyperparameter (before rounding)."""
+    """Line 3 runs: ``weight_decay != 0``, judged on the hyperparameter (as torch's ``if``)."""
     maximize: bool
     fused: bool
+    """Lines 3 and 6 as fused multiply-adds (the torch profiles)."""
     foreach: bool
 
     @classmethod
-    def of(cls, fmt: BinaryFormat, scalars: StepScalars) -> Coefficients:
+    def of(
+        cls, fmt: BinaryFormat, group: Mapping[str, Any], state: ParameterState, numerics: Numerics
+    ) -> Coefficients:
+        foreach = numerics.foreach
+        decay = 1.0 if foreach else 1 - group["lambd"] * state.eta
         return cls(
-            weight_decay=convert(fmt, scalars.weight_decay),
-            momentum=convert(fmt, scalars.momentum),
-            decay=convert(fmt, scalars.decay),
-            lambd=convert(fmt, scalars.lambd),
-            eta=convert(fmt, scalars.eta),
-            mu=convert(fmt, scalars.mu),
-            averaging=scalars.averaging,
-            has_weight_decay=scalars.has_weight_decay,
-            maximize=scalars.maximize,
-            fused=scalars.fused,
-            foreach=scalars.foreach,
+            weight_decay=convert(fmt, float(group["weight_decay"])),
+            momentum=convert(fmt, float(group["momentum"])),
+            decay=convert(fmt, float(decay)),
+            lambd=convert(fmt, float(group["lambd"])) if foreach else 0.0,
+            eta=convert(fmt, state.eta),
+            mu=convert(fmt, state.mu),
+            averaging=foreach or state.mu != 1,
+            has_weight_decay=group["weight_decay"] != 0,
+            maximize=group["maximize"],
+            fused=numerics.fused_multiply_add,
+            foreach=foreach,
         )
 
     def multiply_add(self, fmt: BinaryFormat, x: float, s: float, y: float) -> float:
-        """``x + s * y`` in ``fmt``: one rounding in the torch profile, two in the fast one."""
+        """``x + s * y`` in ``fmt``: one rounding in the torch profiles, two in the fast one."""
         if self.fused:
             return fma(fmt, s, y, x)
         return add(fmt, x, mul(fmt, s, y))
@@ -108,60 +113,52 @@ def update_scalar(
     return theta, ax, buf
 
 
-class ScalarBackend:
-    """Lines 2 to 7 one real scalar at a time, each operation rounded by :mod:`reference.rounding`."""
-
-    name = "reference"
-    packs = False
-
-    def run(self, tasks: Sequence[Task]) -> None:
-        for task in tasks:
-            fmt = format_of(task.theta.dtype)
-            c = Coefficients.of(fmt, task.scalars)
-            thetas, gs, axs = task.theta.tolist(), task.grad.tolist(), task.ax.tolist()
-            bufs: list[float | None]
-            if task.buf is None or task.first_momentum_step:
-                bufs = [None] * len(thetas)
-            else:
-                bufs = list(task.buf.tolist())
-            for i, (theta, g, ax, buf) in enumerate(zip(thetas, gs, axs, bufs, strict=True)):
-                thetas[i], axs[i], bufs[i] = update_scalar(theta, g, ax, buf, c=c, fmt=fmt)
-            task.theta[:] = thetas  # each value is already one of the dtype: stored exactly
-            task.ax[:] = axs
-            if task.buf is not None:
-                task.buf[:] = bufs
+def uses_momentum(group: Mapping[str, Any], dtype: np.dtype[Any]) -> bool:
+    """Whether line 4 runs: the momentum, rounded to the parameter's format, is not 0."""
+    return group["momentum"] != 0 and convert(format_of(dtype), float(group["momentum"])) != 0
 
 
-class ASGD(ASGDOptimizer):
-    """Averaged SGD, torch's algorithm plus heavy-ball momentum, in pure Python.
+def _reals(array: np.ndarray) -> list[float]:
+    """The real scalars of an array in C order (a complex value is its real and imaginary parts)."""
+    values = array.ravel().tolist()
+    if array.dtype.kind == "c":
+        return [part for value in values for part in (value.real, value.imag)]
+    return values
 
-    ``params`` is a list of NumPy arrays (or of objects with ``.data``/``.grad``), or of
-    param-group dicts ``{"params": [...], "lr": ...}``. ``numerics`` chooses the rounding:
-    ``"fast"`` (NumPy's, with an exact step counter), ``"torch"`` (torch 2.13's CPU for-loop
-    ASGD, bit for bit) or ``"torch-foreach"`` (``torch.optim.ASGD(foreach=True)`` on the CPU, bit
-    for bit).
-    """
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: float = 1e-3,
-        momentum: float = 0.0,
-        weight_decay: float = 0.0,
-        alpha: float = 0.75,
-        t0: float = 1e6,
-        lambd: float = 1e-4,
-        maximize: bool = False,
-        numerics: str = "fast",
-    ) -> None:
-        defaults = dict(
-            lr=lr,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            alpha=alpha,
-            t0=t0,
-            lambd=lambd,
-            maximize=maximize,
-            numerics=numerics,
-        )
-        super().__init__(params, defaults, ScalarBackend())
+def _store(array: np.ndarray, reals: list[float]) -> None:
+    """Write real scalars back in C order; each is already a value of the dtype, so it is stored exactly."""
+    if array.dtype.kind == "c":
+        values: list[Any] = [complex(reals[i], reals[i + 1]) for i in range(0, len(reals), 2)]
+    else:
+        values = reals
+    array[...] = np.array(values, dtype=array.dtype).reshape(array.shape)
+
+
+def step_parameter(
+    array: np.ndarray,
+    gradient: np.ndarray,
+    state: ParameterState,
+    group: Mapping[str, Any],
+    numerics: Numerics,
+) -> None:
+    """One ASGD step of one parameter with its gradient: ``array`` and ``state`` updated in place."""
+    fmt = format_of(array.dtype)
+    c = Coefficients.of(fmt, group, state, numerics)  # eta and mu as they were before this step
+    state.step = numerics.increment(state.step)  # 1
+    momentum = uses_momentum(group, array.dtype)
+    thetas, gs, axs = _reals(array), _reals(gradient), _reals(state.ax)
+    bufs: list[float | None] = [None] * len(thetas)
+    if momentum and state.momentum_buffer is not None:
+        bufs = list(_reals(state.momentum_buffer))
+    for i in range(len(thetas)):
+        thetas[i], axs[i], bufs[i] = update_scalar(thetas[i], gs[i], axs[i], bufs[i], c=c, fmt=fmt)  # 2 to 7
+    _store(array, thetas)
+    _store(state.ax, axs)
+    if momentum:
+        if state.momentum_buffer is None:
+            state.momentum_buffer = np.zeros_like(array)
+        _store(state.momentum_buffer, [b if b is not None else 0.0 for b in bufs])
+    state.eta, state.mu = numerics.schedule(
+        state.step, lr=group["lr"], lambd=group["lambd"], alpha=group["alpha"], t0=group["t0"]
+    )  # 8

@@ -1,10 +1,10 @@
-"""Per-parameter ASGD state, and its exchange form in a torch-layout ``state_dict``.
+"""The state of one parameter, and its form in a torch-layout ``state_dict``.
 
-The state of one parameter is ``step``, ``eta``, ``mu``, the average ``ax`` and, once momentum has
-been used, ``momentum_buffer``. In the exchange form the fast profile writes ``step`` as an exact
-``int`` and ``eta``/``mu`` as floats; the torch profile writes all three as ``numpy.float32``, the
-counterpart of torch's float32 0-d tensors. Parsing a loaded entry checks everything first and
-copies the arrays, so a refused entry changes nothing and a loaded one aliases nothing.
+The state is ``step``, ``eta``, ``mu``, the average ``ax`` and, once momentum has been used,
+``momentum_buffer``. In a ``state_dict`` the exact-counter profile (``fast``) writes ``step`` as an
+``int`` and ``eta``/``mu`` as floats; the torch profiles write all three as ``numpy.float32``, the
+counterpart of torch's float32 0-d tensors. Loading checks an entry whole before anything is kept,
+and keeps copies of its arrays.
 """
 
 from __future__ import annotations
@@ -20,117 +20,77 @@ import numpy as np
 from reference import rounding
 from reference.numerics import Numerics
 
-__all__ = ["Clock", "ParameterState", "parse_parameter_state"]
-
-_REQUIRED_KEYS = frozenset({"step", "eta", "mu", "ax"})
-_OPTIONAL_KEYS = frozenset({"momentum_buffer"})
-
-
-@dataclass
-class Clock:
-    """The scalar state: the step counter and the ``eta`` and ``mu`` it led to.
-
-    Parameters that always step together may share one clock (the production optimizer does, for
-    the parameters of one packed buffer); the reference gives each parameter its own.
-    """
-
-    step: int | float
-    eta: float
-    mu: float
-
-    @classmethod
-    def initial(cls, lr: float, numerics: Numerics) -> Clock:
-        """Before the first step: ``step = 0``, ``eta = lr``, ``mu = 1``."""
-        return cls(step=numerics.initial_step(), eta=numerics.initial_eta(lr), mu=1.0)
+__all__ = ["ParameterState", "exported", "initial_state", "parsed"]
 
 
 @dataclass
 class ParameterState:
-    clock: Clock
+    step: int | float
+    eta: float
+    mu: float
     ax: np.ndarray
     momentum_buffer: np.ndarray | None = None
 
-    @property
-    def step(self) -> int | float:
-        return self.clock.step
 
-    @step.setter
-    def step(self, value: int | float) -> None:
-        self.clock.step = value
-
-    @property
-    def eta(self) -> float:
-        return self.clock.eta
-
-    @eta.setter
-    def eta(self, value: float) -> None:
-        self.clock.eta = value
-
-    @property
-    def mu(self) -> float:
-        return self.clock.mu
-
-    @mu.setter
-    def mu(self, value: float) -> None:
-        self.clock.mu = value
-
-    def exported(self, numerics: Numerics) -> dict[str, Any]:
-        """The exchange form, with copies of the arrays."""
-        scalar: Any = float if numerics.exact_step_counter else np.float32
-        entry: dict[str, Any] = {
-            "step": self.step if numerics.exact_step_counter else np.float32(self.step),
-            "eta": scalar(self.eta),
-            "mu": scalar(self.mu),
-            "ax": self.ax.copy(),
-        }
-        if self.momentum_buffer is not None:
-            entry["momentum_buffer"] = self.momentum_buffer.copy()
-        return entry
+def initial_state(array: np.ndarray, lr: float, numerics: Numerics) -> ParameterState:
+    """Before the first step: ``step = 0``, ``eta = lr``, ``mu = 1`` and ``ax = 0``."""
+    return ParameterState(
+        step=numerics.initial_step(), eta=numerics.initial_eta(lr), mu=1.0, ax=np.zeros_like(array)
+    )
 
 
-def _scalar(entry: Mapping[str, Any], key: str, where: str) -> float:
+def exported(state: ParameterState, numerics: Numerics) -> dict[str, Any]:
+    """The ``state_dict`` entry of ``state``, with copies of its arrays."""
+    if numerics.exact_step_counter:
+        entry: dict[str, Any] = {"step": state.step, "eta": float(state.eta), "mu": float(state.mu)}
+    else:
+        entry = {"step": np.float32(state.step), "eta": np.float32(state.eta), "mu": np.float32(state.mu)}
+    entry["ax"] = state.ax.copy()
+    if state.momentum_buffer is not None:
+        entry["momentum_buffer"] = state.momentum_buffer.copy()
+    return entry
+
+
+def _real(entry: Mapping[str, Any], key: str, where: str) -> float | int:
+    """A saved scalar (a 0-d array read as its value) as a Python number."""
     value = entry[key]
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{where}[{key!r}] must be a real number, got {type(value).__name__}")
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    return float(value)
+
+
+def _as_float(value: float | int, key: str, where: str) -> float:
     try:
         return float(value)
-    except OverflowError:  # an integer beyond binary64's range
+    except OverflowError:
         raise ValueError(
             f"Invalid {where}[{key!r}]: {value!r} (beyond the range of a binary64 float)"
         ) from None
 
 
 def _step(entry: Mapping[str, Any], where: str) -> int:
-    """The step count, exactly: an integer stays an integer (the fast profile counts beyond 2**53)."""
-    value = entry["step"]
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        value = value[()]
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{where}['step'] must be a real number, got {type(value).__name__}")
-    if isinstance(value, numbers.Integral):
-        count = int(value)
-    else:
-        number = float(value)
-        if not (math.isfinite(number) and number >= 0 and number == int(number)):
-            raise ValueError(f"Invalid {where}['step']: {number!r} (must be a finite integer >= 0)")
-        count = int(number)
-    if count < 0:
-        raise ValueError(f"Invalid {where}['step']: {count!r} (must be a finite integer >= 0)")
-    try:
-        float(count)  # the schedule computes with it as a binary64 float
-    except OverflowError:
-        raise ValueError(
-            f"Invalid {where}['step']: {count!r} (beyond the range of a binary64 float)"
-        ) from None
-    return count
+    """The step count, exactly: an integer stays an integer (the fast profile counts past 2**53)."""
+    value = _real(entry, "step", where)
+    if isinstance(value, float):
+        if not (math.isfinite(value) and value >= 0 and value == int(value)):
+            raise ValueError(f"Invalid {where}['step']: {value!r} (must be a finite integer >= 0)")
+        value = int(value)
+    if value < 0:
+        raise ValueError(f"Invalid {where}['step']: {value!r} (must be a finite integer >= 0)")
+    _as_float(value, "step", where)  # the schedule computes with it as a binary64 float
+    return value
 
 
-def _array_like_parameter(value: object, parameter: np.ndarray, where: str, key: str) -> np.ndarray:
+def _array(entry: Mapping[str, Any], key: str, parameter: np.ndarray, where: str) -> np.ndarray:
+    """A copy of a saved array, which must be a plain ndarray of the parameter's shape and dtype."""
+    value = entry[key]
     if not isinstance(value, np.ndarray):
         raise TypeError(f"{where}[{key!r}] must be a numpy.ndarray, got {type(value).__name__}")
-    if type(value) is not np.ndarray:  # a subclass (np.matrix) changes what arithmetic means
+    if type(value) is not np.ndarray:
         raise TypeError(
             f"{where}[{key!r}] is a {type(value).__module__}.{type(value).__name__}, an ndarray subclass; "
             "give a plain numpy.ndarray (numpy.asarray gives one)"
@@ -147,51 +107,48 @@ def _array_like_parameter(value: object, parameter: np.ndarray, where: str, key:
     return value.copy()
 
 
-def parse_parameter_state(
-    entry: object, parameter: np.ndarray, numerics: Numerics, where: str
-) -> ParameterState:
-    """A validated copy of one loaded state entry, or ``ValueError``/``TypeError`` naming ``where``."""
+def parsed(entry: object, parameter: np.ndarray, numerics: Numerics, where: str) -> ParameterState:
+    """The state a saved entry holds for ``parameter``, or ``ValueError``/``TypeError`` naming ``where``."""
     if not isinstance(entry, Mapping):
         raise TypeError(f"{where} must be a mapping, got {type(entry).__name__}")
-    missing = _REQUIRED_KEYS - entry.keys()
+    required, optional = {"step", "eta", "mu", "ax"}, {"momentum_buffer"}
+    missing = required - entry.keys()
     if missing:
         raise ValueError(f"{where} lacks {sorted(missing)}")
-    unknown = entry.keys() - _REQUIRED_KEYS - _OPTIONAL_KEYS
+    unknown = entry.keys() - required - optional
     if unknown:
         raise ValueError(f"{where} has unknown keys {sorted(map(str, unknown))}")
 
     step = _step(entry, where)
-    eta = _scalar(entry, "eta", where)
+    eta = _as_float(_real(entry, "eta", where), "eta", where)
     if not eta >= 0:
         raise ValueError(f"Invalid {where}['eta']: {eta!r} (must be >= 0)")
     if not math.isfinite(eta):
         raise ValueError(f"Invalid {where}['eta']: {eta!r} (must be finite: no run makes it inf)")
-    # Rounded to inf, it would make every parameter NaN at the next step: no run stores it.
-    real = np.finfo(parameter.dtype).dtype  # a complex parameter steps its real and imaginary parts
-    if eta > float(np.finfo(real).max):
+    # An eta that rounds to inf in the parameters' format makes every parameter NaN: no run stores one.
+    if eta > rounding.format_of(parameter.dtype).largest:
+        real = np.finfo(parameter.dtype).dtype  # a complex parameter steps its real and imaginary parts
         raise ValueError(f"Invalid {where}['eta']: {eta!r} (beyond the range of the parameter's {real.name})")
-    if not numerics.exact_step_counter and eta > float(np.finfo(np.float32).max):
+    clock_format = numerics.scalar_format
+    if not numerics.exact_step_counter and eta > clock_format.largest:
         raise ValueError(f"Invalid {where}['eta']: {eta!r} (beyond the range of torch's float32 clock)")
-    mu = _scalar(entry, "mu", where)
+    mu = _as_float(_real(entry, "mu", where), "mu", where)
     if not 0 <= mu <= 1:
         raise ValueError(f"Invalid {where}['mu']: {mu!r} (must be in [0, 1])")
 
-    ax = _array_like_parameter(entry["ax"], parameter, where, "ax")
+    ax = _array(entry, "ax", parameter, where)
     buffer = entry.get("momentum_buffer")
     if buffer is not None:
-        buffer = _array_like_parameter(buffer, parameter, where, "momentum_buffer")
+        buffer = _array(entry, "momentum_buffer", parameter, where)
 
     if numerics.exact_step_counter:
-        clock = Clock(step=step, eta=eta, mu=mu)
-    else:
-        as_binary32 = numerics.scalar_format
-        if step >= 2 ** (as_binary32.emax + 1):
-            raise ValueError(
-                f"Invalid {where}['step']: {step!r} (beyond the range of torch's float32 counter)"
-            )
-        clock = Clock(
-            step=rounding.convert(as_binary32, float(step)),
-            eta=rounding.convert(as_binary32, eta),
-            mu=rounding.convert(as_binary32, mu),
-        )
-    return ParameterState(clock=clock, ax=ax, momentum_buffer=buffer)
+        return ParameterState(step=step, eta=eta, mu=mu, ax=ax, momentum_buffer=buffer)
+    if step >= 2 ** (clock_format.emax + 1):
+        raise ValueError(f"Invalid {where}['step']: {step!r} (beyond the range of torch's float32 counter)")
+    return ParameterState(
+        step=rounding.convert(clock_format, float(step)),
+        eta=rounding.convert(clock_format, eta),
+        mu=rounding.convert(clock_format, mu),
+        ax=ax,
+        momentum_buffer=buffer,
+    )

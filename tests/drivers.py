@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from reference.hyperparameters import DEFAULTS
+from optimized.hyperparameters import DEFAULTS
 from tests.problems import Problem
 
 Snapshot = tuple[list[np.ndarray], list[np.ndarray]]

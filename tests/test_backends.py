@@ -482,7 +482,7 @@ CACHED_VARIANTS_SCRIPT = textwrap.dedent(
     import numpy as np
     from optimized.backends import NumbaBackend, NumpyBackend, _variant
     from optimized.numba_kernel import kernel
-    from reference.plan import StepScalars, Task
+    from optimized.plan import StepScalars, Task
 
     def tasks(dtype, momentum, maximize, decay, fused, foreach, averaging, seed):
         rng = np.random.default_rng(seed)

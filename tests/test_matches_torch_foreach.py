@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from hypothesis import given
 
+from optimized.hyperparameters import DEFAULTS
 from reference import ASGD, rounding
-from reference.hyperparameters import DEFAULTS
 from reference.numerics import FOREACH_UNMODELLED_ALPHAS, TORCH, TORCH_FOREACH
 from tests.assertions import assert_same_bits
 from tests.drivers import TORCH_HYPERPARAMETERS

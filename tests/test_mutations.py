@@ -1,6 +1,6 @@
 """Mutation meta-test: each property must fail on an implementation broken in the way it guards.
 
-A mutant is the reference with one deliberate fault. Each property test is run against its mutant
+A mutant is the optimized ASGD (NumPy kernel) with one deliberate fault in its engine. Each property test is run against its mutant
 (generation only, no shrinking) and must fail; run against the real implementations, the same
 tests pass elsewhere in the suite.
 """
@@ -16,16 +16,18 @@ import numpy as np
 import pytest
 from hypothesis import Phase, settings
 
-import reference
-from reference.hyperparameters import Hyperparameters
-from reference.plan import Task
+from optimized.hyperparameters import Hyperparameters
+from optimized.plan import Task
+from tests.implementations import OPTIMIZED
 from tests import test_api, test_properties
 
 _calls = itertools.count()
 
+Engine = OPTIMIZED["numpy"]
 
-class TaskMutant(reference.ASGD):
-    """The reference whose backend receives tasks changed by ``mutate`` (one fault per subclass)."""
+
+class TaskMutant(Engine):
+    """The optimized ASGD whose backend receives tasks changed by ``mutate`` (one fault per subclass)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -83,8 +85,8 @@ class Nondeterministic(TaskMutant):
         return task
 
 
-class ScheduleMutant(reference.ASGD):
-    """The reference with each group's hyperparameters replaced by ``schedule_class``'s."""
+class ScheduleMutant(Engine):
+    """The optimized ASGD with each group's hyperparameters replaced by ``schedule_class``'s."""
 
     schedule_class: type[Hyperparameters] = Hyperparameters
 
@@ -126,12 +128,12 @@ class EtaIgnoresAlpha(ScheduleMutant):
     schedule_class = EtaWithoutAlphaSchedule
 
 
-class AveragesInFloat64(reference.ASGD):
+class AveragesInFloat64(Engine):
     def averages(self) -> list[np.ndarray]:
         return [a.astype(np.complex128 if np.iscomplexobj(a) else np.float64) for a in super().averages()]
 
 
-class KeepsABuffer(reference.ASGD):
+class KeepsABuffer(Engine):
     def step(self, grads: Any = None, *, closure: Any = None) -> Any:
         loss = super().step(grads, closure=closure)
         for state in self.state.values():
@@ -140,7 +142,7 @@ class KeepsABuffer(reference.ASGD):
         return loss
 
 
-class ForgetsAveragesOnSave(reference.ASGD):
+class ForgetsAveragesOnSave(Engine):
     def state_dict(self) -> dict[str, Any]:
         saved = super().state_dict()
         for entry in saved["state"].values():
@@ -148,7 +150,7 @@ class ForgetsAveragesOnSave(reference.ASGD):
         return saved
 
 
-class TouchesSkippedParameters(reference.ASGD):
+class TouchesSkippedParameters(Engine):
     def step(self, grads: Any = None, *, closure: Any = None) -> Any:
         if grads is not None:
             grads = [
@@ -202,8 +204,8 @@ def test_the_property_catches_its_mutant(
 
 
 @pytest.mark.parametrize(("prop", "mutant", "fault", "arguments"), MUTATIONS, ids=IDS)
-def test_the_property_passes_on_the_reference_it_guards(
+def test_the_property_passes_on_the_engine_it_guards(
     prop: Callable[..., None], mutant: type, fault: str, arguments: dict[str, Any]
 ) -> None:
-    """The control: the same call on the unmutated reference passes, so the mutant's failure is its fault."""
-    run_property(prop, reference.ASGD, arguments)
+    """The control: the same call on the unmutated engine passes, so the mutant's failure is its fault."""
+    run_property(prop, Engine, arguments)

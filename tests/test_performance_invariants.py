@@ -12,7 +12,7 @@ import pytest
 import optimized
 import reference
 from optimized import threads as threading_of_steps
-from reference.plan import StepScalars, Task
+from optimized.plan import StepScalars, Task
 from tests.assertions import assert_same_bits
 from tests.problems import Problem
 

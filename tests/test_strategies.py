@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import find, given
 from hypothesis import strategies as st
 
-from reference.hyperparameters import validate_hyperparameters
+from optimized.hyperparameters import validate_hyperparameters
 from tests.strategies import LAYOUTS, Run, arrays, dtypes, hyperparameters, in_layout, runs, shapes
 
 

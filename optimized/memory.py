@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.array_utils import byte_bounds
 
-from reference.tensors import is_tensor
+from optimized.tensors import is_tensor
 
 __all__ = ["MemoryMap", "owner_of"]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from reference.state import Clock, ParameterState
+from optimized.state import Clock, ParameterState
 
 __all__ = ["Segment", "build_layout", "flat_real", "real_view", "share_states"]
 

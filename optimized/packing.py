@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from reference.versioned import VersionedList
+from optimized.versioned import VersionedList
 
 __all__ = ["Packed", "pack"]
 

@@ -1,6 +1,6 @@
 """What the optimizer core hands to a backend: checked work on flat arrays, and nothing to decide.
 
-A step is planned by the core (:mod:`reference.optimizer`): it resolves the parameter arrays, checks
+A step is planned by the core (:mod:`optimized.optimizer`): it resolves the parameter arrays, checks
 every input, advances the clocks (lines 1 and 8) and cuts the work into :class:`Task` s, one per
 segment of parameters stepped as one flat range. A :class:`Backend` then runs lines 2 to 7 of
 every task in place. Backends only compute: the scalar reference, the NumPy kernel and the numba
