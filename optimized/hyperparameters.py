@@ -7,6 +7,7 @@ message whichever optimizer receives it. torch validates ``lr`` and ``weight_dec
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Mapping
@@ -21,6 +22,8 @@ __all__ = [
     "DEFAULTS",
     "NUMERICS_PROFILES",
     "Hyperparameters",
+    "check_coefficients",
+    "momentum_used",
     "validate_hyperparameter",
     "validate_hyperparameters",
 ]
@@ -126,3 +129,34 @@ class Hyperparameters:
     def schedule(self, step: int | float) -> tuple[float, float]:
         """Line 8: ``(eta, mu)`` after ``step`` steps, stored in the profile's scalar format."""
         return self.numerics.schedule(step, lr=self.lr, lambd=self.lambd, alpha=self.alpha, t0=self.t0)
+
+
+_FORMAT_NAMES = {16: "binary16", 32: "binary32", 64: "binary64"}
+"""IEEE 754's name for the real format of a parameter dtype, by its width in bits."""
+
+
+@functools.cache
+def momentum_used(momentum: float, dtype: np.dtype[Any]) -> bool:
+    """Whether line 4 runs: the momentum, rounded to the parameters' dtype, is not 0."""
+    with np.errstate(over="ignore"):
+        return bool(np.finfo(dtype).dtype.type(momentum) != 0)
+
+
+@functools.cache
+def _beyond_range(value: float, dtype: np.dtype[Any]) -> bool:
+    """Whether a coefficient is larger than the parameters' dtype holds: above its largest finite
+    value, where torch's conversion of a scalar argument raises (even where it would round down)."""
+    return abs(float(value)) > float(np.finfo(dtype).max)
+
+
+def check_coefficients(hyper: Hyperparameters, dtype: np.dtype[Any], index: int) -> None:
+    """Refuse a weight decay, momentum or (in the foreach formulation, where it multiplies the
+    parameters as a scalar argument) lambd that the parameters' dtype cannot hold (torch raises
+    after it has counted the step; here nothing changes)."""
+    for name in ("weight_decay", "momentum", *(("lambd",) if hyper.numerics.foreach else ())):
+        value = getattr(hyper, name)
+        if value != 0 and _beyond_range(value, dtype):
+            raise ValueError(
+                f"Invalid {name}: {value!r} for params[{index}] of dtype {dtype.name} "
+                f"(beyond the range of {_FORMAT_NAMES[np.finfo(dtype).bits]})"
+            )

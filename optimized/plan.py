@@ -11,11 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-__all__ = ["Backend", "StepScalars", "Task"]
+if TYPE_CHECKING:
+    from optimized.layout import Segment
+    from optimized.state import Clock, ParameterState
+
+__all__ = ["Backend", "Planned", "StepScalars", "Task"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,3 +91,15 @@ class Backend(Protocol):
     def run(self, tasks: Sequence[Task]) -> None:
         """Every task's lines 2 to 7; the tasks touch disjoint memory."""
         ...
+
+
+@dataclass(eq=False, slots=True)
+class Planned:
+    """One segment's share of a checked step, and what to commit once the backend is done."""
+
+    segment: Segment
+    task: Task
+    clock: Clock
+    next_clock: tuple[int | float, float, float]
+    new_states: dict[int, ParameterState] | None
+    """States to install (the segment's first step, first momentum step, or a split)."""

@@ -86,6 +86,9 @@ class Run:
     membership: tuple[int, ...]
     """The group of each parameter."""
     gradients: tuple[tuple[np.ndarray | None, ...], ...]
+    resume_after: int | None = None
+    """After this many steps the run is saved with ``state_dict`` and resumed in a new optimizer built
+    with the default hyperparameters (so the checkpoint alone brings back lr, t0 and the clock)."""
 
     def parameters(self) -> list[np.ndarray]:
         """Fresh parameter arrays, each in its layout."""
@@ -97,6 +100,13 @@ class Run:
             for index, hyper in enumerate(self.groups)
         ]
         return asgd_class([g for g in groups if g["params"]], numerics=self.numerics)
+
+    def resumed(self, asgd_class: Any, optimizer: Any) -> Any:
+        """A new ``asgd_class`` over ``optimizer``'s parameters and groups, built with the default
+        hyperparameters, that has loaded ``optimizer``'s ``state_dict``."""
+        fresh = asgd_class([{"params": list(group["params"])} for group in optimizer.param_groups])
+        fresh.load_state_dict(optimizer.state_dict())
+        return fresh
 
     def gradients_in_optimizer_order(self, step: int) -> list[np.ndarray | None]:
         order = sorted(range(len(self.initial)), key=lambda i: self.membership[i])
@@ -126,4 +136,5 @@ def runs(draw: st.DrawFn, numerics: str, max_steps: int = 10) -> Run:
         groups=groups,
         membership=membership,
         gradients=gradients,
+        resume_after=draw(st.one_of(st.none(), st.integers(1, steps))),
     )

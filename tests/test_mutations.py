@@ -18,8 +18,8 @@ from hypothesis import Phase, settings
 
 from optimized.hyperparameters import Hyperparameters
 from optimized.plan import Task
-from tests.implementations import OPTIMIZED
 from tests import test_api, test_properties
+from tests.implementations import OPTIMIZED
 
 _calls = itertools.count()
 

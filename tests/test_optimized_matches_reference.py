@@ -1,7 +1,9 @@
-"""``optimized.ASGD`` on each kernel and ``reference.ASGD`` agree bit for bit, in both profiles, over
-random runs.
+"""``optimized.ASGD`` on each kernel and ``reference.ASGD`` agree bit for bit, in every profile, over
+random runs, some of them saved and resumed from a checkpoint in the middle.
 
 After every step: parameters, averages, momentum buffers and the scalar state (value and type).
+The two implementations share no code, so this judges every line of the algorithm, the schedule and
+the state included (``tests/test_engine_mutations.py`` plants faults to show it).
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ def assert_same_state(ours: dict[str, Any], theirs: dict[str, Any], where: str) 
                 )
 
 
-def assert_runs_agree(run: Run, kernel: str) -> None:
+def assert_runs_agree(run: Run, implementation: Any) -> None:
+    """``implementation`` (an ASGD class) and the reference agree after every step of ``run``."""
     fast_parameters, spec_parameters = run.parameters(), run.parameters()
-    fast = run.build(OPTIMIZED[kernel], fast_parameters)
+    fast = run.build(implementation, fast_parameters)
     spec = run.build(reference.ASGD, spec_parameters)
     for step in range(len(run.gradients)):
         gradients = run.gradients_in_optimizer_order(step)
@@ -47,21 +50,24 @@ def assert_runs_agree(run: Run, kernel: str) -> None:
         for index, (a, b) in enumerate(zip(fast.averages(), spec.averages(), strict=True)):
             assert_same_bits(a, b, f"{where}: average {index}")
         assert_same_state(fast.state_dict(), spec.state_dict(), where)
+        if step + 1 == run.resume_after:
+            fast, spec = run.resumed(implementation, fast), run.resumed(reference.ASGD, spec)
+            assert_same_state(fast.state_dict(), spec.state_dict(), f"resumed after {where}")
 
 
 @pytest.mark.parametrize("kernel", list(OPTIMIZED))
 @given(run=runs("fast"))
 def test_fast_profile_agrees_with_the_reference(kernel: str, run: Run) -> None:
-    assert_runs_agree(run, kernel)
+    assert_runs_agree(run, OPTIMIZED[kernel])
 
 
 @pytest.mark.parametrize("kernel", list(OPTIMIZED))
 @given(run=runs("torch"))
 def test_torch_profile_agrees_with_the_reference(kernel: str, run: Run) -> None:
-    assert_runs_agree(run, kernel)
+    assert_runs_agree(run, OPTIMIZED[kernel])
 
 
 @pytest.mark.parametrize("kernel", list(OPTIMIZED))
 @given(run=runs("torch-foreach"))
 def test_torch_foreach_profile_agrees_with_the_reference(kernel: str, run: Run) -> None:
-    assert_runs_agree(run, kernel)
+    assert_runs_agree(run, OPTIMIZED[kernel])
