@@ -1,10 +1,27 @@
 """The conformance harness: scenarios, implementations, pairs and verdicts, and the report.
 
-``check`` and ``Unsupported`` are the API for checking your own ASGD (see the README). Importing
-the package is light; ``check`` brings in the harness when it is called.
+The public API, all of it here: :func:`check` runs your ASGD against the reference and torch from
+your own tests and returns a :class:`RunResult`; :class:`Unsupported` declines a scenario; the
+Protocols say what a factory's optimizer must offer in each :data:`Style`; the ``Literal`` types
+name the numerics profiles, the optimized ASGD's kernels and what an implementation may claim.
+Importing the package is light; ``check`` brings in the harness when it is called.
 """
 
 from conformance.check import check
+from conformance.protocols import ArrayOptimizer, Factory, TorchStyleOptimizer
+from conformance.registry import ClaimsName, KernelName, NumericsName, Style
+from conformance.results import RunResult
 from conformance.unsupported import Unsupported
 
-__all__ = ["Unsupported", "check"]
+__all__ = [
+    "ArrayOptimizer",
+    "ClaimsName",
+    "Factory",
+    "KernelName",
+    "NumericsName",
+    "RunResult",
+    "Style",
+    "TorchStyleOptimizer",
+    "Unsupported",
+    "check",
+]

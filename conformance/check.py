@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from conformance.registry import ClaimsName, Style
     from conformance.results import RunResult
 
 __all__ = ["check"]
@@ -14,9 +15,10 @@ __all__ = ["check"]
 
 def check(
     factory: Callable[..., Any] | str,
-    claims: str = "torch",
+    claims: ClaimsName = "torch",
     full: bool = False,
     *,
+    style: Style | None = None,
     only: str | None = None,
     jobs: int = 1,
 ) -> RunResult:
@@ -25,33 +27,31 @@ def check(
     ``factory`` follows the protocol of :mod:`conformance.external` (or is its ``MODULE:FACTORY``
     spec). With ``claims="torch"`` it must match the reference's torch profile and torch's for-loop
     path bit for bit, with ``"torch-foreach"`` the torch-foreach profile and torch's foreach path,
-    with ``"fast"`` the fast profile, and with ``"none"`` stay within the bounded
-    budget of torch's for-loop path. The result's ``holds`` is the verdict (it needs at least one
-    comparison judged); ``failures`` name the scenario, the pair, the step, the tensor and the element.
+    with ``"numpy"`` the numpy profile (``"fast"``, its old name, is accepted), and with ``"none"``
+    stay within the bounded budget of torch's for-loop path. The result's ``holds`` is the verdict
+    (it needs at least one comparison judged); ``failures`` name the scenario, the pair, the step,
+    the tensor and the element.
     Scenarios it declines with :class:`~conformance.Unsupported` are skipped with the reason.
+    ``style`` (``"numpy"`` or ``"torch"``) says how the factory takes its parameters; without it
+    the style is told from what the factory builds (:func:`conformance.external.detect_style`).
     With ``jobs=1`` the scenarios run in this process (a debugger stops in them); with
     ``jobs > 1`` in forked, supervised worker processes, where a factory that hangs or ends its
     process is failed and the run goes on.
     """
-    from conformance.cli import run_conformance
     from conformance.external import ExternalImplementation, pairs_for
     from conformance.implementations import IMPLEMENTATIONS, Implementation
+    from conformance.registry import CLAIMED
+    from conformance.run import run_conformance
     from conformance.scenarios import select_scenarios
 
     if not select_scenarios(full=full, only=only):
         raise ValueError(f"no scenario of the {'full' if full else 'quick'} set matches only={only!r}")
-    external = ExternalImplementation(factory, claims)
-    wanted = {
-        "torch": {"reference-torch", "torch-forloop"},
-        "torch-foreach": {"reference-torch-foreach", "torch-foreach"},
-        "fast": {"reference-fast"},
-        "none": {"torch-forloop"},
-    }
+    external = ExternalImplementation(factory, claims, style)
     torch_installed = importlib.util.find_spec("torch") is not None
     implementations: list[Implementation] = [
         i
         for i in IMPLEMENTATIONS
-        if i.name in wanted[claims] and (torch_installed or not i.name.startswith("torch-"))
+        if i.name in CLAIMED[external.claims].judges and (torch_installed or not i.name.startswith("torch-"))
     ]
     return run_conformance(
         full=full,

@@ -10,28 +10,27 @@ import shlex
 import signal
 import sys
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from conformance.entry import EXIT_INTERRUPTED, EXIT_TERMINATED
-from conformance.environment import describe_environment, torch_warning
-from conformance.external import CLAIMS, ExternalImplementation, pairs_for, split_spec
-from conformance.findings import derive_findings
+from conformance.environment import torch_warning
+from conformance.external import CLAIMS, STYLES, ExternalImplementation, pairs_for, split_spec
 from conformance.implementations import IMPLEMENTATIONS, Implementation
 from conformance.merge import bounds_text, merge_results
+from conformance.registry import PAIRS
 from conformance.report import InterruptedAfterWriting, unusable_report_directory, write_report
-from conformance.results import SCHEMA_VERSION, RunResult, ScenarioResult
-from conformance.runner import run_scenarios
+from conformance.results import RunResult
+from conformance.run import run_conformance
 from conformance.scenarios import select_scenarios
 from conformance.scenarios import shard as select_shard
-from conformance.statistics import PolyakJuditsky, polyak_juditsky
-from conformance.verdicts import PAIRS, Pair
 from conformance.workers import DEFAULT_TIMEOUT
+from reference.numerics import DEPRECATED_NAMES
 
-__all__ = ["main", "merge_main", "run_conformance"]
+__all__ = ["main", "merge_main"]
 
 
 EXIT_HOLDS, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -88,11 +87,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--claims",
-        choices=CLAIMS,
+        choices=(*CLAIMS, *DEPRECATED_NAMES),
         action="append",
         default=[],
         help="what each --implementation claims, in order: the bits of the torch, torch-foreach or "
-        "fast profile, or none (bounded against torch); one value applies to all (default torch)",
+        "numpy profile, or none (bounded against torch); one value applies to all (default torch)",
+    )
+    parser.add_argument(
+        "--style",
+        choices=STYLES,
+        action="append",
+        default=[],
+        help="how each --implementation takes its parameters, in order: numpy (arrays, step(grads), "
+        "averages()) or torch (tensors, a torch.optim.Optimizer); one value applies to all "
+        "(default: told from what the factory builds)",
     )
     parser.add_argument(
         "--no-statistics", dest="statistics", action="store_false", help="skip the Polyak–Juditsky check"
@@ -118,116 +126,32 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return int(index), int(count)
 
 
-def external_implementations(specs: Sequence[str], claims: Sequence[str]) -> list[ExternalImplementation]:
-    """One implementation per ``--implementation``, with its ``--claims`` (or ``ValueError``)."""
-    if len(claims) > 1 and len(claims) != len(specs):
+def _per_implementation(option: str, values: Sequence[str], specs: Sequence[str], default: Any) -> list[Any]:
+    """One ``option`` value per ``--implementation``: one given for all, one each, or the default."""
+    if len(values) > 1 and len(values) != len(specs):
         raise ValueError(
-            f"give one --claims for all implementations or one per --implementation "
-            f"({len(specs)} implementations, {len(claims)} --claims)"
+            f"give one {option} for all implementations or one per --implementation "
+            f"({len(specs)} implementations, {len(values)} {option})"
         )
-    if claims and not specs:
-        raise ValueError("--claims needs an --implementation")
-    chosen = list(claims) * len(specs) if len(claims) == 1 else list(claims) or ["torch"] * len(specs)
+    if values and not specs:
+        raise ValueError(f"{option} needs an --implementation")
+    return list(values) * len(specs) if len(values) == 1 else list(values) or [default] * len(specs)
+
+
+def external_implementations(
+    specs: Sequence[str], claims: Sequence[str], styles: Sequence[str] = ()
+) -> list[ExternalImplementation]:
+    """One implementation per ``--implementation``, with its ``--claims`` and ``--style``."""
+    chosen_claims = _per_implementation("--claims", claims, specs, "torch")
+    chosen_styles = _per_implementation("--style", styles, specs, None)
     for spec in specs:
         split_spec(spec, "--implementation")
     if len(set(specs)) != len(specs):
         raise ValueError("each --implementation may be given once")
-    return [ExternalImplementation(spec, claim) for spec, claim in zip(specs, chosen, strict=True)]
-
-
-def run_conformance(
-    *,
-    full: bool = False,
-    only: str | None = None,
-    seed: int = 0,
-    seeds: int = 1,
-    shard: tuple[int, int] | None = None,
-    jobs: int = 1,
-    statistics: bool = True,
-    implementations: Sequence[Implementation] = IMPLEMENTATIONS,
-    pairs: Sequence[Pair] = PAIRS,
-    command: str = "asgd-conformance",
-    progress: bool = False,
-    isolated: bool = False,
-    timeout: float | None = None,
-) -> RunResult:
-    """Run a selection (or one shard of it) and return its results (nothing written). ``isolated``
-    (always so with ``jobs > 1``) runs the scenarios in supervised worker processes, where an
-    implementation that hangs (``timeout``) or ends its process fails and the run goes on."""
-    started = time.perf_counter()
-    cells = select_scenarios(full=full, only=only, seed=seed, seeds=seeds)
-    index, count = shard or (1, 1)
-    chosen = select_shard(cells, index, count)
-    scenarios = [scenario for _, scenario in chosen]
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(scenarios), unit="scenario", file=sys.stderr, leave=False, desc="scenarios")
-        if scenarios:
-            bar.set_postfix_str(f"running {scenarios[0].name}")
-
-    def done(result: ScenarioResult) -> None:
-        assert bar is not None
-        bar.update()
-        bar.set_postfix_str(f"finished {result.name}" if bar.n < len(scenarios) else "")
-
-    results = run_scenarios(
-        scenarios,
-        implementations=implementations,
-        pairs=pairs,
-        cells=[position for position, _ in chosen],
-        jobs=jobs,
-        isolated=isolated,
-        timeout=timeout,
-        on_done=done if bar is not None else None,
-    )
-    run_statistics = statistics and not only and index == 1
-    if bar is not None and run_statistics:
-        bar.set_description_str(f"Polyak–Juditsky statistics ({PolyakJuditsky(seed=seed).runs} runs)")
-        bar.set_postfix_str("")
-    statistics_result = polyak_juditsky(PolyakJuditsky(seed=seed)) if run_statistics else None
-    if bar is not None:
-        bar.close()
-    names = {implementation.name for implementation in implementations}
-    return RunResult(
-        schema_version=SCHEMA_VERSION,
-        created=datetime.now(UTC).isoformat(timespec="seconds"),
-        command=command,
-        selection={
-            "set": "full" if full else "quick",
-            "only": only,
-            "seed": seed,
-            "seeds": seeds,
-            "jobs": jobs,
-            "shard": None if shard is None else f"{index}/{count}",
-            "cells": len(cells),
-            "statistics": statistics,
-        },
-        environment=describe_environment(),
-        implementations=[
-            {
-                "name": i.name,
-                "description": i.description,
-                **({"claims": i.claims} if isinstance(i, ExternalImplementation) else {}),
-            }
-            for i in implementations
-        ],
-        pairs=[
-            {
-                "name": p.name,
-                "policy": p.policy.kind,
-                "ulp_budget": p.policy.ulp_budget,
-                "rationale": p.policy.rationale,
-            }
-            for p in pairs
-            if {p.left, p.right} <= names
-        ],
-        scenarios=results,
-        findings=derive_findings(results),
-        statistics=statistics_result,
-        seconds=time.perf_counter() - started,
-    )
+    return [
+        ExternalImplementation(spec, claim, style)
+        for spec, claim, style in zip(specs, chosen_claims, chosen_styles, strict=True)
+    ]
 
 
 def print_outcome(result: RunResult, page: Path, limit: int = 20) -> int:
@@ -268,7 +192,7 @@ def main(
         parser.error(f"--timeout must be a number of seconds > 0, got {arguments.timeout:g}")
     try:
         shard = parse_shard(arguments.shard)
-        external = external_implementations(arguments.implementation, arguments.claims)
+        external = external_implementations(arguments.implementation, arguments.claims, arguments.style)
     except ValueError as error:
         parser.error(str(error))
     scenarios = select_scenarios(

@@ -2,15 +2,15 @@
 
 A factory is called as ``factory(params, **hyperparameters)`` with every hyperparameter of this
 project's API (``lr, momentum, weight_decay, alpha, t0, lambd, maximize``), and ``params`` either a
-list of tensors or, in scenarios with param groups, torch-style group dicts. It is tried two ways:
+list of tensors or, in scenarios with param groups, torch-style group dicts. Its style says which:
 
-* **NumPy style**: ``params`` are NumPy arrays updated in place; the optimizer has ``step(grads)``
+* ``"numpy"``: ``params`` are NumPy arrays updated in place; the optimizer has ``step(grads)``
   (a list aligned with the parameters of all groups, ``None`` skips) and ``averages()``;
-* **torch style**, when the NumPy call raises ``TypeError`` or returns an object without
-  ``averages``: ``params`` are ``torch.Tensor`` leaves; the optimizer's ``step()`` reads ``.grad``
+* ``"torch"``: ``params`` are ``torch.Tensor`` leaves; the optimizer's ``step()`` reads ``.grad``
   and ``state[p]["ax"]`` holds the averages (``torch.optim.Optimizer``'s interface).
 
-The style that works is kept for the rest of the run. ``Unsupported("why")`` declines a scenario.
+Declare it (``--style``, ``check(style=)``), or let :func:`detect_style` tell from what the factory
+builds on a one-parameter probe, once, before any scenario. ``Unsupported("why")`` declines a scenario.
 """
 
 from __future__ import annotations
@@ -19,20 +19,31 @@ import functools
 import importlib
 import os
 import sys
+import warnings
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any
+
+import numpy as np
 
 from conformance.implementations import Implementation
+from conformance.registry import CLAIMED, CLAIMS, STYLES, ClaimsName, Style
 from conformance.scenarios import Scenario
-from conformance.sessions import ArraySession, Factory, Session, TorchSession, unmodelled
-from conformance.verdicts import BIT_EXACT, INDEPENDENT_VS_TORCH, Pair
+from conformance.sessions import HYPERPARAMETERS, ArraySession, Factory, Session, TorchSession, unmodelled
+from conformance.unsupported import Unsupported
+from conformance.verdicts import Pair
 from conformance.workloads import Workload
+from reference.numerics import DEPRECATED_NAMES
 
-__all__ = ["CLAIMS", "ExternalImplementation", "load_factory", "pairs_for", "split_spec"]
-
-CLAIMS: Final = ("torch", "torch-foreach", "fast", "none")
-"""What an implementation may claim: the bits of a profile (``torch``, ``torch-foreach``, ``fast``)
-or none of them."""
+__all__ = [
+    "CLAIMS",
+    "STYLES",
+    "ExternalImplementation",
+    "Style",
+    "detect_style",
+    "load_factory",
+    "pairs_for",
+    "split_spec",
+]
 
 
 def split_spec(spec: str, what: str = "a factory spec") -> tuple[str, str]:
@@ -65,6 +76,62 @@ def _spec(factory: Callable[..., Any]) -> str:
     return f"{module}:{name}"
 
 
+def _probe_hyperparameters() -> dict[str, Any]:
+    from reference import DEFAULTS
+
+    return {name: DEFAULTS[name] for name in HYPERPARAMETERS}
+
+
+def detect_style(factory: Callable[..., Any]) -> Style:
+    """The style of a factory that did not declare one, from what it builds.
+
+    A class that subclasses ``torch.optim.Optimizer`` is torch-style, any other class NumPy-style.
+    Otherwise the factory is given one float32 NumPy array: if it builds an object with
+    ``averages()`` it is NumPy-style. Otherwise (torch installed) it is given one float32 leaf
+    tensor: if it builds an object with ``param_groups`` and ``state`` it is torch-style. Anything
+    else raises ``ValueError`` asking for the style to be declared; :class:`Unsupported` from the
+    factory passes through (it declines the scenario).
+    """
+    hyper = _probe_hyperparameters()
+    torch = sys.modules.get("torch") or _optional_torch()
+    if isinstance(factory, type):
+        torch_optimizer = torch is not None and issubclass(factory, torch.optim.Optimizer)
+        return "torch" if torch_optimizer else "numpy"
+    attempts: list[str] = []
+    try:
+        built = factory([np.zeros(3, np.float32)], **hyper)
+    except Unsupported:
+        raise  # it declines, whatever its style: the scenario is skipped
+    except Exception as error:  # a probe: what it raises only means "not this style"
+        attempts.append(f"on a NumPy array it raised {type(error).__name__}: {error}")
+    else:
+        if callable(getattr(built, "averages", None)):
+            return "numpy"
+        attempts.append(f"on a NumPy array it built a {type(built).__name__} without averages()")
+    if torch is not None:
+        try:
+            built = factory([torch.zeros(3, requires_grad=True)], **hyper)
+        except Unsupported:
+            raise
+        except Exception as error:
+            attempts.append(f"on a tensor it raised {type(error).__name__}: {error}")
+        else:
+            if hasattr(built, "param_groups") and hasattr(built, "state"):
+                return "torch"
+            attempts.append(f"on a tensor it built a {type(built).__name__} without param_groups and state")
+    raise ValueError(
+        f"cannot tell the style of {_spec(factory)} ({'; '.join(attempts)}); declare it: --style numpy|torch"
+    )
+
+
+def _optional_torch() -> Any:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
 class ExternalImplementation(Implementation):
     """A user's factory, named ``MODULE:FACTORY``, checked under ``claims``.
 
@@ -72,10 +139,19 @@ class ExternalImplementation(Implementation):
     error becomes a failure of this implementation) or the callable itself.
     """
 
-    def __init__(self, factory: str | Callable[..., Any], claims: str) -> None:
+    def __init__(
+        self, factory: str | Callable[..., Any], claims: ClaimsName | str, style: Style | None = None
+    ) -> None:
+        if claims in DEPRECATED_NAMES:
+            warnings.warn(
+                f"claims={claims!r} is now {DEPRECATED_NAMES[claims]!r}", DeprecationWarning, stacklevel=2
+            )
+            claims = DEPRECATED_NAMES[claims]
         if claims not in CLAIMS:
             raise ValueError(f"claims must be one of {', '.join(CLAIMS)}, got {claims!r}")
-        self.claims = claims
+        if style is not None and style not in STYLES:
+            raise ValueError(f"style must be one of {', '.join(STYLES)} or None (detected), got {style!r}")
+        self.claims, self.style = claims, style
         self._from_spec = isinstance(factory, str)
         if isinstance(factory, str):
             split_spec(factory)
@@ -84,7 +160,6 @@ class ExternalImplementation(Implementation):
             self.name, self._factory = _spec(factory), factory
         claimed = "no profile: bounded against torch" if claims == "none" else f"claims the {claims} profile"
         self.description = f"your implementation ({claimed})"
-        self._style: str | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         """A factory named by its spec is imported again by the worker process that runs it."""
@@ -105,39 +180,15 @@ class ExternalImplementation(Implementation):
 
     def start(self, scenario: Scenario, workload: Workload) -> Session:
         factory = self.factory()
-        numerics = None if self.claims == "none" else self.claims
-        session: Session
-        if self._style in (None, "numpy"):
-            try:
-                session = ArraySession(factory, scenario, workload, numerics=numerics, own_format=False)
-            except TypeError as numpy_error:
-                if self._style == "numpy":
-                    raise
-                try:
-                    session = TorchSession(factory, scenario, workload, numerics=numerics or "torch")
-                except Exception as torch_error:
-                    raise TypeError(
-                        f"as a NumPy-style factory: {type(numpy_error).__name__}: {numpy_error}; as a "
-                        f"torch-style factory: {type(torch_error).__name__}: {torch_error}"
-                    ) from torch_error
-                self._style = "torch"
-                return session
-            assert isinstance(session, ArraySession)
-            if not hasattr(session.optimizer, "averages") and self._style is None:
-                self._style = "torch"
-                return TorchSession(factory, scenario, workload, numerics=numerics or "torch")
-            self._style = "numpy"
-            return session
-        return TorchSession(factory, scenario, workload, numerics=numerics or "torch")
+        if self.style is None:
+            self.style = detect_style(factory)
+        if self.style == "numpy":
+            numerics = None if self.claims == "none" else self.claims
+            return ArraySession(factory, scenario, workload, numerics=numerics, own_format=False)
+        numerics = "torch" if self.claims == "none" else self.claims
+        return TorchSession(factory, scenario, workload, numerics=numerics)
 
 
 def pairs_for(implementation: ExternalImplementation) -> list[Pair]:
     """The pairs that judge ``implementation``: bit-exact against what it claims, bounded otherwise."""
-    name = implementation.name
-    if implementation.claims == "torch":
-        return [Pair("reference-torch", name, BIT_EXACT), Pair(name, "torch-forloop", BIT_EXACT)]
-    if implementation.claims == "torch-foreach":
-        return [Pair("reference-torch-foreach", name, BIT_EXACT), Pair(name, "torch-foreach", BIT_EXACT)]
-    if implementation.claims == "fast":
-        return [Pair("reference-fast", name, BIT_EXACT)]
-    return [Pair(name, "torch-forloop", INDEPENDENT_VS_TORCH)]
+    return CLAIMED[implementation.claims].pairs(implementation.name)

@@ -7,8 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from conformance.registry import (
+    COMPILED_VS_TORCH,
+    DEVICE_PAIRS,
+    TORCH_PATH,
+    TORCH_PATHS,
+    UNFUSED_VS_TORCH,
+    pair_name,
+    reference_id,
+)
 from conformance.results import Comparison, Finding, ScenarioResult
-from conformance.verdicts import DEVICE_PAIRS
 
 __all__ = ["derive_findings", "device_match"]
 
@@ -21,7 +29,7 @@ def _ran(scenario: ScenarioResult, pair: str) -> Comparison | None:
 
 
 def _foreach_drift(scenarios: Sequence[ScenarioResult]) -> Finding | None:
-    drifts = [(s, c) for s in scenarios if (c := _ran(s, "torch-foreach vs torch-forloop"))]
+    drifts = [(s, c) for s in scenarios if (c := _ran(s, TORCH_PATHS.name))]
     if not drifts:
         return None
     worst: dict[str, tuple[ScenarioResult, Comparison]] = {}
@@ -32,7 +40,11 @@ def _foreach_drift(scenarios: Sequence[ScenarioResult]) -> Finding | None:
         ):
             worst[family] = (scenario, comparison)
     diverging = sum(1 for _, c in drifts if c.first_divergence is not None)
-    modelled = [c for s, _ in drifts if (c := _ran(s, "reference-torch-foreach vs torch-foreach"))]
+    modelled = [
+        c
+        for s, _ in drifts
+        if (c := _ran(s, pair_name(reference_id("torch-foreach"), TORCH_PATH["torch-foreach"])))
+    ]
     reproduced = (
         f" The torch-foreach profile reproduces the foreach path bit for bit in "
         f"{sum(c.status == 'holds' for c in modelled)} of the {len(modelled)} scenarios the "
@@ -99,15 +111,16 @@ def _counter_freeze(scenarios: Sequence[ScenarioResult]) -> Finding | None:
             for run in scenario.implementations
             if run.status == "ran" and run.final_step is not None  # None: a state format not read
         }
-        if "torch-forloop" in steps and "optimized-numba-fast" in steps:
-            comparison = _ran(scenario, "optimized-numba-fast vs torch-forloop")
+        unfused, torch_forloop = UNFUSED_VS_TORCH.left, UNFUSED_VS_TORCH.right
+        if torch_forloop in steps and unfused in steps:
+            comparison = _ran(scenario, UNFUSED_VS_TORCH.name)
             drift = (
                 "" if comparison is None else f", a drift of {comparison.max_normwise_ulp:.3g} normwise ULP"
             )
             details.append(
                 f"{scenario.name}: after {scenario.steps} steps from step {scenario.start_step}, torch's "
-                f"counter reads {steps['torch-forloop']:.0f} while the fast profile's reads "
-                f"{steps['optimized-numba-fast']:.0f}{drift}"
+                f"counter reads {steps[torch_forloop]:.0f} while the numpy profile's reads "
+                f"{steps[unfused]:.0f}{drift}"
             )
     if not details:
         return None
@@ -117,7 +130,7 @@ def _counter_freeze(scenarios: Sequence[ScenarioResult]) -> Finding | None:
         detail=(
             "torch keeps the step in a float32 tensor, where 2**24 + 1 rounds back to 2**24 "
             "(pytorch#142378); from then on eta and mu no longer change and the average stops "
-            "converging to the mean. The torch profile reproduces it bit for bit; the fast profile "
+            "converging to the mean. The torch profile reproduces it bit for bit; the numpy profile "
             "counts exactly. " + "; ".join(details) + "."
         ),
         scenarios=[s.name for s in late],
@@ -127,11 +140,11 @@ def _counter_freeze(scenarios: Sequence[ScenarioResult]) -> Finding | None:
 def _eta_float32(scenarios: Sequence[ScenarioResult]) -> Finding | None:
     doubles = [
         (s, c) for s in scenarios if s.dtype in ("float64", "complex128") and not s.start_step
-        if (c := _ran(s, "optimized-numba-fast vs torch-forloop"))
+        if (c := _ran(s, UNFUSED_VS_TORCH.name))
     ]  # fmt: skip
     singles = [
         c for s in scenarios if s.dtype in ("float32", "complex64") and not s.start_step
-        if (c := _ran(s, "optimized-numba-fast vs torch-forloop"))
+        if (c := _ran(s, UNFUSED_VS_TORCH.name))
     ]  # fmt: skip
     if not doubles:
         return None
@@ -140,14 +153,14 @@ def _eta_float32(scenarios: Sequence[ScenarioResult]) -> Finding | None:
     exact = [
         s.name
         for s, _ in doubles
-        if (c := _ran(s, "reference-torch vs torch-forloop")) and c.status == "holds"
+        if (c := _ran(s, pair_name(reference_id("torch"), TORCH_PATH["torch"]))) and c.status == "holds"
     ]
     return Finding(
         key="eta-float32-for-float64",
         title="torch rounds eta (and mu) to float32 even for float64 parameters",
         detail=(
             "torch's scalar state is float32 whatever the parameter dtype, so a float64 run uses eta "
-            "rounded to float32, a relative error of up to 2**-24 in every step. Against the fast profile "
+            "rounded to float32, a relative error of up to 2**-24 in every step. Against the numpy profile "
             f"(binary64 eta) float64 trajectories drift by up to {worst_double:.3g} normwise ULP, while "
             f"float32 ones, where only the rounding of lines 3 and 6 differs, drift by at most "
             f"{worst_single:.3g}. The torch profile models the float32 eta and matches torch bit for bit "
@@ -158,7 +171,7 @@ def _eta_float32(scenarios: Sequence[ScenarioResult]) -> Finding | None:
 
 
 def _compiled_path(scenarios: Sequence[ScenarioResult]) -> Finding | None:
-    compared = [(s, c) for s in scenarios if (c := _ran(s, "torch-compiled vs torch-forloop"))]
+    compared = [(s, c) for s in scenarios if (c := _ran(s, COMPILED_VS_TORCH.name))]
     if not compared:
         return None
     parts = []

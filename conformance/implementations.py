@@ -13,6 +13,17 @@ from typing import Any, Final
 
 import optimized
 import reference
+from conformance.registry import (
+    IDS,
+    KERNELS,
+    NUMERICS,
+    OPTIMIZED_TORCH,
+    TORCH_COMPILED,
+    TORCH_CUDA,
+    TORCH_PATH,
+    optimized_id,
+    reference_id,
+)
 from conformance.scenarios import Scenario
 from conformance.sessions import (
     ArraySession,
@@ -193,20 +204,45 @@ class TorchImplementation(Implementation):
         return TorchSession(factory, scenario, workload, device=self.device, numerics=self.numerics)
 
 
-IMPLEMENTATIONS: tuple[Implementation, ...] = (
-    NumpyImplementation("reference-fast", reference.ASGD, "fast", "pure-Python specification, NumPy rounding"),
-    NumpyImplementation("reference-torch", reference.ASGD, "torch", "pure-Python specification, torch rounding"),
-    NumpyImplementation("optimized-numba-fast", optimized.ASGD, "fast", "production ASGD, numba kernel, NumPy rounding", kernel="numba"),
-    NumpyImplementation("optimized-numba-torch", optimized.ASGD, "torch", "production ASGD, numba kernel, torch rounding", kernel="numba"),
-    NumpyImplementation("optimized-numpy-fast", optimized.ASGD, "fast", "production ASGD, NumPy kernel, NumPy rounding", kernel="numpy"),
-    NumpyImplementation("optimized-numpy-torch", optimized.ASGD, "torch", "production ASGD, NumPy kernel, torch rounding", kernel="numpy"),
-    NumpyImplementation("reference-torch-foreach", reference.ASGD, "torch-foreach", "pure-Python specification, torch foreach rounding"),
-    NumpyImplementation("optimized-numba-torch-foreach", optimized.ASGD, "torch-foreach", "production ASGD, numba kernel, torch foreach rounding", kernel="numba"),
-    NumpyImplementation("optimized-numpy-torch-foreach", optimized.ASGD, "torch-foreach", "production ASGD, NumPy kernel, torch foreach rounding", kernel="numpy"),
-    TorchImplementation("torch-forloop", foreach=False, device="cpu", description="torch.optim.ASGD(foreach=False), CPU"),
-    TorchImplementation("torch-foreach", foreach=True, device="cpu", description="torch.optim.ASGD(foreach=True), CPU"),
-    TorchImplementation("torch-cuda", foreach=None, device="cuda", description="torch.optim.ASGD on a CUDA device, torch's default path (foreach)"),
-    TorchImplementation("optimized-torch-forloop", foreach=False, device="cpu", factory=optimized_torch_asgd, momentum=True, description="optimized.torch.ASGD(foreach=False), the torch Optimizer class on the compiled kernel"),
-    TorchImplementation("optimized-torch-foreach", foreach=True, device="cpu", factory=optimized_torch_asgd, momentum=True, description="optimized.torch.ASGD(foreach=True), the torch Optimizer class on the compiled kernel"),
-    TorchImplementation("torch-compiled", foreach=False, device="cpu", factory=compiled_torch_asgd, compiled=True, description="torch.compile(torch.optim.ASGD.step), inductor's C++ on the CPU"),
-)  # fmt: skip
+_ROUNDING: Final[dict[str, str]] = {
+    "numpy": "NumPy rounding",
+    "torch": "torch rounding",
+    "torch-foreach": "torch foreach rounding",
+}
+"""How each numerics profile rounds, in a few words for the report."""
+
+
+def _derived() -> tuple[Implementation, ...]:
+    """The registry's ids, each as the implementation it names."""
+    ours: list[Implementation] = []
+    for numerics in NUMERICS:
+        rounding = _ROUNDING[numerics]
+        ours.append(
+            NumpyImplementation(
+                reference_id(numerics), reference.ASGD, numerics, f"pure-Python specification, {rounding}"
+            )
+        )
+        for kernel in KERNELS:
+            ours.append(NumpyImplementation(
+                optimized_id(kernel, numerics), optimized.ASGD, numerics,
+                f"production ASGD, {kernel} kernel, {rounding}", kernel=kernel,
+            ))  # fmt: skip
+    torch_paths: list[Implementation] = [
+        TorchImplementation(TORCH_PATH["torch"], foreach=False, device="cpu", description="torch.optim.ASGD(foreach=False), CPU"),
+        TorchImplementation(TORCH_PATH["torch-foreach"], foreach=True, device="cpu", description="torch.optim.ASGD(foreach=True), CPU"),
+        TorchImplementation(TORCH_CUDA, foreach=None, device="cuda", description="torch.optim.ASGD on a CUDA device, torch's default path (foreach)"),
+        *(
+            TorchImplementation(OPTIMIZED_TORCH[numerics], foreach=numerics == "torch-foreach", device="cpu", factory=optimized_torch_asgd, momentum=True,
+                                description=f"optimized.torch.ASGD(foreach={numerics == 'torch-foreach'}), the torch Optimizer class on the compiled kernel")
+            for numerics in OPTIMIZED_TORCH
+        ),
+        TorchImplementation(TORCH_COMPILED, foreach=False, device="cpu", factory=compiled_torch_asgd, compiled=True, description="torch.compile(torch.optim.ASGD.step), inductor's C++ on the CPU"),
+    ]  # fmt: skip
+    implementations = (*ours, *torch_paths)
+    names = [implementation.name for implementation in implementations]
+    if sorted(names) != sorted(IDS):
+        raise ValueError(f"the implementations {sorted(names)} are not the registry's ids {sorted(IDS)}")
+    return implementations
+
+
+IMPLEMENTATIONS: Final = _derived()

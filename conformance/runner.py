@@ -19,10 +19,11 @@ import numpy as np
 
 from conformance.implementations import IMPLEMENTATIONS, Implementation
 from conformance.metrics import PairMetrics
+from conformance.registry import IDS, PAIRS, check_pairs
 from conformance.results import Comparison, ImplementationRun, ScenarioResult
 from conformance.scenarios import Scenario
 from conformance.sessions import Session, Unsupported, group_lrs
-from conformance.verdicts import PAIRS, Pair, judge, policy_for
+from conformance.verdicts import Pair, judge, policy_for
 from conformance.workloads import Workload, make_workload
 
 __all__ = ["Watch", "run_scenario", "run_scenarios"]
@@ -223,6 +224,7 @@ def run_scenario(
         runs[implementation.name] = _start(implementation, scenario, workload, errors)
         watch.leave()
     numbers = {implementation.name: number for number, implementation in enumerate(implementations)}
+    check_pairs(pairs, IDS | numbers.keys())  # a pair of an id no one has is a mistake, not a choice
     compared = [pair for pair in pairs if pair.left in runs and pair.right in runs]
     metrics = {pair.name: PairMetrics() for pair in compared}
     for index in range(1, scenario.steps + 1):

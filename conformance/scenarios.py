@@ -77,7 +77,7 @@ _QUICK: Final = (
              tags=("compiled",)),
     Scenario("random-f64-averaging", "random-stream", "float64", AVERAGING, 200, purpose="eta is float32 in torch even for float64",
              tags=("compiled",)),
-    Scenario("random-f16-averaging", "random-stream", "float16", {"lr": 0.01, "t0": 20}, 150, purpose="float16: fast profile and torch only"),
+    Scenario("random-f16-averaging", "random-stream", "float16", {"lr": 0.01, "t0": 20}, 150, purpose="float16: numpy profile and torch only"),
     Scenario("random-c64-averaging", "random-stream", "complex64", {**AVERAGING, "weight_decay": 0.01}, 150, size=8),
     Scenario("random-c128-averaging", "random-stream", "complex128", AVERAGING, 150, size=8),
     Scenario("lsq-f32-averaging", "least-squares", "float32", {"lr": 0.02, "t0": 50, "weight_decay": 1e-3}, 200, size=8),
@@ -92,7 +92,7 @@ _QUICK: Final = (
     Scenario("lr-zero", "random-stream", "float32", {"lr": 0.0, "t0": 5}, 60, purpose="lr = 0 leaves theta unchanged"),
     Scenario("late-run-f32", "random-stream", "float32", {"lr": 0.01, "t0": LATE_START - 10}, 8, start_step=LATE_START,
              purpose="torch's float32 step counter freezes at 2**24, and eta and mu with it",
-             expected_divergence=("optimized-numba-fast vs torch-forloop",)),
+             expected_divergence=("optimized-numba-numpy vs torch-forloop",)),
     Scenario("many-tensors-f32", "many-tensors", "float32", {"lr": 0.01, "t0": 3, "lambd": 1e-3}, 8,
              shapes=((30_007,), (64, 32), (32,), (10, 32), (10,), (3, 3, 3)),
              groups=((3, {}), (3, {"lr": 0.02, "weight_decay": 1e-3, "t0": 2})), lr_changes=((7, 0.5),), checkpoint_at=5,
@@ -148,7 +148,7 @@ _FULL_ONLY: Final = (
              purpose="10,000,000 values, weight decay, averaging from the first step: torch's compiled step against eager"),
     Scenario("late-run-f64", "random-stream", "float64", {"lr": 0.01, "t0": LATE_START - 10}, 8, start_step=LATE_START,
              quick=False, purpose="the frozen counter with float64 parameters",
-             expected_divergence=("optimized-numba-fast vs torch-forloop",)),
+             expected_divergence=("optimized-numba-numpy vs torch-forloop",)),
 )  # fmt: skip
 
 SCENARIOS: Final = _QUICK + _FULL_ONLY

@@ -19,11 +19,12 @@ from __future__ import annotations
 import contextlib
 import io
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
 import numpy as np
 
+from conformance.protocols import Factory
 from conformance.scenarios import Scenario
 from conformance.unsupported import Unsupported
 from conformance.workloads import Gradients, Workload
@@ -41,10 +42,6 @@ __all__ = [
     "hyperparameters",
     "late_state",
 ]
-
-Factory = Callable[..., Any]
-"""``factory(params, **hyperparameters)``: an optimizer over ``params`` (arrays or param groups)."""
-
 
 HYPERPARAMETERS: Final = ("lr", "momentum", "weight_decay", "alpha", "t0", "lambd", "maximize")
 """The keyword names a factory receives, every one of them, every time."""
@@ -318,4 +315,4 @@ class TorchSession(Session):
         state = self._optimizer.state.get(self._tensors[0], {})
         if not {"step", "eta", "mu"} <= set(state):
             return None
-        return tuple(float(state[key]) for key in ("step", "eta", "mu"))  # type: ignore[return-value]
+        return float(state["step"]), float(state["eta"]), float(state["mu"])

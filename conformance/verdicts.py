@@ -1,4 +1,4 @@
-"""Which pairs are compared, under which policy, and what counts as holding.
+"""The policies a pair is judged by, and what counts as holding (the pairs: :mod:`conformance.registry`).
 
 * **bit-exact**: the pair must not differ in a single bit (any NaN equals any NaN) at any step,
   in the parameters or the averages. Claimed for the reference and the optimized ASGD in each
@@ -22,10 +22,8 @@ from conformance.metrics import PairMetrics
 __all__ = [
     "BIT_EXACT",
     "COMPILED_VS_EAGER",
-    "DEVICE_PAIRS",
     "FINDING",
     "INDEPENDENT_VS_TORCH",
-    "PAIRS",
     "Pair",
     "Policy",
     "Verdict",
@@ -55,7 +53,7 @@ FAST_VS_TORCH: Final = Policy(
     "bounded",
     ulp_budget=_budget(2**4, 2**8, 2**36),
     rationale=(
-        "the fast profile rounds lines 3 and 6 twice where torch fuses them (measured: at most 5 "
+        "the numpy profile rounds lines 3 and 6 twice where torch fuses them (measured: at most 5 "
         "normwise ULP in float32 over the full set); for float64 torch also rounds eta and mu to "
         "float32, a relative change of up to 2**-24 in every step's eta, about 2**29 normwise ULP "
         "per step before the problem's dynamics amplify it (measured: up to 2**34 on Rosenbrock)"
@@ -107,33 +105,6 @@ class Pair:
     @property
     def name(self) -> str:
         return f"{self.left} vs {self.right}"
-
-
-PAIRS: Final = (
-    Pair("reference-fast", "optimized-numba-fast", BIT_EXACT),
-    Pair("reference-fast", "optimized-numpy-fast", BIT_EXACT),
-    Pair("reference-torch", "optimized-numba-torch", BIT_EXACT),
-    Pair("reference-torch", "optimized-numpy-torch", BIT_EXACT),
-    Pair("reference-torch", "torch-forloop", BIT_EXACT),
-    Pair("optimized-numba-torch", "torch-forloop", BIT_EXACT),
-    Pair("optimized-numpy-torch", "torch-forloop", BIT_EXACT),
-    Pair("reference-torch-foreach", "optimized-numba-torch-foreach", BIT_EXACT),
-    Pair("reference-torch-foreach", "optimized-numpy-torch-foreach", BIT_EXACT),
-    Pair("reference-torch-foreach", "torch-foreach", BIT_EXACT),
-    Pair("optimized-numba-torch-foreach", "torch-foreach", BIT_EXACT),
-    Pair("optimized-numpy-torch-foreach", "torch-foreach", BIT_EXACT),
-    Pair("optimized-numba-fast", "torch-forloop", FAST_VS_TORCH),
-    Pair("torch-foreach", "torch-forloop", FOREACH_VS_FORLOOP),
-    Pair("optimized-torch-forloop", "torch-forloop", BIT_EXACT),
-    Pair("optimized-torch-foreach", "torch-foreach", BIT_EXACT),
-    Pair("reference-torch", "optimized-torch-forloop", BIT_EXACT),
-    Pair("reference-torch-foreach", "optimized-torch-foreach", BIT_EXACT),
-    Pair("torch-compiled", "torch-forloop", COMPILED_VS_EAGER),
-    Pair("torch-cuda", "torch-forloop", DEVICE_VS_CPU),
-    Pair("torch-cuda", "torch-foreach", DEVICE_VS_CPU),
-)
-DEVICE_PAIRS: Final = tuple(pair for pair in PAIRS if pair.left == "torch-cuda")
-"""The CUDA column against each CPU path of torch: the report says which one it matches bit for bit."""
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,9 @@ def _warn_of_tensors(groups: Iterable[Mapping[str, Any]]) -> None:
 class ASGD(ASGDOptimizer):
     """Averaged SGD (torch's algorithm plus heavy-ball momentum), in place, compiled.
 
-    Same API and same bits as :class:`reference.ASGD` in each numerics profile: ``"fast"``
-    (NumPy's rounding, exact step counter), ``"torch"`` (torch 2.13's CPU for-loop ASGD) or
-    ``"torch-foreach"`` (``torch.optim.ASGD(foreach=True)`` on the CPU).
+    Same API and same bits as :class:`reference.ASGD` in each numerics profile: ``"numpy"``
+    (NumPy's rounding, exact step counter; ``"fast"`` is its old name), ``"torch"`` (torch 2.13's
+    CPU for-loop ASGD) or ``"torch-foreach"`` (``torch.optim.ASGD(foreach=True)`` on the CPU).
 
     ``kernel`` chooses the arithmetic: ``"numba"`` (one compiled pass per element), ``"numpy"``
     (the vectorized fallback) or ``"auto"`` (numba where it can be imported). Parameters that tile
@@ -50,7 +50,7 @@ class ASGD(ASGDOptimizer):
         t0: float = 1e6,
         lambd: float = 1e-4,
         maximize: bool = False,
-        numerics: str = "fast",
+        numerics: str = "numpy",
         *,
         kernel: str = "auto",
         block_size: int | None = None,

@@ -10,13 +10,20 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
 
-from optimized.numerics import FOREACH_UNMODELLED_ALPHAS, NUMERICS_PROFILES, Numerics, numerics_named
+from optimized.numerics import (
+    DEPRECATED_NAMES,
+    FOREACH_UNMODELLED_ALPHAS,
+    NUMERICS_PROFILES,
+    Numerics,
+    numerics_named,
+)
 
 __all__ = [
     "DEFAULTS",
@@ -36,7 +43,7 @@ DEFAULTS: Final[Mapping[str, Any]] = {
     "t0": 1e6,
     "lambd": 1e-4,
     "maximize": False,
-    "numerics": "fast",
+    "numerics": "numpy",
 }
 
 _FINITE_NONNEGATIVE: Final = ("lr", "momentum", "weight_decay", "alpha", "lambd")
@@ -77,6 +84,11 @@ def validate_hyperparameter(name: str, value: object) -> Any:
     if name == "numerics":
         if not isinstance(value, str):
             raise TypeError(f"numerics must be a str, got {value!r} ({type(value).__name__})")
+        renamed = DEPRECATED_NAMES.get(value)
+        if renamed is not None:
+            message = f"numerics={value!r} is now called {renamed!r}"
+            warnings.warn(message, DeprecationWarning, stacklevel=4)
+            return renamed
         if value not in NUMERICS_PROFILES:
             raise ValueError(f"Invalid numerics: {value!r} (must be one of {NUMERICS_PROFILES})")
         return value

@@ -23,9 +23,11 @@ from typing import Any, Final
 import numpy as np
 
 __all__ = [
+    "DEPRECATED_NAMES",
     "FAST",
     "FOREACH_UNMODELLED_ALPHAS",
     "NUMERICS_PROFILES",
+    "NUMPY",
     "TORCH",
     "TORCH_FOREACH",
     "Numerics",
@@ -146,8 +148,8 @@ def _power(base: float, exponent: float) -> float:
     return power
 
 
-FAST: Final = Numerics(
-    name="fast",
+NUMPY: Final = Numerics(
+    name="numpy",
     scalar_type=np.float64,
     fused_multiply_add=False,
     dtypes=("float16", "float32", "float64", "complex64", "complex128"),
@@ -169,7 +171,12 @@ TORCH_FOREACH: Final = Numerics(
     foreach=True,
 )
 
-_BY_NAME: Final = {profile.name: profile for profile in (FAST, TORCH, TORCH_FOREACH)}
+FAST: Final = NUMPY
+"""The numpy profile's name until 2026-12 (it is not faster than the torch profile)."""
+DEPRECATED_NAMES: Final = {"fast": "numpy"}
+"""Old profile names, still accepted (with a ``DeprecationWarning``), and the profile each now names."""
+
+_BY_NAME: Final = {profile.name: profile for profile in (NUMPY, TORCH, TORCH_FOREACH)}
 NUMERICS_PROFILES: Final = tuple(_BY_NAME)
 
 

@@ -1,7 +1,7 @@
 """Per-parameter ASGD state, and its exchange form in a torch-layout ``state_dict``.
 
 The state of one parameter is ``step``, ``eta``, ``mu``, the average ``ax`` and, once momentum has
-been used, ``momentum_buffer``. In the exchange form the fast profile writes ``step`` as an exact
+been used, ``momentum_buffer``. In the exchange form the numpy profile writes ``step`` as an exact
 ``int`` and ``eta``/``mu`` as floats; the torch profile writes all three as ``numpy.float32``, the
 counterpart of torch's float32 0-d tensors. Parsing a loaded entry checks everything first and
 copies the arrays, so a refused entry changes nothing and a loaded one aliases nothing.
@@ -102,7 +102,7 @@ def _scalar(entry: Mapping[str, Any], key: str, where: str) -> float:
 
 
 def _step(entry: Mapping[str, Any], where: str) -> int:
-    """The step count, exactly: an integer stays an integer (the fast profile counts beyond 2**53)."""
+    """The step count, exactly: an integer stays an integer (the numpy profile counts beyond 2**53)."""
     value = entry["step"]
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]

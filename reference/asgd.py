@@ -82,7 +82,7 @@ class Coefficients:
         )
 
     def multiply_add(self, fmt: BinaryFormat, x: float, s: float, y: float) -> float:
-        """``x + s * y`` in ``fmt``: one rounding in the torch profiles, two in the fast one."""
+        """``x + s * y`` in ``fmt``: one rounding in the torch profiles, two in the numpy one."""
         if self.fused:
             return fma(fmt, s, y, x)
         return add(fmt, x, mul(fmt, s, y))

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from collections.abc import Mapping
 from typing import Any, Final
 
 import numpy as np
 
-from reference.numerics import FOREACH_UNMODELLED_ALPHAS, NUMERICS_PROFILES, numerics_named
+from reference.numerics import DEPRECATED_NAMES, FOREACH_UNMODELLED_ALPHAS, NUMERICS_PROFILES, numerics_named
 
 __all__ = ["DEFAULTS", "group_hyperparameters", "validated", "validated_all"]
 
@@ -26,7 +27,7 @@ DEFAULTS: Final[Mapping[str, Any]] = {
     "t0": 1e6,
     "lambd": 1e-4,
     "maximize": False,
-    "numerics": "fast",
+    "numerics": "numpy",
 }
 
 
@@ -66,6 +67,13 @@ def validated(name: str, value: object) -> Any:
     if name == "numerics":
         if not isinstance(value, str):
             raise TypeError(f"numerics must be a str, got {value!r} ({type(value).__name__})")
+        if value in DEPRECATED_NAMES:
+            warnings.warn(
+                f"numerics={value!r} is now called {DEPRECATED_NAMES[value]!r}",
+                DeprecationWarning,
+                stacklevel=4,
+            )
+            return DEPRECATED_NAMES[value]
         if value not in NUMERICS_PROFILES:
             raise ValueError(f"Invalid numerics: {value!r} (must be one of {NUMERICS_PROFILES})")
         return value

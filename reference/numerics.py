@@ -8,9 +8,10 @@ A profile decides four things, and nothing else differs between them:
   always updated, η's schedule in float32 tensor arithmetic),
 * which parameter dtypes it models.
 
-``fast`` is what natural NumPy code computes. ``torch`` is torch 2.13's CPU for-loop ASGD: its state
-is float32 0-d tensors, and ATen's ``add(other, alpha=s)`` is a fused multiply-add on x86-64 (its
-vectorized body and its scalar tail alike, for float32 and float64). ``torch-foreach`` is
+``numpy`` is what natural NumPy code computes (called ``fast`` until 2026-12). ``torch`` is torch
+2.13's CPU for-loop ASGD: its state is float32 0-d tensors, and ATen's ``add(other, alpha=s)`` is
+a fused multiply-add on x86-64 (its vectorized body and its scalar tail alike, for float32 and
+float64). ``torch-foreach`` is
 ``torch.optim.ASGD(foreach=True)`` on the CPU: the same state and fused ``add``, and ATen's
 ``addcmul`` (``x + v * y * z``) fuses as well (measured: :mod:`reference.asgd` states each line).
 """
@@ -28,9 +29,11 @@ from reference import rounding
 from reference.rounding import BinaryFormat
 
 __all__ = [
+    "DEPRECATED_NAMES",
     "FAST",
     "FOREACH_UNMODELLED_ALPHAS",
     "NUMERICS_PROFILES",
+    "NUMPY",
     "TORCH",
     "TORCH_FOREACH",
     "Numerics",
@@ -146,8 +149,8 @@ def _power(base: float, exponent: float) -> float:
     return power
 
 
-FAST: Final = Numerics(
-    name="fast",
+NUMPY: Final = Numerics(
+    name="numpy",
     scalar_format=rounding.BINARY64,
     fused_multiply_add=False,
     dtypes=("float16", "float32", "float64", "complex64", "complex128"),
@@ -169,7 +172,12 @@ TORCH_FOREACH: Final = Numerics(
     foreach=True,
 )
 
-_BY_NAME: Final = {profile.name: profile for profile in (FAST, TORCH, TORCH_FOREACH)}
+FAST: Final = NUMPY
+"""The numpy profile's name until 2026-12 (it is not faster than the torch profile)."""
+DEPRECATED_NAMES: Final = {"fast": "numpy"}
+"""Old profile names, still accepted (with a ``DeprecationWarning``), and the profile each now names."""
+
+_BY_NAME: Final = {profile.name: profile for profile in (NUMPY, TORCH, TORCH_FOREACH)}
 NUMERICS_PROFILES: Final = tuple(_BY_NAME)
 
 

@@ -36,7 +36,7 @@ class ASGD:
 
     ``params`` is a list of NumPy arrays (or of objects with ``.data``/``.grad``), or of
     param-group dicts ``{"params": [...], "lr": ...}``. ``numerics`` chooses the rounding:
-    ``"fast"`` (NumPy's, with an exact step counter), ``"torch"`` (torch 2.13's CPU for-loop
+    ``"numpy"`` (NumPy's, with an exact step counter), ``"torch"`` (torch 2.13's CPU for-loop
     ASGD, bit for bit) or ``"torch-foreach"`` (``torch.optim.ASGD(foreach=True)`` on the CPU, bit
     for bit).
     """
@@ -53,7 +53,7 @@ class ASGD:
         t0: float = 1e6,
         lambd: float = 1e-4,
         maximize: bool = False,
-        numerics: str = "fast",
+        numerics: str = "numpy",
     ) -> None:
         self.defaults: dict[str, Any] = validated_all(
             {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "alpha": alpha, "t0": t0,

@@ -73,7 +73,7 @@ def _as_float(value: float | int, key: str, where: str) -> float:
 
 
 def _step(entry: Mapping[str, Any], where: str) -> int:
-    """The step count, exactly: an integer stays an integer (the fast profile counts past 2**53)."""
+    """The step count, exactly: an integer stays an integer (the numpy profile counts past 2**53)."""
     value = _real(entry, "step", where)
     if isinstance(value, float):
         if not (math.isfinite(value) and value >= 0 and value == int(value)):

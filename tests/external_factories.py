@@ -22,7 +22,7 @@ def torch_profile(params: Any, **hyperparameters: Any) -> optimized.ASGD:
 
 
 def fast_profile(params: Any, **hyperparameters: Any) -> optimized.ASGD:
-    return optimized.ASGD(params, numerics="fast", **hyperparameters)
+    return optimized.ASGD(params, numerics="numpy", **hyperparameters)
 
 
 class _FlipsOneBit(optimized.ASGD):

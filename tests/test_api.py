@@ -19,9 +19,9 @@ def gradient_stream() -> list[list[np.ndarray | None]]:
     return PROBLEM.gradients()
 
 
-@pytest.mark.parametrize("numerics", ["fast", "torch", "torch-foreach"])
+@pytest.mark.parametrize("numerics", ["numpy", "torch", "torch-foreach"])
 def test_state_dict_resume_reproduces_the_uninterrupted_run(numerics: str, asgd_class: Any) -> None:
-    hyper = {"lr": 0.05, "t0": 3, "momentum": 0.9 if numerics == "fast" else 0.0, "weight_decay": 0.01}
+    hyper = {"lr": 0.05, "t0": 3, "momentum": 0.9 if numerics == "numpy" else 0.0, "weight_decay": 0.01}
     grads = gradient_stream()
 
     straight = PROBLEM.initial_parameters()
@@ -191,7 +191,7 @@ def test_defaults_are_the_api_pages(asgd_class: Any) -> None:
         "t0": 1e6,
         "lambd": 1e-4,
         "maximize": False,
-        "numerics": "fast",
+        "numerics": "numpy",
     }
 
 
@@ -310,3 +310,28 @@ def test_overlapping_averaged_parameters_blocks_give_the_weights_back(asgd_class
     b.__exit__(None, None, None)
     assert signal.getsignal(signal.SIGINT) is handler
     assert p.tobytes() == weights
+
+
+@pytest.mark.parametrize("where", ["constructor", "param group", "checkpoint"])
+def test_the_old_name_of_the_numpy_profile_is_accepted_with_a_deprecation_warning(
+    asgd_class: Any, where: str
+) -> None:
+    """``numerics="fast"`` was renamed ``"numpy"`` (it is not faster than the torch profile): an old
+    script, group or checkpoint still runs, as the numpy profile, and is told the new name."""
+    parameter = np.ones(3, np.float32)
+    with pytest.warns(DeprecationWarning, match="numerics='fast' is now called 'numpy'"):
+        if where == "constructor":
+            optimizer = asgd_class([parameter], numerics="fast")
+        elif where == "param group":
+            optimizer = asgd_class([{"params": [parameter], "numerics": "fast"}])
+        else:
+            optimizer = asgd_class([parameter])
+            saved = optimizer.state_dict()
+            saved["param_groups"][0]["numerics"] = "fast"
+            optimizer.load_state_dict(saved)
+    assert optimizer.param_groups[0]["numerics"] == "numpy"
+    twin_parameter = parameter.copy()
+    twin = asgd_class([twin_parameter], numerics="numpy")
+    for opt in (optimizer, twin):
+        opt.step([np.full(3, 0.5, np.float32)])
+    assert parameter.tobytes() == twin_parameter.tobytes()

@@ -98,6 +98,8 @@ def test_no_source_file_is_longer_than_about_400_lines() -> None:
         for path in sorted((ROOT / package).rglob("*.py"))
     }
     too_long = {
-        name: lines for name, lines in long_files.items() if lines > LONGEST and name not in DECLARATIVE_TABLES
+        name: lines
+        for name, lines in long_files.items()
+        if lines > LONGEST and name not in DECLARATIVE_TABLES
     }
     assert too_long == {}

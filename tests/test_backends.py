@@ -1,5 +1,5 @@
 """The step as plan → backend: the arrays resolved at every step, the kernels chosen by ``kernel=``,
-the compiled kernel's rounding (no contraction in the fast profile) and its on-disk cache."""
+the compiled kernel's rounding (no contraction in the numpy profile) and its on-disk cache."""
 
 from __future__ import annotations
 
@@ -242,14 +242,14 @@ def test_importing_optimized_does_not_import_numba() -> None:
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_the_fast_profile_is_not_contracted_into_fused_multiply_adds(dtype: str) -> None:
-    """Lines 3 and 6 on values where one rounding and two differ: the numba kernel's fast profile
+    """Lines 3 and 6 on values where one rounding and two differ: the numba kernel in the numpy profile
     must give NumPy's two roundings, and its torch profile the single one."""
     rng = np.random.default_rng(7)
     theta = rng.uniform(-1, 1, 100_000).astype(dtype)
     grad = rng.uniform(-1, 1, 100_000).astype(dtype)
     wd, eta = float(np.float32(0.3)), float(np.float32(0.7))  # the same value in every format
     runs = {}
-    for numerics in ("fast", "torch"):
+    for numerics in ("numpy", "torch"):
         values = theta.copy()
         optimizer = optimized.ASGD(
             [values], lr=eta, lambd=0.0, weight_decay=wd, numerics=numerics, kernel="numba"
@@ -258,8 +258,8 @@ def test_the_fast_profile_is_not_contracted_into_fused_multiply_adds(dtype: str)
         runs[numerics] = values
     scalar = np.dtype(dtype).type
     g = grad + scalar(wd) * theta  # NumPy: multiply, then add, each rounded
-    assert_same_bits(runs["fast"], theta - scalar(eta) * g, "fast profile vs NumPy's two roundings")
-    differing = np.count_nonzero(runs["fast"] != runs["torch"])
+    assert_same_bits(runs["numpy"], theta - scalar(eta) * g, "fast profile vs NumPy's two roundings")
+    differing = np.count_nonzero(runs["numpy"] != runs["torch"])
     assert differing > 1000, f"only {differing} elements tell fused from unfused: the check could not fail"
     spec = theta[:200].copy()
     reference.ASGD([spec], lr=eta, lambd=0.0, weight_decay=wd, numerics="torch").step([grad[:200]])

@@ -150,11 +150,11 @@ HYPERPARAMETER_ROWS = [
                rf"Invalid {name}: 1000+ \(beyond the range of a binary64 float\)")
       for name in ("lr", "t0", "weight_decay")],
     BadInput("param_groups edited to a huge lr", edit_group_then_step("lr", 10**400), ValueError, r"Invalid lr: 1000+ \(beyond"),
-    BadInput("numerics as an array", new_optimizer([p32()], numerics=np.array(["fast"])), TypeError,
-             r"numerics must be a str, got array\(\['fast'\]"),
+    BadInput("numerics as an array", new_optimizer([p32()], numerics=np.array(["numpy"])), TypeError,
+             r"numerics must be a str, got array\(\['numpy'\]"),
     BadInput("maximize=1", new_optimizer([p32()], maximize=1), TypeError, r"maximize must be a bool, got 1 \(int\)"),
     BadInput("numerics='exact'", new_optimizer([p32()], numerics="exact"), ValueError,
-             r"Invalid numerics: 'exact' \(must be one of \('fast', 'torch', 'torch-foreach'\)\)"),
+             r"Invalid numerics: 'exact' \(must be one of \('numpy', 'torch', 'torch-foreach'\)\)"),
     BadInput("unknown group key", new_optimizer([{"params": [p32()], "lr_decay": 0.1}]), ValueError, "Unknown hyperparameter 'lr_decay'"),
     BadInput("invalid group value", new_optimizer([{"params": [p32()], "lr": -1.0}]), ValueError, r"Invalid lr: -1.0"),
 ]  # fmt: skip

@@ -114,8 +114,8 @@ def test_a_plot_that_fails_leaves_no_figure_open(monkeypatch: pytest.MonkeyPatch
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 
-    from conformance.cli import run_conformance
     from conformance.plots import ulp_plot_svg
+    from conformance.run import run_conformance
 
     result = run_conformance(only=SMALL, statistics=False)
     before = plt.get_fignums()

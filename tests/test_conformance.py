@@ -79,7 +79,7 @@ def test_results_json_follows_the_schema(quick_run: tuple[Path, float, Any]) -> 
     jsonschema.validate(data, SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
     names = {i["name"] for i in data["implementations"]}
     assert {
-        "reference-fast",
+        "reference-numpy",
         "optimized-numba-torch",
         "optimized-numpy-torch",
         "torch-forloop",
@@ -121,8 +121,10 @@ def test_a_broken_implementation_fails_the_run_and_the_report_says_where(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     broken = [
-        NumpyImplementation("optimized-numba-fast", BrokenASGD, "fast", "deliberately broken", kernel="numba")
-        if i.name == "optimized-numba-fast"
+        NumpyImplementation(
+            "optimized-numba-numpy", BrokenASGD, "numpy", "deliberately broken", kernel="numba"
+        )
+        if i.name == "optimized-numba-numpy"
         else i
         for i in IMPLEMENTATIONS
     ]
@@ -131,24 +133,24 @@ def test_a_broken_implementation_fails_the_run_and_the_report_says_where(
     )
     assert code == 1
     printed = capsys.readouterr().out
-    assert "FAIL random-f32-averaging: reference-fast vs optimized-numba-fast from step 5" in printed
+    assert "FAIL random-f32-averaging: reference-numpy vs optimized-numba-numpy from step 5" in printed
     page = (tmp_path / "index.html").read_text()
     failures = page[page.index('id="failures"') : page.index('id="summary"')]
-    assert "random-f32-averaging" in failures and "reference-fast vs optimized-numba-fast" in failures
+    assert "random-f32-averaging" in failures and "reference-numpy vs optimized-numba-numpy" in failures
     assert "step 5" in failures
     data = json.loads((tmp_path / "results.json").read_text())
     (failure,) = [c for s in data["scenarios"] for c in s["comparisons"] if c["status"] == "fails"]
-    assert failure["first_divergence"] == 5 and failure["pair"] == "reference-fast vs optimized-numba-fast"
+    assert failure["first_divergence"] == 5 and failure["pair"] == "reference-numpy vs optimized-numba-numpy"
 
 
 def synthetic_result() -> RunResult:
     """A small fixed result, so the golden page depends on the template alone."""
     steps = 4
     comparisons = [
-        Comparison("demo", "reference-fast vs optimized-numba-fast", "reference-fast", "optimized-numba-fast",
+        Comparison("demo", "reference-numpy vs optimized-numba-numpy", "reference-numpy", "optimized-numba-numpy",
                    "bit-exact", "holds", "identical bits at every step", None, 0, 0, 0, None, 0, 0, 0.0, 0.0, 0.0, [0] * steps, [0] * steps,
                    [0.0] * steps, [0.0] * steps, [0] * steps),
-        Comparison("demo", "optimized-numba-fast vs torch-forloop", "optimized-numba-fast", "torch-forloop",
+        Comparison("demo", "optimized-numba-numpy vs torch-forloop", "optimized-numba-numpy", "torch-forloop",
                    "bounded", "fails", "300 normwise ULP exceeds the budget of 256", 256, 4096, 4096, 12, 2, 9, 0, 1e-5, 3e-4, 300.0,
                    [0, 2, 40, 4096], [0, 1, 12, 12], [0.0, 1.0, 30.0, 300.0], [0.0, 1.0, 8.0, 9.0], [0, 3, 5, 9],
                    "parameters", "layer.weight", "[2, 0]"),
@@ -160,7 +162,7 @@ def synthetic_result() -> RunResult:
     scenario = ScenarioResult(
         name="demo", problem="random-stream", dtype="float32", hyperparameters={"lr": 0.01, "t0": 2}, steps=steps,
         seed=0, size=3, start_step=0, purpose="a fixed example",
-        implementations=[ImplementationRun("reference-fast", "ran", None, 0.5, 4.0, 0.01, 0.5,
+        implementations=[ImplementationRun("reference-numpy", "ran", None, 0.5, 4.0, 0.01, 0.5,
                                            {"held-out accuracy (last iterate)": 0.9, "held-out accuracy (averaged)": 0.95}),
                          ImplementationRun("torch-foreach", "skipped", "not run"),
                          ImplementationRun("mine:make", "failed", "could not start: ImportError: no module")],
@@ -175,8 +177,8 @@ def synthetic_result() -> RunResult:
         environment={"python": "3.x", "platform": "p", "numpy": "n", "torch": "t", "scipy": "s",
                      "aten_cpu_capability": "AVX2", "cuda": None, "numba": "b", "optimized_kernel": "numba",
                      "cpu": {"model": "cpu", "flags": ["avx2", "fma"]}},
-        implementations=[{"name": "reference-fast", "description": "spec"}],
-        pairs=[{"name": "optimized-numba-fast vs torch-forloop", "policy": "bounded", "ulp_budget": {"float32": 256},
+        implementations=[{"name": "reference-numpy", "description": "spec"}],
+        pairs=[{"name": "optimized-numba-numpy vs torch-forloop", "policy": "bounded", "ulp_budget": {"float32": 256},
                 "rationale": "two roundings against one"},
                {"name": "reference-torch vs mine:make", "policy": "bit-exact", "ulp_budget": None,
                 "rationale": "claims the torch profile"}],
@@ -258,7 +260,7 @@ def test_the_page_renders_in_headless_chromium(quick_run: tuple[Path, float, Any
     )
     assert "0 bits differ" in dom.stdout
     bounded = page[page.index('id="scenario-lsq-f64-averaging"') :]
-    assert "budget of optimized-numba-fast vs torch-forloop" in bounded[: bounded.index("</svg>")]
+    assert "budget of optimized-numba-numpy vs torch-forloop" in bounded[: bounded.index("</svg>")]
     console_errors = [line for log in logs for line in log.splitlines() if "CONSOLE" in line]
     assert console_errors == []
 

@@ -97,8 +97,8 @@ class LoadResumesTheClockOneStepOn(Engine):  # type: ignore[misc,valid-type]
 
 MUTANTS: list[tuple[str, type, str]] = [
     ("schedule: eta without alpha", EtaIgnoresAlpha, "torch"),
-    ("lambda decay with lr for eta", DecayUsesLrForEta, "fast"),
-    ("averaging starts one step before t0 says", AveragingStartsOneStepEarly, "fast"),
+    ("lambda decay with lr for eta", DecayUsesLrForEta, "numpy"),
+    ("averaging starts one step before t0 says", AveragingStartsOneStepEarly, "numpy"),
     ("load_state_dict keeps the lr", LoadKeepsTheLr, "torch-foreach"),
     ("a checkpoint resumes the clock one step on", LoadResumesTheClockOneStepOn, "torch"),
 ]

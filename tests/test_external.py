@@ -118,9 +118,9 @@ def test_check_names_the_tensor_and_the_element() -> None:
 def test_check_holds_for_a_faithful_implementation_in_each_claim() -> None:
     torch_claim = conformance.check(factories.torch_profile, claims="torch", only="many-tensors-f64-handover")
     assert torch_claim.holds, torch_claim.failures
-    fast_claim = conformance.check(factories.fast_profile, claims="fast", only="random-c64-averaging")
+    fast_claim = conformance.check(factories.fast_profile, claims="numpy", only="random-c64-averaging")
     assert fast_claim.holds and {c.pair for c in fast_claim.comparisons} == {
-        "reference-fast vs tests.external_factories:fast_profile"
+        "reference-numpy vs tests.external_factories:fast_profile"
     }
     foreach_claim = conformance.check(
         factories.torch_foreach, claims="torch-foreach", only="many-tensors-f64-handover"

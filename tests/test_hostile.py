@@ -128,7 +128,10 @@ def started_run(tmp_path: Path) -> tuple[subprocess.Popen[str], list[int]]:
         "--implementation", "tests.external_factories:hangs_at_step_3", "--only", TWO_SHORT,
         "--no-statistics", "--jobs", "2", "--out", str(tmp_path / "r"),
     )  # fmt: skip
-    wait_until(lambda: len(workers_of(process.pid)) == 2, "two workers")
+    wait_until(lambda: len(workers_of(process.pid)) == 2 or process.poll() is not None, "two workers")
+    if process.poll() is not None:  # it ended before its workers were busy: say why, do not wait
+        _, err = process.communicate()
+        pytest.fail(f"the run ended with status {process.returncode} before two workers started: {err}")
     return process, workers_of(process.pid)
 
 

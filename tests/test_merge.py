@@ -81,8 +81,8 @@ MALFORMED: list[tuple[str, Callable[[dict[str, Any]], object], str]] = [
      r'selection\.shard must be K/N with 1 <= K <= N, got "1"'),
     ("shard-of-zero", lambda d: d["selection"].update(shard="0/3"), r"selection\.shard must be K/N"),
     ("no-shard", lambda d: d["selection"].pop("shard"), r"selection\.shard is missing"),
-    ("implementations-as-strings", lambda d: d.update(implementations=["reference-fast", "torch-forloop"]),
-     r'implementations\[0\] must be an object, got "reference-fast"'),
+    ("implementations-as-strings", lambda d: d.update(implementations=["reference-numpy", "torch-forloop"]),
+     r'implementations\[0\] must be an object, got "reference-numpy"'),
     ("seconds-a-string", lambda d: d.update(seconds="12.5"), r'seconds must be a finite number, got "12.5"'),
     ("ulp-budget-a-fraction", lambda d: bounded(d).update(ulp_budget=3.5),
      COMPARISON + r"\.ulp_budget must be an integer from 0 to 2\*\*53, got 3\.5"),
@@ -249,7 +249,7 @@ def test_a_late_run_without_the_state_format_merges(
     scenario = data["scenarios"][0]
     scenario["start_step"] = 1000
     for run in scenario["implementations"]:
-        if run["name"] in ("torch-forloop", "optimized-numba-fast"):
+        if run["name"] in ("torch-forloop", "optimized-numba-numpy"):
             run.update(final_step=None, final_eta=None, final_mu=None)
     status, out, err = run_merge(capsys, tmp_path / "report", write_shard(tmp_path / "shard", data))
     assert status == 0, out + err

@@ -55,7 +55,7 @@ class IgnoresMaximize(TaskMutant):
 
 
 class FusesWeightDecay(TaskMutant):
-    """Rounds line 3 once in the fast profile, as the torch profile does."""
+    """Rounds line 3 once in the numpy profile, as the torch profile does."""
 
     def mutate(self, task: Task) -> Task:
         s = task.scalars
@@ -161,16 +161,16 @@ class TouchesSkippedParameters(Engine):
 
 MUTATIONS: list[tuple[Callable[..., None], type, str, dict[str, Any]]] = [
     (test_properties.test_maximize_equals_minimizing_the_negated_gradient, IgnoresMaximize, "maximize ignored", {}),
-    (test_properties.test_weight_decay_equals_adding_it_to_the_gradient_by_hand, FusesWeightDecay, "line 3 fused in the fast profile", {}),
+    (test_properties.test_weight_decay_equals_adding_it_to_the_gradient_by_hand, FusesWeightDecay, "line 3 fused in the numpy profile", {}),
     (test_properties.test_zero_lr_leaves_theta_unchanged, UpdatesWithZeroLr, "a step taken with lr = 0", {}),
     (test_properties.test_zero_lambd_and_zero_gradients_leave_theta_unchanged, DecaysWithoutLambd, "decay applied with lambd = 0", {}),
     (test_properties.test_t0_inf_keeps_averages_equal_to_parameters, AveragesFromTheStart, "t0 ignored", {}),
     (test_properties.test_averages_are_the_mean_of_iterates_t0_plus_2_on, MuOffByOne, "mu off by one step", {}),
-    (test_properties.test_eta_and_mu_follow_their_closed_forms, EtaIgnoresAlpha, "eta without alpha", {"numerics": "fast"}),
+    (test_properties.test_eta_and_mu_follow_their_closed_forms, EtaIgnoresAlpha, "eta without alpha", {"numerics": "numpy"}),
     (test_properties.test_determinism, Nondeterministic, "a bit flips on every other call", {}),
     (test_properties.test_dtype_and_shape_are_preserved, AveragesInFloat64, "averages widened to float64", {}),
     (test_api.test_momentum_zero_keeps_no_buffer, KeepsABuffer, "a buffer kept without momentum", {}),
-    (test_api.test_state_dict_resume_reproduces_the_uninterrupted_run, ForgetsAveragesOnSave, "ax dropped from state_dict", {"numerics": "fast"}),
+    (test_api.test_state_dict_resume_reproduces_the_uninterrupted_run, ForgetsAveragesOnSave, "ax dropped from state_dict", {"numerics": "numpy"}),
     (test_api.test_none_gradient_leaves_parameter_and_state_untouched, TouchesSkippedParameters, "None treated as zero", {}),
 ]  # fmt: skip
 

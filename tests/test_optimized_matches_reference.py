@@ -56,7 +56,7 @@ def assert_runs_agree(run: Run, implementation: Any) -> None:
 
 
 @pytest.mark.parametrize("kernel", list(OPTIMIZED))
-@given(run=runs("fast"))
+@given(run=runs("numpy"))
 def test_fast_profile_agrees_with_the_reference(kernel: str, run: Run) -> None:
     assert_runs_agree(run, OPTIMIZED[kernel])
 

@@ -31,7 +31,7 @@ def run(
     return optimizer
 
 
-@pytest.mark.parametrize("numerics", ["fast", "torch", "torch-foreach"])
+@pytest.mark.parametrize("numerics", ["numpy", "torch", "torch-foreach"])
 def test_kernel_block_size_and_thread_count_change_no_bit(numerics: str) -> None:
     problem = Problem("blocks", "float32", SHAPES, steps=12)
     baseline_params = problem.initial_parameters()
@@ -94,7 +94,7 @@ def test_two_threads_take_one_share_each(kernel: str, monkeypatch: pytest.Monkey
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
-@pytest.mark.parametrize("numerics", ["fast", "torch", "torch-foreach"])
+@pytest.mark.parametrize("numerics", ["numpy", "torch", "torch-foreach"])
 def test_packed_parameters_match_separate_ones_and_the_reference(numerics: str, kernel: str) -> None:
     problem = Problem("packed", "float32", ((4, 5), (3,), (2, 2, 2), ()), steps=15)
     separate = problem.initial_parameters()
@@ -199,7 +199,7 @@ def test_pack_keeps_values_and_shapes_and_refuses_mixed_dtypes() -> None:
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
-@pytest.mark.parametrize("numerics", ["fast", "torch", "torch-foreach"])
+@pytest.mark.parametrize("numerics", ["numpy", "torch", "torch-foreach"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_steady_steps_allocate_nothing_proportional_to_the_model(
     dtype: str, numerics: str, kernel: str

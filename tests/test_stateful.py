@@ -1,5 +1,7 @@
-"""A stateful test: ``optimized.ASGD`` and ``reference.ASGD`` receive the same random program of
-API calls and must agree bit for bit after every one (Hypothesis's model-vs-implementation idiom)."""
+"""A stateful test: ``optimized.ASGD`` and ``reference.ASGD``, two implementations that share no code,
+receive the same random program of API calls and must agree bit for bit after every one; in the
+torch profiles ``torch.optim.ASGD`` on the path the profile models takes part too, for as long as
+the program stays within torch's API (no momentum, no parameter replaced in a group)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,17 @@ from tests.implementations import OPTIMIZED
 from tests.strategies import arrays, dtypes, hyperparameters_for, shapes
 from tests.test_optimized_matches_reference import assert_same_state
 
+try:
+    import torch
+except ImportError:  # the torch profiles are then checked against the reference alone
+    torch = None  # type: ignore[assignment]
+TORCH_PATH = {"torch": "for-loop", "torch-foreach": "foreach"}
+
+
+def torch_hyper(hyper: dict[str, Any]) -> dict[str, Any]:
+    """This API's hyperparameters as ``torch.optim.ASGD`` takes them (it has no momentum)."""
+    return {k: v for k, v in hyper.items() if k not in ("momentum", "numerics")}
+
 
 def rebuilt(asgd_class: Any, optimizer: Any) -> Any:
     """A fresh optimizer over the same parameters and groups, loaded from ``optimizer``'s state_dict."""
@@ -38,7 +51,7 @@ def rebuilt(asgd_class: Any, optimizer: Any) -> Any:
 class OptimizedMatchesReference(RuleBasedStateMachine):
     implementation: Any = OPTIMIZED["numba"]
 
-    @initialize(numerics=st.sampled_from(["fast", "torch", "torch-foreach"]), data=st.data())
+    @initialize(numerics=st.sampled_from(["numpy", "torch", "torch-foreach"]), data=st.data())
     def build(self, numerics: str, data: st.DataObject) -> None:
         self.numerics = numerics
         self.dtype = data.draw(dtypes(numerics), label="dtype")
@@ -50,6 +63,12 @@ class OptimizedMatchesReference(RuleBasedStateMachine):
         self.spec_params = [v.copy() for v in values]
         self.fast = self.implementation(self.fast_params, numerics=numerics, **hyper)
         self.spec = reference.ASGD(self.spec_params, numerics=numerics, **hyper)
+        self.torch: Any = None
+        if numerics in TORCH_PATH and hyper["momentum"] == 0 and torch is not None:
+            self.tensors = [torch.tensor(v.copy()) for v in values]
+            self.torch = torch.optim.ASGD(
+                self.tensors, foreach=numerics == "torch-foreach", **torch_hyper(hyper)
+            )
 
     @rule(data=st.data())
     def step(self, data: st.DataObject) -> None:
@@ -59,6 +78,10 @@ class OptimizedMatchesReference(RuleBasedStateMachine):
         ]
         self.fast.step([None if g is None else g.copy() for g in grads])
         self.spec.step(grads)
+        if self.torch is not None:
+            for tensor, grad in zip(self.tensors, grads, strict=True):
+                tensor.grad = None if grad is None else torch.tensor(grad.copy())
+            self.torch.step()
 
     @rule(set_to_none=st.booleans())
     def zero_grad(self, set_to_none: bool) -> None:
@@ -69,6 +92,10 @@ class OptimizedMatchesReference(RuleBasedStateMachine):
     def save_and_load_into_fresh_optimizers(self) -> None:
         self.fast = rebuilt(self.implementation, self.fast)
         self.spec = rebuilt(reference.ASGD, self.spec)
+        if self.torch is not None:
+            fresh = torch.optim.ASGD([dict(g) for g in self.torch.param_groups])
+            fresh.load_state_dict(self.torch.state_dict())
+            self.torch = fresh
 
     @precondition(lambda self: len(self.spec_params) < 5)
     @rule(data=st.data())
@@ -79,6 +106,11 @@ class OptimizedMatchesReference(RuleBasedStateMachine):
         self.spec_params.append(value.copy())
         self.fast.add_param_group({"params": [self.fast_params[-1]], **hyper})
         self.spec.add_param_group({"params": [self.spec_params[-1]], **hyper})
+        if self.torch is not None and hyper["momentum"] == 0:
+            self.tensors.append(torch.tensor(value.copy()))
+            self.torch.add_param_group({"params": [self.tensors[-1]], **torch_hyper(hyper)})
+        else:
+            self.torch = None  # momentum: beyond torch's ASGD
 
     @rule(data=st.data())
     def replace_a_parameter(self, data: st.DataObject) -> None:
@@ -86,6 +118,7 @@ class OptimizedMatchesReference(RuleBasedStateMachine):
         index = data.draw(st.integers(0, len(self.spec_params) - 1), label="replaced parameter")
         value = self.spec_params[index].copy()
         value += 1
+        self.torch = None  # torch keys state by tensor, this API by position: they part here
         for params, optimizer in ((self.fast_params, self.fast), (self.spec_params, self.spec)):
             old = params[index]
             params[index] = value.copy()
@@ -99,6 +132,8 @@ class OptimizedMatchesReference(RuleBasedStateMachine):
         group = data.draw(st.integers(0, len(self.spec.param_groups) - 1), label="group")
         self.fast.param_groups[group]["lr"] = lr
         self.spec.param_groups[group]["lr"] = lr
+        if self.torch is not None:
+            self.torch.param_groups[group]["lr"] = lr
 
     @precondition(lambda self: hasattr(self, "spec"))  # from the initialization on
     @invariant()
@@ -108,6 +143,14 @@ class OptimizedMatchesReference(RuleBasedStateMachine):
         for index, (a, b) in enumerate(zip(self.fast.averages(), self.spec.averages(), strict=True)):
             assert_same_bits(a, b, f"average {index}")
         assert_same_state(self.fast.state_dict(), self.spec.state_dict(), "state_dict")
+        if self.torch is not None:
+            for index, (tensor, b) in enumerate(zip(self.tensors, self.spec_params, strict=True)):
+                assert_same_bits(tensor.numpy(), b, f"torch: parameter {index}")
+                state = self.torch.state.get(tensor, {})
+                if "ax" in state:
+                    assert_same_bits(
+                        state["ax"].numpy(), self.spec.averages()[index], f"torch: average {index}"
+                    )
 
 
 STATEFUL = settings(stateful_step_count=12)  # example counts come from the ci / thorough profile
@@ -144,3 +187,21 @@ def test_the_machine_finds_a_planted_divergence() -> None:
         # Generation only: the point is that the machine finds it, not how far Hypothesis shrinks it.
         found = settings(STATEFUL, max_examples=200, print_blob=False, database=None, phases=[Phase.generate])
         run_state_machine_as_test(PlantedMachine, settings=found)
+
+
+class TorchOnTheOtherPath(OptimizedMatchesReference):
+    """Wrong on purpose: torch runs the other CPU path from the one the profile models."""
+
+    @initialize(numerics=st.sampled_from(["torch", "torch-foreach"]), data=st.data())
+    def build(self, numerics: str, data: st.DataObject) -> None:
+        super().build(numerics, data)
+        if self.torch is not None:
+            for group in self.torch.param_groups:
+                group["foreach"] = numerics == "torch"
+
+
+@pytest.mark.skipif(torch is None, reason="torch is not installed")
+def test_the_machine_holds_torch_to_the_path_its_profile_models() -> None:
+    with pytest.raises(AssertionError, match="torch: "):
+        found = settings(STATEFUL, max_examples=300, print_blob=False, database=None, phases=[Phase.generate])
+        run_state_machine_as_test(TorchOnTheOtherPath, settings=found)

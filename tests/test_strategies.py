@@ -29,7 +29,7 @@ def test_hyperparameters_reach_the_branch_points() -> None:
     find(hyperparameters(), lambda h: h["momentum"] > 0 and h["weight_decay"] > 0 and h["maximize"])
 
 
-@given(dtype=dtypes("fast"), data=st.data())
+@given(dtype=dtypes("numpy"), data=st.data())
 def test_arrays_are_finite_of_their_dtype_and_vary_element_by_element(
     dtype: str, data: st.DataObject
 ) -> None:
@@ -45,7 +45,7 @@ def test_arrays_reach_subnormals_and_huge_values() -> None:
     find(arrays("float32", (5,)), lambda a: len(set(a.tolist())) == 5)  # independent elements
 
 
-@given(dtype=dtypes("fast"), data=st.data())
+@given(dtype=dtypes("numpy"), data=st.data())
 def test_layouts_keep_values_and_strided_is_not_contiguous(dtype: str, data: st.DataObject) -> None:
     array = data.draw(arrays(dtype, (3, 4)))
     for layout in LAYOUTS:

@@ -92,12 +92,12 @@ def test_optimized_state_dict_resume_reproduces_the_uninterrupted_run(kernel: st
     )
     gradients = problem.gradients()
     straight = problem.initial_parameters()
-    uninterrupted = OPTIMIZED[kernel](straight, numerics="fast", **problem.groups[0])
+    uninterrupted = OPTIMIZED[kernel](straight, numerics="numpy", **problem.groups[0])
     for row in gradients:
         uninterrupted.step(row)
 
     parameters = problem.initial_parameters()
-    first = OPTIMIZED[kernel](parameters, numerics="fast", **problem.groups[0])
+    first = OPTIMIZED[kernel](parameters, numerics="numpy", **problem.groups[0])
     for row in gradients[:HALF]:
         first.step(row)
     saved = first.state_dict()
@@ -123,9 +123,9 @@ def test_the_profile_of_a_torch_state_can_be_named() -> None:
     assert optimized.state_dict_from_torch(saved)["param_groups"][0]["numerics"] == "torch"
     named = optimized.state_dict_from_torch(saved, numerics="torch-foreach")
     assert named["param_groups"][0]["numerics"] == "torch-foreach"
-    with pytest.raises(ValueError, match=r"Invalid numerics: 'fast' \(a torch state continues in one of"):
-        optimized.state_dict_from_torch(saved, numerics="fast")
-    fast = optimized.ASGD([np.zeros(3, np.float32)], numerics="fast")
+    with pytest.raises(ValueError, match=r"Invalid numerics: 'numpy' \(a torch state continues in one of"):
+        optimized.state_dict_from_torch(saved, numerics="numpy")
+    fast = optimized.ASGD([np.zeros(3, np.float32)], numerics="numpy")
     assert optimized.state_dict_to_torch(fast.state_dict())["param_groups"][0]["foreach"] is None
 
 

@@ -1,4 +1,4 @@
-"""``reference.ASGD(numerics="fast")`` against a direct NumPy evaluation of the eight lines.
+"""``reference.ASGD(numerics="numpy")`` against a direct NumPy evaluation of the eight lines.
 
 The oracle below is the algorithm written as natural NumPy code: whole-array expressions, scalars
 as Python floats cast to the array's dtype, complex arrays through their real views. The reference
@@ -56,7 +56,7 @@ def numpy_asgd(
 
 def assert_reference_matches_numpy(problem: Problem, hyper: dict[str, Any]) -> None:
     (parameter,) = problem.initial_parameters()
-    optimizer = ASGD([parameter], numerics="fast", **hyper)
+    optimizer = ASGD([parameter], numerics="numpy", **hyper)
     for step, ((gradient,), (theta, ax, buf)) in enumerate(
         zip(problem.gradients(), numpy_asgd(problem, hyper), strict=True), 1
     ):
@@ -127,7 +127,7 @@ def test_fast_profile_matches_numpy_over_hyperparameters(
 
 def test_fast_step_counter_is_exact_past_2_pow_24() -> None:
     parameter = np.ones(2, np.float32)
-    optimizer = ASGD([parameter], numerics="fast", t0=0)
+    optimizer = ASGD([parameter], numerics="numpy", t0=0)
     state = optimizer.state_dict()
     optimizer.step([np.zeros(2, np.float32)])
     state = optimizer.state_dict()
