@@ -40,8 +40,8 @@ from optimized.torch_interop import TORCH_PROFILES
 __all__ = [
     "IMPLEMENTATIONS",
     "REFERENCE_BUDGET",
+    "ArrayImplementation",
     "Implementation",
-    "NumpyImplementation",
     "TorchImplementation",
 ]
 
@@ -62,7 +62,7 @@ class Implementation(ABC):
         """An optimizer at the scenario's starting point, ready for its first step."""
 
 
-class NumpyImplementation(Implementation):
+class ArrayImplementation(Implementation):
     """``reference.ASGD`` or ``optimized.ASGD`` in one numerics profile.
 
     ``kernel`` (``"numba"`` or ``"numpy"``) is passed to the optimizer class only when given:
@@ -218,12 +218,12 @@ def _derived() -> tuple[Implementation, ...]:
     for numerics in NUMERICS:
         rounding = _ROUNDING[numerics]
         ours.append(
-            NumpyImplementation(
+            ArrayImplementation(
                 reference_id(numerics), reference.ASGD, numerics, f"pure-Python specification, {rounding}"
             )
         )
         for kernel in KERNELS:
-            ours.append(NumpyImplementation(
+            ours.append(ArrayImplementation(
                 optimized_id(kernel, numerics), optimized.ASGD, numerics,
                 f"production ASGD, {kernel} kernel, {rounding}", kernel=kernel,
             ))  # fmt: skip

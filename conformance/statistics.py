@@ -25,7 +25,7 @@ import numpy as np
 import scipy.stats
 
 import optimized
-from conformance.problems import LeastSquares
+from conformance.objectives import LeastSquares
 from conformance.results import StatisticsResult
 
 __all__ = ["PolyakJuditsky", "polyak_juditsky"]

@@ -4,7 +4,7 @@ A workload's gradient is a function of the current parameters and the step numbe
 implementations at the same point receive the same gradient bits, and one that drifts sees the
 gradients of where it drifted to. Three kinds:
 
-* :class:`SingleTensor`: one tensor, from a :mod:`conformance.problems` problem;
+* :class:`SingleTensor`: one tensor, from a :mod:`conformance.objectives` problem;
 * :class:`ManyTensors`: tensors of different shapes, a pull towards zero plus noise, with some
   gradients ``None`` on some steps (a layer that took no part in the loss);
 * :class:`DigitsMLP`: a small torch ``nn`` MLP trained with cross-entropy on scikit-learn's bundled
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from conformance.problems import GradientProblem, make_problem
+from conformance.objectives import GradientProblem, make_problem
 from conformance.scenarios import MIXED, MIXED_DTYPES
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ class Workload(Protocol):
 
 @dataclass(frozen=True)
 class SingleTensor:
-    """One tensor whose gradients come from a :class:`~conformance.problems.GradientProblem`."""
+    """One tensor whose gradients come from a :class:`~conformance.objectives.GradientProblem`."""
 
     problem: GradientProblem
     names: tuple[str, ...] = ("theta",)

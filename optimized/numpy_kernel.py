@@ -20,7 +20,7 @@ from optimized.fma import FmaScratch, fused_multiply_add
 from optimized.plan import StepScalars, Task
 from optimized.threads import DEFAULT_THREADS, Piece, run_shared
 
-__all__ = ["BLOCK_BYTES", "Coefficients", "NumpyBackend", "block_length"]
+__all__ = ["BLOCK_BYTES", "NumpyBackend", "RoundedScalars", "block_length"]
 
 BLOCK_BYTES: Final = 1 << 20
 """The default block: 1 MiB of each array (262,144 float32 or 131,072 float64 elements). NumPy
@@ -44,7 +44,7 @@ def _coefficient(value: float, dtype: np.dtype[Any]) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Coefficients:
+class RoundedScalars:
     """A step's scalars rounded to the arrays' dtype, and the choices they imply."""
 
     maximize: bool
@@ -60,7 +60,7 @@ class Coefficients:
     foreach: bool
 
     @classmethod
-    def of(cls, dtype: np.dtype[Any], scalars: StepScalars) -> Coefficients:
+    def of(cls, dtype: np.dtype[Any], scalars: StepScalars) -> RoundedScalars:
         weight_decay = _coefficient(scalars.weight_decay, dtype)
         momentum = _coefficient(scalars.momentum, dtype)
         return cls(
@@ -106,7 +106,7 @@ def update_block(
     grad: np.ndarray,
     ax: np.ndarray,
     buf: np.ndarray | None,
-    k: Coefficients,
+    k: RoundedScalars,
     ws: Workspace,
     first_momentum_step: bool,
 ) -> None:
@@ -166,15 +166,15 @@ class NumpyBackend:
         self.block_size, self.threads = block_size, threads
 
     def run(self, tasks: Sequence[Task]) -> None:
-        coefficients: dict[tuple[int, np.dtype[Any]], Coefficients] = {}
+        coefficients: dict[tuple[int, np.dtype[Any]], RoundedScalars] = {}
         for task in tasks:
             key = (id(task.scalars), task.theta.dtype)
             if key not in coefficients:
-                coefficients[key] = Coefficients.of(task.theta.dtype, task.scalars)
+                coefficients[key] = RoundedScalars.of(task.theta.dtype, task.scalars)
         run_shared(lambda share: self.run_share(share, coefficients), tasks, self.threads)
 
     def run_share(
-        self, share: list[Piece], coefficients: dict[tuple[int, np.dtype[Any]], Coefficients]
+        self, share: list[Piece], coefficients: dict[tuple[int, np.dtype[Any]], RoundedScalars]
     ) -> None:
         """One thread's pieces, block by block, on its own workspaces."""
         workspaces: dict[np.dtype[Any], Workspace] = {}

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tests.implementations import IMPLEMENTATIONS
+from tests.implementations import ASGD_CLASSES
 
 # ci is derandomized: the same examples on every run, so a red CI is a real regression; thorough
 # searches afresh each time and is where new counterexamples are found.
@@ -34,11 +34,11 @@ settings.register_profile(
 settings.load_profile("ci")
 
 
-@pytest.fixture(params=list(IMPLEMENTATIONS), scope="session")
+@pytest.fixture(params=list(ASGD_CLASSES), scope="session")
 def asgd_class(request: pytest.FixtureRequest) -> Any:
     """Each ASGD implementation in turn (the reference, the optimized ASGD on each kernel); tests
     of the shared API take this fixture."""
-    return IMPLEMENTATIONS[request.param]
+    return ASGD_CLASSES[request.param]
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from optimized.hyperparameters import DEFAULTS
-from tests.problems import Problem
+from tests.streams import Problem
 
 Snapshot = tuple[list[np.ndarray], list[np.ndarray]]
 

@@ -25,7 +25,7 @@ class OptimizedNumpy(optimized.ASGD):
 
 OPTIMIZED: dict[str, Any] = {"numba": OptimizedNumba, "numpy": OptimizedNumpy}
 """The optimized ASGD on each kernel backend."""
-IMPLEMENTATIONS: dict[str, Any] = {
+ASGD_CLASSES: dict[str, Any] = {
     "reference": reference.ASGD,
     **{f"optimized-{k}": v for k, v in OPTIMIZED.items()},
 }

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from reference.numerics import FOREACH_UNMODELLED_ALPHAS, numerics_named
-from tests.problems import strided_like
+from tests.streams import strided_like
 
 FLOAT_WIDTH = {"float16": 16, "float32": 32, "float64": 64, "complex64": 32, "complex128": 64}
 

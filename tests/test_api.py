@@ -10,7 +10,7 @@ import pytest
 
 from reference import DEFAULTS, Parameter
 from tests.assertions import assert_same_bits
-from tests.problems import Problem
+from tests.streams import Problem
 
 PROBLEM = Problem("api", "float32", ((4, 3), (5,)), steps=12)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-IMPLEMENTATIONS = ("reference", "optimized")
+PACKAGES = ("reference", "optimized")
 
 LONGEST = 400
 """Lines a source file may have."""
@@ -37,7 +37,7 @@ def imported_packages(source: str) -> set[str]:
 
 def crossings(package: str) -> list[str]:
     """The modules of one implementation that import the other."""
-    other = next(name for name in IMPLEMENTATIONS if name != package)
+    other = next(name for name in PACKAGES if name != package)
     return [
         str(path.relative_to(ROOT))
         for path in sorted((ROOT / package).rglob("*.py"))
@@ -45,7 +45,7 @@ def crossings(package: str) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("package", IMPLEMENTATIONS)
+@pytest.mark.parametrize("package", PACKAGES)
 def test_no_module_of_one_implementation_imports_the_other(package: str) -> None:
     assert crossings(package) == []
 
@@ -62,10 +62,10 @@ def test_the_import_scan_sees_an_import_inside_a_function() -> None:
     assert imported_packages(source) == {"optimized", "reference"}
 
 
-@pytest.mark.parametrize("package", IMPLEMENTATIONS)
+@pytest.mark.parametrize("package", PACKAGES)
 def test_importing_one_implementation_loads_no_module_of_the_other(package: str) -> None:
     """Every module of ``package`` imported in a fresh interpreter: none of the other's is loaded."""
-    other = next(name for name in IMPLEMENTATIONS if name != package)
+    other = next(name for name in PACKAGES if name != package)
     script = textwrap.dedent(
         f"""
         import importlib, pkgutil, sys
@@ -86,7 +86,7 @@ def test_importing_one_implementation_loads_no_module_of_the_other(package: str)
 
 def test_conformance_stands_above_both() -> None:
     """Nothing of ``reference`` or ``optimized`` imports ``conformance``."""
-    for package in IMPLEMENTATIONS:
+    for package in PACKAGES:
         for path in (ROOT / package).rglob("*.py"):
             assert "conformance" not in imported_packages(path.read_text()), path
 
@@ -94,7 +94,7 @@ def test_conformance_stands_above_both() -> None:
 def test_no_source_file_is_longer_than_about_400_lines() -> None:
     long_files = {
         str(path.relative_to(ROOT)): len(path.read_text().splitlines())
-        for package in (*IMPLEMENTATIONS, "conformance", "benchmarks")
+        for package in (*PACKAGES, "conformance", "benchmarks")
         for path in sorted((ROOT / package).rglob("*.py"))
     }
     too_long = {

@@ -18,7 +18,7 @@ import pytest
 
 import optimized
 from conformance.cli import main
-from conformance.implementations import IMPLEMENTATIONS, NumpyImplementation
+from conformance.implementations import IMPLEMENTATIONS, ArrayImplementation
 from conformance.report import render_html
 from conformance.results import (
     Comparison,
@@ -121,7 +121,7 @@ def test_a_broken_implementation_fails_the_run_and_the_report_says_where(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     broken = [
-        NumpyImplementation(
+        ArrayImplementation(
             "optimized-numba-numpy", BrokenASGD, "numpy", "deliberately broken", kernel="numba"
         )
         if i.name == "optimized-numba-numpy"

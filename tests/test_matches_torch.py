@@ -16,7 +16,7 @@ import pytest
 from reference import ASGD
 from tests.assertions import assert_same_bits
 from tests.drivers import run_numpy_optimizer, run_torch
-from tests.problems import Problem
+from tests.streams import Problem
 
 torch = pytest.importorskip("torch")
 

@@ -25,8 +25,8 @@ from reference.numerics import FOREACH_UNMODELLED_ALPHAS, TORCH, TORCH_FOREACH
 from tests.assertions import assert_same_bits
 from tests.drivers import TORCH_HYPERPARAMETERS
 from tests.implementations import OPTIMIZED
-from tests.problems import Problem
 from tests.strategies import runs
+from tests.streams import Problem
 
 torch = pytest.importorskip("torch")
 

@@ -14,7 +14,7 @@ import reference
 from optimized import threads as threading_of_steps
 from optimized.plan import StepScalars, Task
 from tests.assertions import assert_same_bits
-from tests.problems import Problem
+from tests.streams import Problem
 
 SHAPES = ((40, 50), (7,), (3, 3, 3), (1000,), ())
 KERNELS = ["numba", "numpy"]

@@ -14,8 +14,8 @@ from hypothesis.extra import numpy as hnp
 
 from reference.numerics import FOREACH_UNMODELLED_ALPHAS
 from tests.assertions import assert_same_bits
-from tests.problems import random_array
 from tests.strategies import arrays, dtypes, hyperparameters, shapes
+from tests.streams import random_array
 
 
 @st.composite

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from reference import ASGD, DEFAULTS
 from tests.assertions import assert_same_bits
-from tests.problems import Problem
+from tests.streams import Problem
 
 
 def real_view(array: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ import pytest
 import optimized
 from tests.assertions import assert_same_bits
 from tests.implementations import OPTIMIZED
-from tests.problems import Problem
+from tests.streams import Problem
 
 torch = pytest.importorskip("torch")
 
