@@ -143,6 +143,9 @@ def external_implementations(
 ) -> list[ExternalImplementation]:
     """One implementation per ``--implementation``, with its ``--claims`` and ``--style``."""
     chosen_claims = _per_implementation("--claims", claims, specs, "torch")
+    for old in sorted(set(chosen_claims) & DEPRECATED_NAMES.keys()):
+        print(f"asgd-conformance: warning: --claims {old} is now {DEPRECATED_NAMES[old]}", file=sys.stderr)
+    chosen_claims = [DEPRECATED_NAMES.get(claim, claim) for claim in chosen_claims]
     chosen_styles = _per_implementation("--style", styles, specs, None)
     for spec in specs:
         split_spec(spec, "--implementation")

@@ -10,7 +10,8 @@ list of tensors or, in scenarios with param groups, torch-style group dicts. Its
   and ``state[p]["ax"]`` holds the averages (``torch.optim.Optimizer``'s interface).
 
 Declare it (``--style``, ``check(style=)``), or let :func:`detect_style` tell from what the factory
-builds on a one-parameter probe, once, before any scenario. ``Unsupported("why")`` declines a scenario.
+builds on a one-parameter probe, before the first scenario a process runs (results.json records the
+declared style or ``"detected"``). ``Unsupported("why")`` declines a scenario.
 """
 
 from __future__ import annotations
@@ -93,9 +94,8 @@ def detect_style(factory: Callable[..., Any]) -> Style:
     factory passes through (it declines the scenario).
     """
     hyper = _probe_hyperparameters()
-    torch = sys.modules.get("torch") or _optional_torch()
-    if isinstance(factory, type):
-        torch_optimizer = torch is not None and issubclass(factory, torch.optim.Optimizer)
+    if isinstance(factory, type):  # a subclass of torch's Optimizer has torch imported already
+        torch_optimizer = "torch" in sys.modules and issubclass(factory, sys.modules["torch"].optim.Optimizer)
         return "torch" if torch_optimizer else "numpy"
     attempts: list[str] = []
     try:
@@ -108,6 +108,7 @@ def detect_style(factory: Callable[..., Any]) -> Style:
         if callable(getattr(built, "averages", None)):
             return "numpy"
         attempts.append(f"on a NumPy array it built a {type(built).__name__} without averages()")
+    torch = sys.modules.get("torch") or _optional_torch()  # only now: a NumPy factory needs none
     if torch is not None:
         try:
             built = factory([torch.zeros(3, requires_grad=True)], **hyper)
@@ -152,6 +153,8 @@ class ExternalImplementation(Implementation):
         if style is not None and style not in STYLES:
             raise ValueError(f"style must be one of {', '.join(STYLES)} or None (detected), got {style!r}")
         self.claims, self.style = claims, style
+        self._detected: Style | None = None
+        """The style :func:`detect_style` told, in this process (each worker tells its own)."""
         self._from_spec = isinstance(factory, str)
         if isinstance(factory, str):
             split_spec(factory)
@@ -180,9 +183,9 @@ class ExternalImplementation(Implementation):
 
     def start(self, scenario: Scenario, workload: Workload) -> Session:
         factory = self.factory()
-        if self.style is None:
-            self.style = detect_style(factory)
-        if self.style == "numpy":
+        if self.style is None and self._detected is None:
+            self._detected = detect_style(factory)
+        if (self.style or self._detected) == "numpy":
             numerics = None if self.claims == "none" else self.claims
             return ArraySession(factory, scenario, workload, numerics=numerics, own_format=False)
         numerics = "torch" if self.claims == "none" else self.claims

@@ -19,9 +19,9 @@ from conformance.verdicts import (
     BIT_EXACT,
     COMPILED_VS_EAGER,
     DEVICE_VS_CPU,
-    FAST_VS_TORCH,
     FOREACH_VS_FORLOOP,
     INDEPENDENT_VS_TORCH,
+    NUMPY_VS_TORCH,
     Pair,
     Policy,
 )
@@ -116,7 +116,7 @@ def pair_name(left: str, right: str) -> str:
     return f"{left} vs {right}"
 
 
-UNFUSED_VS_TORCH: Final = Pair(optimized_id("numba", "numpy"), TORCH_PATH["torch"], FAST_VS_TORCH)
+UNFUSED_VS_TORCH: Final = Pair(optimized_id("numba", "numpy"), TORCH_PATH["torch"], NUMPY_VS_TORCH)
 """The NumPy-rounding profile against torch's for-loop path: bounded, and measured by the findings."""
 TORCH_PATHS: Final = Pair(TORCH_PATH["torch-foreach"], TORCH_PATH["torch"], FOREACH_VS_FORLOOP)
 """torch's own two CPU paths against each other."""

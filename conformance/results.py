@@ -23,7 +23,9 @@ __all__ = [
     "write_json",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+"""3 (2026-12-06): the numpy profile's ids (``reference-numpy``, ``optimized-numba-numpy``, ...; they
+ended in ``-fast``) and a user implementation's ``style``. Files of another version are refused."""
 
 
 @dataclass(frozen=True)

@@ -100,11 +100,7 @@ def run_conformance(
             {
                 "name": i.name,
                 "description": i.description,
-                **(
-                    {"claims": i.claims, "style": i.style or "detected"}
-                    if isinstance(i, ExternalImplementation)
-                    else {}
-                ),
+                **(_declared(i) if isinstance(i, ExternalImplementation) else {}),
             }
             for i in implementations
         ],

@@ -49,7 +49,7 @@ def _budget(half: int, single: int, double: int) -> dict[str, int]:
     return {"float16": half, "float32": single, "complex64": single, "float64": double, "complex128": double}
 
 
-FAST_VS_TORCH: Final = Policy(
+NUMPY_VS_TORCH: Final = Policy(
     "bounded",
     ulp_budget=_budget(2**4, 2**8, 2**36),
     rationale=(

@@ -37,6 +37,8 @@ class AveragesHeld:
             parameters = list(optimizer._parameters())
             averages = optimizer.averages()
             self.arrays = [data_of(parameter) for parameter in parameters]
+            for index, (array, average) in enumerate(zip(self.arrays, averages, strict=True)):
+                _check_swappable(array, average, index)  # before anything changes
             # The weights: those an open block (of any thread) saved, since the parameters hold
             # the averages while one is open (no step can change them meanwhile).
             other = next(iter(optimizer._holding_averages), None)
@@ -44,9 +46,10 @@ class AveragesHeld:
             self.tensors = [parameter for parameter in parameters if is_tensor(parameter)]
             self.guard.install()  # from here on a Ctrl-C first puts the saved weights back
             optimizer._holding_averages.add(self)
-            for array, average in zip(self.arrays, averages, strict=True):
-                array[...] = average
-            mark_modified(self.tensors)  # autograd must not use values saved before the swap
+            if other is None:  # the first block swaps the averages in; later ones find them there
+                for array, average in zip(self.arrays, averages, strict=True):
+                    array[...] = average
+                mark_modified(self.tensors)  # autograd must not use values saved before the swap
 
     def _restore(self) -> None:
         """The weights back in the parameters (idempotent)."""
@@ -67,3 +70,15 @@ class AveragesHeld:
             self._restore()
         finally:
             self.guard.uninstall()
+
+
+def _check_swappable(array: np.ndarray, average: np.ndarray, index: int) -> None:
+    """Refuse a parameter its average cannot be copied into (replaced by one of another shape or
+    dtype since it stepped, or made read-only)."""
+    if array.shape != average.shape or array.dtype != average.dtype:
+        raise ValueError(
+            f"params[{index}] has shape {array.shape} and dtype {array.dtype.name}, but its "
+            f"state was made for shape {average.shape} and dtype {average.dtype.name}"
+        )
+    if not array.flags.writeable:
+        raise ValueError(f"params[{index}] is read-only; the optimizer updates parameters in place")

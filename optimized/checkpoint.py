@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from optimized.hyperparameters import DEFAULTS, Hyperparameters
+from optimized.hyperparameters import DEFAULTS, Hyperparameters, validate_hyperparameter
 from optimized.numerics import Numerics, numerics_named
 from optimized.parameters import check_parameter, data_of
 from optimized.state import ParameterState, parse_parameter_state
@@ -35,7 +35,7 @@ def exported_state_dict(
     entries: dict[int, dict[str, Any]] = {}
     groups: list[dict[str, Any]] = []
     for group, indices in indexed_groups(param_groups):
-        numerics = numerics_named(group["numerics"])
+        numerics = numerics_named(validate_hyperparameter("numerics", group["numerics"]))  # may be set since
         for index in indices:
             if index in state:
                 entries[index] = state[index].exported(numerics)

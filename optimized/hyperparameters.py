@@ -1,8 +1,9 @@
-"""The hyperparameters of ASGD: their defaults and the rules every value must satisfy.
+"""The hyperparameters of the optimized ASGD: their defaults and the rules every value must satisfy.
 
-Both implementations validate through this module, so a value is accepted or refused with the same
-message whichever optimizer receives it. torch validates ``lr`` and ``weight_decay`` only; a negative
-``lambd`` or ``alpha`` fails there mid-run or silently inverts the schedule (pytorch#193772).
+The reference states the same rules on its own (:mod:`reference.hyperparameters`); the bad-input
+table holds the two to the same refusals, type and message. torch validates ``lr`` and
+``weight_decay`` only; a negative ``lambd`` or ``alpha`` fails there mid-run or silently inverts the
+schedule (pytorch#193772).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+import os
+import sys
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -61,6 +64,16 @@ def _real_number(name: str, value: object) -> float:
     return value if isinstance(value, np.floating) else number
 
 
+def _callers_level() -> int:
+    """The ``stacklevel`` of the first caller outside the ``optimized`` package, so that a warning
+    names the user's line (and a ``DeprecationWarning`` from ``__main__`` is shown)."""
+    package = os.path.dirname(__file__)
+    level, frame = 2, sys._getframe(2)
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(package):
+        level, frame = level + 1, frame.f_back
+    return level
+
+
 def validate_hyperparameter(name: str, value: object) -> Any:
     """``value`` as the optimizer stores it, or ``ValueError``/``TypeError`` naming ``name`` and ``value``.
 
@@ -87,7 +100,7 @@ def validate_hyperparameter(name: str, value: object) -> Any:
         renamed = DEPRECATED_NAMES.get(value)
         if renamed is not None:
             message = f"numerics={value!r} is now called {renamed!r}"
-            warnings.warn(message, DeprecationWarning, stacklevel=4)
+            warnings.warn(message, DeprecationWarning, stacklevel=_callers_level())
             return renamed
         if value not in NUMERICS_PROFILES:
             raise ValueError(f"Invalid numerics: {value!r} (must be one of {NUMERICS_PROFILES})")

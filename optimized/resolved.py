@@ -25,7 +25,7 @@ from optimized.state import ParameterState
 from optimized.tensors import is_tensor
 from optimized.versioned import VersionedList
 
-__all__ = ["Layout", "StaleLayout", "new_layout", "still_describes"]
+__all__ = ["Layout", "StaleLayout", "new_layout", "state_parts", "still_describes"]
 
 _WRITEABLE = operator.attrgetter("flags.writeable")
 
@@ -46,6 +46,9 @@ class Layout:
     state_version: int
     state_identity: tuple[int, int]
     """``id`` and length of the optimizer's ``state`` dict when the layout was made."""
+    state_parts: tuple[list[int], list[Any]]
+    """The ``state`` dict's keys, and each entry with its clock and arrays, when the layout was made:
+    an entry or array replaced from outside (``opt.state[0].ax = ...``) is noticed by identity."""
     segments: list[Segment]
     memory: MemoryMap
     """The parameters' memory, to refuse gradients that overlap a parameter."""
@@ -90,6 +93,9 @@ def still_describes(
         return False
     if layout.state_identity != (id(state), len(state)):
         return False
+    keys, parts = layout.state_parts
+    if list(state) != keys or not all(map(operator.is_, state_parts(state), parts)):
+        return False
     for group, objects, (listed, version), arrays, bare, numerics, hyper in zip(
         param_groups, layout.objects, layout.lists, layout.arrays, layout.bare, layout.numerics,
         hyperparameters, strict=True,
@@ -103,6 +109,13 @@ def still_describes(
         if not bare and not all(map(operator.is_, map(data_of, params), arrays)):
             return False
     return all(map(_WRITEABLE, layout.all_arrays))
+
+
+def state_parts(state: Mapping[int, ParameterState]) -> list[Any]:
+    """Each state entry, its clock, its average and its momentum buffer, in the dict's order."""
+    return [
+        part for entry in state.values() for part in (entry, entry.clock, entry.ax, entry.momentum_buffer)
+    ]
 
 
 def new_layout(
@@ -143,6 +156,7 @@ def new_layout(
         numerics=[hyper.numerics for hyper in hyperparameters],
         state_version=state_version,
         state_identity=(id(state), len(state)),
+        state_parts=(list(state), state_parts(state)),
         segments=segments,
         memory=memory,
     )

@@ -118,7 +118,7 @@ def _step(entry: Mapping[str, Any], where: str) -> int:
     if count < 0:
         raise ValueError(f"Invalid {where}['step']: {count!r} (must be a finite integer >= 0)")
     try:
-        float(count)  # the schedule computes with it as a binary64 float
+        float(count + 1)  # the next step's schedule computes with it as a binary64 float
     except OverflowError:
         raise ValueError(
             f"Invalid {where}['step']: {count!r} (beyond the range of a binary64 float)"
@@ -183,12 +183,14 @@ def parse_parameter_state(
     if numerics.exact_step_counter:
         clock = Clock(step=step, eta=eta, mu=mu)
     else:
-        if step >= 2**128:  # past binary32's exponent range
+        with np.errstate(over="ignore"):
+            as_float32 = np.float32(float(step))
+        if np.isinf(as_float32):  # the counter would be float32's infinity
             raise ValueError(
                 f"Invalid {where}['step']: {step!r} (beyond the range of torch's float32 counter)"
             )
         clock = Clock(
-            step=float(np.float32(float(step))),
+            step=float(as_float32),
             eta=float(np.float32(eta)),
             mu=float(np.float32(mu)),
         )

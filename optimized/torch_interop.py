@@ -94,7 +94,7 @@ def state_dict_to_torch(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     """This project's state dict as one ``torch.optim.ASGD.load_state_dict`` accepts.
 
     torch's ASGD has no momentum, so a group with momentum is refused. Scalar state becomes float32
-    0-d tensors as torch keeps it; a fast-profile state (exact step, binary64 eta and mu) is rounded
+    0-d tensors as torch keeps it; a numpy-profile state (exact step, binary64 eta and mu) is rounded
     to float32 here, so only a run of a torch profile hands over bit for bit. A group's ``foreach``
     names the path of its profile (``False`` for ``"torch"``, ``True`` for ``"torch-foreach"``), so
     torch continues on that path on any device.

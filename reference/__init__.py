@@ -5,8 +5,18 @@ with :mod:`optimized`, which it is there to check.
 """
 
 from reference.hyperparameters import DEFAULTS
-from reference.numerics import FAST, NUMERICS_PROFILES, TORCH, TORCH_FOREACH, Numerics
+from reference.numerics import FAST, NUMERICS_PROFILES, NUMPY, TORCH, TORCH_FOREACH, Numerics
 from reference.optimizer import ASGD
 from reference.parameters import Parameter
 
-__all__ = ["ASGD", "DEFAULTS", "FAST", "NUMERICS_PROFILES", "TORCH", "TORCH_FOREACH", "Numerics", "Parameter"]
+__all__ = [
+    "ASGD",
+    "DEFAULTS",
+    "FAST",
+    "NUMERICS_PROFILES",
+    "NUMPY",
+    "TORCH",
+    "TORCH_FOREACH",
+    "Numerics",
+    "Parameter",
+]

@@ -18,9 +18,10 @@ profile) writes lines 5 to 7 differently, and so rounds differently:
 6. ``theta = theta - eta * g`` (one rounding)
 7. ``ax = ax + mu * (theta - ax)`` at every step, ``mu == 1`` included (the sum and product rounded once)
 
-The optimizer core (:mod:`optimized.optimizer`) runs lines 1 and 8; lines 2 to 7 run here on each
-real scalar of the parameter (a complex one is a pair of reals), each operation rounded by
-:mod:`reference.rounding` as the numerics profile says (:mod:`reference.numerics`).
+:func:`step_parameter` is the whole box for one parameter: lines 1 and 8 on its state, lines 2 to 7
+on each real scalar of the parameter (a complex one is a pair of reals), each operation rounded by
+:mod:`reference.rounding` as the numerics profile says (:mod:`reference.numerics`). The optimizer
+(:mod:`reference.optimizer`) decides which parameters step, with which hyperparameters.
 """
 
 from __future__ import annotations

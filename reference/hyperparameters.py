@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import sys
 import warnings
 from collections.abc import Mapping
 from typing import Any, Final
@@ -48,6 +50,16 @@ def _number(name: str, value: object) -> float:
     return as_float
 
 
+def _callers_level() -> int:
+    """The ``stacklevel`` that names the first caller outside this package (a warning is then shown
+    at the user's line, and Python shows a ``DeprecationWarning`` raised from ``__main__``)."""
+    package = os.path.dirname(__file__)
+    level, frame = 2, sys._getframe(2)  # 2: the caller of the function that warns
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(package):
+        level, frame = level + 1, frame.f_back
+    return level
+
+
 def validated(name: str, value: object) -> Any:
     """``value`` as a param group keeps it, or ``ValueError``/``TypeError`` naming both."""
     if name in ("lr", "momentum", "weight_decay", "alpha", "lambd"):
@@ -67,13 +79,11 @@ def validated(name: str, value: object) -> Any:
     if name == "numerics":
         if not isinstance(value, str):
             raise TypeError(f"numerics must be a str, got {value!r} ({type(value).__name__})")
-        if value in DEPRECATED_NAMES:
-            warnings.warn(
-                f"numerics={value!r} is now called {DEPRECATED_NAMES[value]!r}",
-                DeprecationWarning,
-                stacklevel=4,
-            )
-            return DEPRECATED_NAMES[value]
+        if value in DEPRECATED_NAMES:  # an old name: still accepted, with a warning
+            renamed = DEPRECATED_NAMES[value]
+            message = f"numerics={value!r} is now called {renamed!r}"
+            warnings.warn(message, DeprecationWarning, stacklevel=_callers_level())
+            return renamed
         if value not in NUMERICS_PROFILES:
             raise ValueError(f"Invalid numerics: {value!r} (must be one of {NUMERICS_PROFILES})")
         return value

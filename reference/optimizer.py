@@ -16,7 +16,7 @@ import numpy as np
 
 from reference import rounding
 from reference.asgd import step_parameter
-from reference.hyperparameters import DEFAULTS, group_hyperparameters, validated_all
+from reference.hyperparameters import DEFAULTS, group_hyperparameters, validated, validated_all
 from reference.numerics import numerics_named
 from reference.parameters import (
     array_of,
@@ -78,6 +78,10 @@ class ASGD:
         for group in groups:  # all of them checked before the optimizer holds any
             made.append(self._checked_group(group, [p for g in made for p in g["params"]]))
         self.param_groups = made
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What a copy or a pickle holds: all but the open blocks (a copy is in none, and steps)."""
+        return {**self.__dict__, "_open_blocks": [], "_weights": []}
 
     def _checked_group(self, group: object, earlier: list[Any]) -> dict[str, Any]:
         """A new param group: its parameters checked, the defaults filling its hyperparameters."""
@@ -144,9 +148,9 @@ class ASGD:
                 "the step's update would be undone on exit; step after the block"
             )
 
-    def _checked_work(self, grads: Sequence[np.ndarray | None] | None) -> list[tuple[Any, ...]]:
-        """``(array, gradient, index, hyperparameters, numerics)`` for each parameter that steps,
-        everything checked; nothing is changed."""
+    def _checked_arrays(self) -> tuple[list[Any], list[np.ndarray], list[dict[str, Any]]]:
+        """The parameters, their arrays and each one's group hyperparameters, all checked as a step
+        needs them (and their states' shapes and dtypes against the arrays); nothing is changed."""
         groups = [group_hyperparameters(g, f"param_groups[{i}]") for i, g in enumerate(self.param_groups)]
         parameters, arrays, owners = [], [], []
         for (group, indices), hyper in zip(self._numbered_groups(), groups, strict=True):
@@ -163,6 +167,12 @@ class ASGD:
                 arrays.append(array)
                 owners.append(hyper)
         check_distinct(arrays)
+        return parameters, arrays, owners
+
+    def _checked_work(self, grads: Sequence[np.ndarray | None] | None) -> list[tuple[Any, ...]]:
+        """``(array, gradient, index, hyperparameters, numerics)`` for each parameter that steps,
+        everything checked; nothing is changed."""
+        parameters, arrays, owners = self._checked_arrays()
         for index, (array, hyper) in enumerate(zip(arrays, owners, strict=True)):
             _check_coefficients(hyper, array.dtype, index)
         gradients = self._checked_gradients(grads, parameters, arrays)
@@ -225,7 +235,7 @@ class ASGD:
         state: dict[int, dict[str, Any]] = {}
         groups: list[dict[str, Any]] = []
         for group, indices in self._numbered_groups():
-            numerics = numerics_named(group["numerics"])
+            numerics = numerics_named(validated("numerics", group["numerics"]))  # it may have been set since
             for index in indices:
                 if index in self.state:
                     state[index] = exported(self.state[index], numerics)
@@ -321,7 +331,7 @@ class _AveragesHeld:
         if self in optimizer._open_blocks:
             raise RuntimeError("this averaged_parameters() block is already open")
         if not optimizer._open_blocks:
-            arrays = [array_of(p) for p in optimizer._parameters()]
+            _, arrays, _ = optimizer._checked_arrays()  # every swap below can be made
             averages = optimizer.averages()
             optimizer._weights = [(array, array.copy()) for array in arrays]
             for array, average in zip(arrays, averages, strict=True):

@@ -1,7 +1,7 @@
 """The state of one parameter, and its form in a torch-layout ``state_dict``.
 
 The state is ``step``, ``eta``, ``mu``, the average ``ax`` and, once momentum has been used,
-``momentum_buffer``. In a ``state_dict`` the exact-counter profile (``fast``) writes ``step`` as an
+``momentum_buffer``. In a ``state_dict`` the exact-counter profile (``numpy``) writes ``step`` as an
 ``int`` and ``eta``/``mu`` as floats; the torch profiles write all three as ``numpy.float32``, the
 counterpart of torch's float32 0-d tensors. Loading checks an entry whole before anything is kept,
 and keeps copies of its arrays.
@@ -81,7 +81,11 @@ def _step(entry: Mapping[str, Any], where: str) -> int:
         value = int(value)
     if value < 0:
         raise ValueError(f"Invalid {where}['step']: {value!r} (must be a finite integer >= 0)")
-    _as_float(value, "step", where)  # the schedule computes with it as a binary64 float
+    try:
+        float(value + 1)  # the next step's schedule computes with it as a binary64 float
+    except OverflowError:
+        beyond = f"Invalid {where}['step']: {value!r} (beyond the range of a binary64 float)"
+        raise ValueError(beyond) from None
     return value
 
 
@@ -143,7 +147,7 @@ def parsed(entry: object, parameter: np.ndarray, numerics: Numerics, where: str)
 
     if numerics.exact_step_counter:
         return ParameterState(step=step, eta=eta, mu=mu, ax=ax, momentum_buffer=buffer)
-    if step >= 2 ** (clock_format.emax + 1):
+    if math.isinf(rounding.convert(clock_format, float(step))):
         raise ValueError(f"Invalid {where}['step']: {step!r} (beyond the range of torch's float32 counter)")
     return ParameterState(
         step=rounding.convert(clock_format, float(step)),

@@ -32,7 +32,16 @@ def imported_packages(source: str) -> set[str]:
             packages.update(alias.name.partition(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             packages.add(node.module.partition(".")[0])
+        elif isinstance(node, ast.Call) and _dynamic_import(node.func) and node.args:
+            named = node.args[0]  # importlib.import_module("x.y") or __import__("x.y")
+            if isinstance(named, ast.Constant) and isinstance(named.value, str):
+                packages.add(named.value.partition(".")[0])
     return packages
+
+
+def _dynamic_import(function: ast.expr) -> bool:
+    name = function.attr if isinstance(function, ast.Attribute) else getattr(function, "id", None)
+    return name in ("import_module", "__import__")
 
 
 def crossings(package: str) -> list[str]:
@@ -57,9 +66,11 @@ def test_the_import_scan_sees_an_import_inside_a_function() -> None:
         def helper():
             from optimized.plan import Task
             import reference.rounding as r
+            importlib.import_module("conformance.cli")
+            __import__("numba")
         """
     )
-    assert imported_packages(source) == {"optimized", "reference"}
+    assert imported_packages(source) == {"optimized", "reference", "conformance", "numba"}
 
 
 @pytest.mark.parametrize("package", PACKAGES)

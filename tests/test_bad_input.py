@@ -248,6 +248,12 @@ STATE_ROWS = [
         {"state": {**s.saved()["state"], 0: {**s.saved()["state"][0], "step": 2**130}},
          "param_groups": [{**g, "numerics": "torch", "momentum": 0.0} for g in s.saved()["param_groups"]]}),
         ValueError, r"\['step'\]: 1361129467683753853853498429727072845824 \(beyond the range of torch's float32 counter\)"),
+    BadInput("step whose next step is beyond binary64", with_state_value("step", 2**1024 - 2**970 - 1), ValueError,
+             r"\['step'\]: \d+ \(beyond the range of a binary64 float\)"),
+    BadInput("step that rounds to float32's infinity in the torch profile", lambda s: s.optimizer.load_state_dict(
+        {"state": {**s.saved()["state"], 0: {**s.saved()["state"][0], "step": 2**128 - 2**103}},
+         "param_groups": [{**g, "numerics": "torch", "momentum": 0.0} for g in s.saved()["param_groups"]]}),
+        ValueError, r"\['step'\]: \d+ \(beyond the range of torch's float32 counter\)"),
     BadInput("unhashable saved id", with_group_value("params", [[0]]), TypeError, r"\['params'\] has an unhashable parameter id \[0\]"),
     BadInput("a saved id that cannot be hashed", with_group_value("params", [(0, [1])]), TypeError,
              r"\['params'\] has an unhashable parameter id \(0, \[1\]\)"),
@@ -273,7 +279,27 @@ STATE_ROWS = [
     BadInput("buffer shape", with_state_value("momentum_buffer", np.zeros(6, np.float32)), ValueError, r"\['momentum_buffer'\] has shape \(6,\)"),
 ]  # fmt: skip
 
-ROWS = HYPERPARAMETER_ROWS + PARAMETER_ROWS + STEP_ROWS + STATE_ROWS
+
+def averages_into_a_replaced_parameter(s: Subject) -> object:
+    """A stepped parameter replaced by an array of another shape, then an averaged_parameters()
+    block: its average cannot be swapped in, and no other parameter may be left holding its own."""
+    group = s.optimizer.param_groups[1]
+    original = group["params"][0]
+    group["params"][0] = np.zeros(5, np.float64)
+    try:
+        with s.optimizer.averaged_parameters():
+            pass
+    finally:
+        group["params"][0] = original
+    return None
+
+
+BLOCK_ROWS = [
+    BadInput("averaged_parameters() over a replaced parameter", averages_into_a_replaced_parameter, ValueError,
+             r"params\[1\] has shape \(5,\) and dtype float64, but its state was made for shape \(2,\)"),
+]  # fmt: skip
+
+ROWS = HYPERPARAMETER_ROWS + PARAMETER_ROWS + STEP_ROWS + STATE_ROWS + BLOCK_ROWS
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[row.description for row in ROWS])

@@ -21,6 +21,7 @@ from conformance.cli import main
 from conformance.implementations import IMPLEMENTATIONS, ArrayImplementation
 from conformance.report import render_html
 from conformance.results import (
+    SCHEMA_VERSION,
     Comparison,
     Finding,
     ImplementationRun,
@@ -171,7 +172,7 @@ def synthetic_result() -> RunResult:
         comparisons=comparisons,
     )  # fmt: skip
     return RunResult(
-        schema_version=2, created="2026-01-01T00:00:00+00:00", command="asgd-conformance --only demo",
+        schema_version=SCHEMA_VERSION, created="2026-01-01T00:00:00+00:00", command="asgd-conformance --only demo",
         selection={"set": "quick", "only": "demo", "seed": 0, "seeds": 1, "jobs": 1, "shard": None, "cells": 1,
                    "statistics": True},
         environment={"python": "3.x", "platform": "p", "numpy": "n", "torch": "t", "scipy": "s",

@@ -179,7 +179,7 @@ def test_a_wrong_answer_or_a_crash_is_a_failure_of_the_implementation(factory: o
 
 def test_claims_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(
-        ValueError, match="claims must be one of torch, torch-foreach, fast, none, got 'exact'"
+        ValueError, match="claims must be one of torch, torch-foreach, numpy, none, got 'exact'"
     ):
         conformance.check(factories.torch_profile, claims="exact")
     status, printed = run_cli(capsys, "--implementation", "no-colon", "--list")

@@ -35,6 +35,40 @@ except ImportError:  # the torch profiles are then checked against the reference
 TORCH_PATH = {"torch": "for-loop", "torch-foreach": "foreach"}
 
 
+def snapshot(params: list[np.ndarray], optimizer: Any) -> tuple[Any, ...]:
+    """Every bit of the parameters and the state, and the groups' values."""
+    saved = optimizer.state_dict()
+    state = sorted(
+        (index, key, value.tobytes() if isinstance(value, np.ndarray) else repr(value))
+        for index, entry in saved["state"].items()
+        for key, value in entry.items()
+    )
+    return [p.tobytes() for p in params], state, repr(saved["param_groups"])
+
+
+def bad_call(fault: str, params: list[np.ndarray], optimizer: Any, index: int) -> None:
+    """One refused call of kind ``fault`` on ``params[index]`` (or its state)."""
+    grads: list[Any] = [np.zeros_like(p) for p in params]
+    if fault == "shape" or (fault == "overlap" and params[index].size == 0):
+        grads[index] = np.zeros((*params[index].shape, 2), params[index].dtype)
+    elif fault == "dtype":
+        other = np.float32 if params[index].dtype != np.float32 else np.float64
+        grads[index] = np.zeros(params[index].shape, other)
+    elif fault == "overlap":
+        grads[index] = params[index]  # the parameter itself
+    elif fault == "length":
+        grads.append(None)
+    else:  # a checkpoint with a negative eta (or, before any state, a group with a negative lr)
+        saved = optimizer.state_dict()
+        if saved["state"]:
+            next(iter(saved["state"].values()))["eta"] = -1.0
+        else:
+            saved["param_groups"][0]["lr"] = -1.0
+        optimizer.load_state_dict(saved)
+        return
+    optimizer.step(grads)
+
+
 def torch_hyper(hyper: dict[str, Any]) -> dict[str, Any]:
     """This API's hyperparameters as ``torch.optim.ASGD`` takes them (it has no momentum)."""
     return {k: v for k, v in hyper.items() if k not in ("momentum", "numerics")}
@@ -43,7 +77,7 @@ def torch_hyper(hyper: dict[str, Any]) -> dict[str, Any]:
 def rebuilt(asgd_class: Any, optimizer: Any) -> Any:
     """A fresh optimizer over the same parameters and groups, loaded from ``optimizer``'s state_dict."""
     groups = [{"params": list(g["params"]), **{k: g[k] for k in DEFAULTS}} for g in optimizer.param_groups]
-    fresh = asgd_class(groups)
+    fresh = asgd_class(groups, **optimizer.defaults)  # a group added later takes the same defaults
     fresh.load_state_dict(optimizer.state_dict())
     return fresh
 
@@ -93,7 +127,7 @@ class OptimizedMatchesReference(RuleBasedStateMachine):
         self.fast = rebuilt(self.implementation, self.fast)
         self.spec = rebuilt(reference.ASGD, self.spec)
         if self.torch is not None:
-            fresh = torch.optim.ASGD([dict(g) for g in self.torch.param_groups])
+            fresh = torch.optim.ASGD([dict(g) for g in self.torch.param_groups], **self.torch.defaults)
             fresh.load_state_dict(self.torch.state_dict())
             self.torch = fresh
 
@@ -126,6 +160,19 @@ class OptimizedMatchesReference(RuleBasedStateMachine):
                 for position, parameter in enumerate(group["params"]):
                     if parameter is old:
                         group["params"][position] = params[index]
+
+    @rule(data=st.data(), fault=st.sampled_from(["shape", "dtype", "overlap", "length", "negative eta"]))
+    def refused_call(self, data: st.DataObject, fault: str) -> None:
+        """A call both implementations must refuse: the same exception type, and nothing changed."""
+        index = data.draw(st.integers(0, len(self.spec_params) - 1), label="bad entry")
+        refusals = []
+        for params, optimizer in ((self.fast_params, self.fast), (self.spec_params, self.spec)):
+            before = snapshot(params, optimizer)
+            with pytest.raises((ValueError, TypeError)) as refused:
+                bad_call(fault, params, optimizer, index)
+            refusals.append(refused.type)
+            assert snapshot(params, optimizer) == before, f"{fault}: refused, but something changed"
+        assert refusals[0] is refusals[1], f"{fault}: {refusals[0].__name__} != {refusals[1].__name__}"
 
     @rule(lr=st.one_of(st.just(0.0), st.floats(1e-4, 1.0)), data=st.data())
     def change_lr(self, lr: float, data: st.DataObject) -> None:
@@ -189,19 +236,19 @@ def test_the_machine_finds_a_planted_divergence() -> None:
         run_state_machine_as_test(PlantedMachine, settings=found)
 
 
-class TorchOnTheOtherPath(OptimizedMatchesReference):
-    """Wrong on purpose: torch runs the other CPU path from the one the profile models."""
+class TorchMaximizesInstead(OptimizedMatchesReference):
+    """Wrong on purpose: torch is given the opposite ``maximize``."""
 
     @initialize(numerics=st.sampled_from(["torch", "torch-foreach"]), data=st.data())
     def build(self, numerics: str, data: st.DataObject) -> None:
         super().build(numerics, data)
         if self.torch is not None:
             for group in self.torch.param_groups:
-                group["foreach"] = numerics == "torch"
+                group["maximize"] = not group["maximize"]
 
 
 @pytest.mark.skipif(torch is None, reason="torch is not installed")
-def test_the_machine_holds_torch_to_the_path_its_profile_models() -> None:
+def test_the_machine_holds_torch_to_the_same_bits() -> None:
     with pytest.raises(AssertionError, match="torch: "):
         found = settings(STATEFUL, max_examples=300, print_blob=False, database=None, phases=[Phase.generate])
-        run_state_machine_as_test(TorchOnTheOtherPath, settings=found)
+        run_state_machine_as_test(TorchMaximizesInstead, settings=found)
