@@ -1,8 +1,10 @@
 """IEEE 754 binary arithmetic, rounded to nearest (ties to even) from exact values.
 
 This module is the rounding model of the executable specification. Each operation forms its exact
-result with :class:`fractions.Fraction` and rounds it once, so a reader can check every rule
-against IEEE 754-2019 without trusting any hardware.
+result as a ratio of integers and rounds it once, so a reader can check every rule against IEEE
+754-2019 without trusting any hardware. A finite float is exactly ``n / 2**k``
+(:meth:`float.as_integer_ratio`), so sums, products and fused multiply-adds of floats are exact
+integer arithmetic over a power of two; only a quotient needs a general denominator.
 
 Values of binary16, binary32 and binary64 are carried as Python floats: every one of them is a
 binary64 value, so the float holds it exactly. An operand must already be a value of the format.
@@ -117,10 +119,22 @@ def round_exact(fmt: BinaryFormat, x: Fraction, *, zero_is_negative: bool = Fals
     A nonzero ``x`` that rounds to zero keeps its sign; an exact zero is -0 when
     ``zero_is_negative`` says so, as the operation that produced it decides.
     """
-    if x == 0:
+    return _round_ratio(fmt, x.numerator, x.denominator, zero_is_negative)
+
+
+def _round_ratio(fmt: BinaryFormat, n: int, d: int, zero_is_negative: bool) -> float:
+    """:func:`round_exact` of ``n / d`` (``d > 0``)."""
+    if n == 0:
         return -0.0 if zero_is_negative else 0.0
-    magnitude = _round_magnitude(fmt, abs(x.numerator), x.denominator)
-    return magnitude if x > 0 else -magnitude
+    magnitude = _round_magnitude(fmt, abs(n), d)
+    return magnitude if n > 0 else -magnitude
+
+
+def _sum(n: int, d: int, m: int, e: int) -> tuple[int, int]:
+    """``n / d + m / e`` for denominators that are powers of two, exactly, over the larger one."""
+    if d >= e:
+        return n + m * (d // e), d
+    return n * (e // d) + m, e
 
 
 def _is_negative(x: float) -> bool:
@@ -162,8 +176,8 @@ def add(fmt: BinaryFormat, a: float, b: float) -> float:
         if math.isinf(a) and math.isinf(b) and a != b:
             return NAN  # inf - inf
         return a if math.isinf(a) else b
-    exact = Fraction(a) + Fraction(b)
-    return round_exact(fmt, exact, zero_is_negative=_sign_of_zero_sum(a, b))
+    n, d = _sum(*a.as_integer_ratio(), *b.as_integer_ratio())
+    return _round_ratio(fmt, n, d, _sign_of_zero_sum(a, b))
 
 
 def sub(fmt: BinaryFormat, a: float, b: float) -> float:
@@ -183,8 +197,8 @@ def mul(fmt: BinaryFormat, a: float, b: float) -> float:
         if a == 0 or b == 0:
             return NAN  # 0 * inf
         return -math.inf if _product_is_negative(a, b) else math.inf
-    exact = Fraction(a) * Fraction(b)
-    return round_exact(fmt, exact, zero_is_negative=_product_is_negative(a, b))
+    (n, d), (m, e) = a.as_integer_ratio(), b.as_integer_ratio()
+    return _round_ratio(fmt, n * m, d * e, _product_is_negative(a, b))
 
 
 def div(fmt: BinaryFormat, a: float, b: float) -> float:
@@ -196,7 +210,11 @@ def div(fmt: BinaryFormat, a: float, b: float) -> float:
         return -math.inf if negative else math.inf
     if math.isinf(b):
         return -0.0 if negative else 0.0
-    return round_exact(fmt, Fraction(a) / Fraction(b), zero_is_negative=negative)
+    (n, d), (m, e) = a.as_integer_ratio(), b.as_integer_ratio()
+    numerator, denominator = n * e, d * m
+    if denominator < 0:
+        numerator, denominator = -numerator, -denominator
+    return _round_ratio(fmt, numerator, denominator, negative)
 
 
 def fma(fmt: BinaryFormat, a: float, b: float, c: float) -> float:
@@ -210,9 +228,10 @@ def fma(fmt: BinaryFormat, a: float, b: float, c: float) -> float:
         return add(fmt, infinite_product, c)
     if math.isinf(c):
         return c
-    product = Fraction(a) * Fraction(b)
-    exact = product + Fraction(c)
+    (n, d), (m, e) = a.as_integer_ratio(), b.as_integer_ratio()
+    product = n * m
+    total, denominator = _sum(product, d * e, *c.as_integer_ratio())
     # A zero product carries the sign of a * b into the zero-sum rule.
     signed_product = -0.0 if _product_is_negative(a, b) else 0.0
     zero_is_negative = product == 0 and _sign_of_zero_sum(signed_product, c)
-    return round_exact(fmt, exact, zero_is_negative=zero_is_negative)
+    return _round_ratio(fmt, total, denominator, zero_is_negative)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from hypothesis import Phase, settings
 
+from optimized.fma import fused_multiply_add
 from optimized.hyperparameters import Hyperparameters
 from optimized.plan import Task
 from tests import test_api, test_properties
@@ -62,9 +63,14 @@ class FusesWeightDecay(TaskMutant):
         if not s.weight_decay or s.fused:
             return task
         real = task.theta.dtype
-        with np.errstate(all="ignore"):
-            fused = (task.grad.astype(np.float64)
-                     + real.type(s.weight_decay).astype(np.float64) * task.theta.astype(np.float64)).astype(real)  # fmt: skip
+        wd = real.type(s.weight_decay)
+        if real == np.float16:  # a float16 product and sum are exact in float64: one rounding back
+            with np.errstate(all="ignore"):
+                fused = (task.grad.astype(np.float64) + float(wd) * task.theta.astype(np.float64)).astype(
+                    real
+                )
+        else:  # float32 and float64: an exact fused multiply-add
+            fused = fused_multiply_add(float(wd), task.theta, task.grad, np.empty_like(task.grad))
         return dataclasses.replace(with_scalars(task, weight_decay=0.0), grad=fused)
 
 
