@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import math
 import os
 import shlex
@@ -16,6 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from conformance.clock import waited
 from conformance.entry import EXIT_INTERRUPTED, EXIT_TERMINATED
 from conformance.environment import torch_warning
 from conformance.external import CLAIMS, STYLES, ExternalImplementation, pairs_for, split_spec
@@ -162,7 +164,7 @@ def print_outcome(result: RunResult, page: Path, limit: int = 20) -> int:
     warning = torch_warning(result.environment)
     if warning is not None:
         print(f"asgd-conformance: warning: {warning}", file=sys.stderr)
-    print(f"asgd-conformance: {result.summary_line()}; report: {page}")
+    print(f"asgd-conformance: {result.summary_line(waited())}; report: {page}")
     failures = result.failures
     for failure in failures[:limit]:
         step = f" from step {failure.first_divergence}" if failure.first_divergence else ""
@@ -235,6 +237,7 @@ def main(
                 isolated=True,
                 timeout=arguments.timeout,
             )
+            result = dataclasses.replace(result, seconds=waited())  # the start and the imports too
         except KeyboardInterrupt:
             return _interrupted(terminated, "no report was written")
         return _write_and_summarize(result, out, terminated)

@@ -161,7 +161,9 @@ class RunResult:
         vacuous = whole and (self.judged == 0 or bool(self.unjudged))
         return not self.failures and not vacuous and (self.statistics is None or self.statistics.holds)
 
-    def summary_line(self) -> str:
+    def summary_line(self, waited: float | None = None) -> str:
+        """One line: the verdict, the counts, and the whole run's wall time (``waited``, where the
+        caller knows how long the user waited, else the run's own ``seconds``)."""
         counts = {status: 0 for status in ("holds", "fails", "finding", "skipped")}
         for comparison in self.comparisons:
             counts[comparison.status] += 1
@@ -178,7 +180,7 @@ class RunResult:
             f"{verdict}: {len(self.scenarios)} scenarios, {len(self.comparisons)} comparisons: "
             f"{counts['holds']} hold, {counts['fails']} fail, {counts['finding']} expected divergence, "
             f"{counts['skipped']} skipped{statistics} "
-            f"(whole run {self.seconds:.1f} s)"
+            f"(whole run {self.seconds if waited is None else waited:.1f} s)"
         )
 
     def to_json(self) -> dict[str, Any]:

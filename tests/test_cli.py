@@ -166,3 +166,22 @@ def test_a_ctrl_c_held_back_while_the_report_is_put_in_place_says_it_was_written
     assert status == 130 and out_text == ""
     assert err == f"asgd-conformance: interrupted; the report was written: {out / 'index.html'}\n"
     assert json.loads((out / "results.json").read_text())["scenarios"][0]["name"] == SMALL
+
+
+def test_the_whole_run_figure_is_the_wall_time_the_user_waited(tmp_path: Path) -> None:
+    """The printed figure counts from the process's start (the interpreter, the imports) to the
+    printed line, so it lies between results.json's own figure and the time measured outside."""
+    import subprocess
+    import sys
+    import time
+
+    outside = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "conformance", "--only", SMALL, "--no-statistics", "--out", str(tmp_path / "r")],
+        capture_output=True, text=True, timeout=1800, check=False,
+    )  # fmt: skip
+    outside = time.monotonic() - outside
+    assert done.returncode == 0, done.stderr
+    printed = float(re.search(r"whole run ([\d.]+) s", done.stdout).group(1))  # type: ignore[union-attr]
+    recorded = json.loads((tmp_path / "r" / "results.json").read_text())["seconds"]
+    assert recorded <= printed + 0.05 <= outside + 0.1
