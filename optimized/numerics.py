@@ -181,5 +181,6 @@ NUMERICS_PROFILES: Final = tuple(_BY_NAME)
 
 
 def numerics_named(name: str) -> Numerics:
-    """The profile called ``name`` (already validated by the hyperparameter rules)."""
-    return _BY_NAME[name]
+    """The profile called ``name`` (already validated by the hyperparameter rules, which warn about
+    an old name; it is still understood here)."""
+    return _BY_NAME[DEPRECATED_NAMES.get(name, name)]
