@@ -9,6 +9,7 @@ it did, and every pair it belongs to fails; the run goes on with the others.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -24,7 +25,7 @@ from conformance.results import Comparison, ImplementationRun, ScenarioResult
 from conformance.scenarios import Scenario
 from conformance.sessions import Session, Unsupported, group_lrs
 from conformance.verdicts import Pair, judge, policy_for
-from conformance.workloads import Workload, make_workload
+from conformance.workloads import Gradients, Workload, make_workload
 
 __all__ = ["Watch", "run_scenario", "run_scenarios"]
 
@@ -93,8 +94,38 @@ class _Running:
         self.session, self.status, self.reason, self.values = None, status, reason, None
 
 
+class SharedGradients:
+    """A scenario's gradients, computed once per point: implementations that agree bit for bit stand
+    at the same point at each step, and a workload's gradient depends on the point and the step only
+    (:class:`~conformance.workloads.Workload`). Each caller gets its own copies, so an implementation
+    that writes into its gradients changes no one else's."""
+
+    def __init__(self, workload: Workload) -> None:
+        self.workload = workload
+        self.step = -1
+        self.known: dict[bytes, Gradients] = {}
+
+    def at(self, parameters: Sequence[np.ndarray], step: int) -> Gradients:
+        if step != self.step:  # one step's points at a time: the memory stays one step's
+            self.step, self.known = step, {}
+        key = _point(parameters)
+        gradients = self.known.get(key)
+        if gradients is None:
+            gradients = self.known[key] = self.workload.gradients(parameters, step)
+        return [None if g is None else g.copy() for g in gradients]
+
+
+def _point(parameters: Sequence[np.ndarray]) -> bytes:
+    """A digest of the parameters' dtypes, shapes and bits."""
+    digest = hashlib.blake2b(digest_size=32)
+    for array in parameters:
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(np.asarray(array).tobytes())
+    return digest.digest()
+
+
 def _advance(
-    running: _Running, scenario: Scenario, workload: Workload, index: int, expected: list[Any]
+    running: _Running, scenario: Scenario, shared: SharedGradients, index: int, expected: list[Any]
 ) -> None:
     """Step ``running`` once (``index`` counts from 1) and keep its values for the comparisons."""
     session = running.session
@@ -103,7 +134,7 @@ def _advance(
     if index in changes:
         for group, base in enumerate(group_lrs(scenario)):
             session.set_lr(group, base * changes[index])
-    gradients = workload.gradients(session.parameters(), scenario.start_step + index - 1)
+    gradients = shared.at(session.parameters(), scenario.start_step + index - 1)
     started = time.perf_counter()
     session.step(gradients)
     running.seconds += time.perf_counter() - started
@@ -214,6 +245,7 @@ def run_scenario(
     errors = _IN_A_WORKER if in_a_worker else _IMPLEMENTATION_ERRORS
     excluded = excluded or {}
     workload = make_workload(scenario)
+    shared = SharedGradients(workload)
     expected = [(array.dtype, array.shape) for array in workload.initial()]
     runs: dict[str, _Running] = {}
     for number, implementation in enumerate(implementations):
@@ -233,7 +265,7 @@ def run_scenario(
                 continue
             watch.enter(numbers[name], index)
             try:
-                _advance(running, scenario, workload, index, expected)
+                _advance(running, scenario, shared, index, expected)
             except Unsupported as declined:
                 running.stop("skipped", f"declined at step {index}: {declined}")
             except errors as error:
