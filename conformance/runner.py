@@ -110,9 +110,13 @@ class SharedGradients:
             self.step, self.known = step, {}
         key = _point(parameters)
         gradients = self.known.get(key)
-        if gradients is None:
-            gradients = self.known[key] = self.workload.gradients(parameters, step)
-        return [None if g is None else g.copy() for g in gradients]
+        if gradients is None:  # kept as copies: nothing the workload returns may alias what a step changes
+            gradients = self.known[key] = _copies(self.workload.gradients(parameters, step))
+        return _copies(gradients)
+
+
+def _copies(gradients: Gradients) -> Gradients:
+    return [None if g is None else g.copy() for g in gradients]
 
 
 def _point(parameters: Sequence[np.ndarray]) -> bytes:

@@ -47,3 +47,19 @@ def test_each_caller_gets_its_own_copy() -> None:
     mine[0][...] = np.nan  # an implementation that writes into its gradient
     theirs = shared.at(point, 0)
     assert theirs[0] is not None and theirs[0].tolist() == [2.0, 4.0]
+
+
+class AliasingWorkload:
+    """A workload whose gradient is the parameter array itself."""
+
+    def gradients(self, parameters: Sequence[np.ndarray], step: int) -> Gradients:
+        return list(parameters)
+
+
+def test_a_gradient_that_aliases_a_parameter_is_kept_as_it_was() -> None:
+    shared = SharedGradients(AliasingWorkload())  # type: ignore[arg-type]
+    first_point = [np.array([1.0, 2.0])]
+    shared.at(first_point, 0)
+    first_point[0] -= 0.5  # the first implementation's step changes its parameters
+    theirs = shared.at([np.array([1.0, 2.0])], 0)  # a second implementation at the same point
+    assert theirs[0] is not None and theirs[0].tolist() == [1.0, 2.0]
