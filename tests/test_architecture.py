@@ -88,7 +88,7 @@ def test_importing_one_implementation_loads_no_module_of_the_other(package: str)
         """
     )
     done = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600, check=True
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=1800, check=True
     )
     loaded_other, own_count = done.stdout.splitlines()
     assert loaded_other == "[]"
