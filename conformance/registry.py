@@ -170,7 +170,8 @@ def check_pairs(pairs: Iterable[Pair], known: Iterable[str]) -> None:
 
 PAIRS: Final = _derived_pairs()
 check_pairs(PAIRS, IDS)
-check_pairs((Pair(judge, judge, claim.policy) for claim in CLAIMED.values() for judge in claim.judges), IDS)
+_SOME_USER = "module:factory"
+check_pairs((pair for claim in CLAIMED.values() for pair in claim.pairs(_SOME_USER)), IDS | {_SOME_USER})
 
 DEVICE_PAIRS: Final = tuple(pair for pair in PAIRS if pair.left == TORCH_CUDA)
 """The CUDA column against each CPU path of torch: the report says which one it matches bit for bit."""
