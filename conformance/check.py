@@ -21,6 +21,7 @@ def check(
     style: Style | None = None,
     only: str | None = None,
     jobs: int = 1,
+    full_coverage: bool = False,
 ) -> RunResult:
     """Run the quick (or ``full``) set through ``factory`` and what it claims to match; write nothing.
 
@@ -36,10 +37,12 @@ def check(
     the style is told from what the factory builds (:func:`conformance.external.detect_style`).
     With ``jobs=1`` the scenarios run in this process (a debugger stops in them); with
     ``jobs > 1`` in forked, supervised worker processes, where a factory that hangs or ends its
-    process is failed and the run goes on.
+    process is failed and the run goes on. The reference judges each step from the factory's own
+    state (lockstep); ``full_coverage`` makes it compute every value of the large tensors too.
     """
     from conformance.external import ExternalImplementation, pairs_for
     from conformance.implementations import IMPLEMENTATIONS, Implementation
+    from conformance.lockstep import Checking
     from conformance.registry import CLAIMED
     from conformance.run import run_conformance
     from conformance.scenarios import select_scenarios
@@ -61,4 +64,5 @@ def check(
         implementations=[*implementations, external],
         pairs=pairs_for(external),
         command=f"conformance.check({external.name}, claims={claims!r}, full={full})",
+        checking=Checking(full_coverage=full_coverage),
     )

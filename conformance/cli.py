@@ -22,6 +22,7 @@ from conformance.entry import EXIT_INTERRUPTED, EXIT_TERMINATED
 from conformance.environment import torch_warning
 from conformance.external import CLAIMS, STYLES, ExternalImplementation, pairs_for, split_spec
 from conformance.implementations import IMPLEMENTATIONS, Implementation
+from conformance.lockstep import Checking
 from conformance.merge import bounds_text, merge_results
 from conformance.registry import PAIRS
 from conformance.report import InterruptedAfterWriting, unusable_report_directory, write_report
@@ -106,6 +107,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--no-statistics", dest="statistics", action="store_false", help="skip the Polyak–Juditsky check"
+    )
+    parser.add_argument(
+        "--full-coverage",
+        action="store_true",
+        help="the reference computes every value of every tensor at every step (by default it "
+        "computes a seeded sample and every edge of each tensor of 65,536 values or more)",
+    )
+    parser.add_argument(
+        "--trajectory",
+        action="store_true",
+        help="the reference runs its own trajectory beside each implementation, every value at "
+        "every step, instead of judging each step from the implementation's state (lockstep)",
     )
     parser.add_argument(
         "--timeout",
@@ -236,6 +249,7 @@ def main(
                 progress=interactive,
                 isolated=True,
                 timeout=arguments.timeout,
+                checking=Checking(lockstep=not arguments.trajectory, full_coverage=arguments.full_coverage),
             )
             result = dataclasses.replace(result, seconds=waited())  # the start and the imports too
         except KeyboardInterrupt:

@@ -39,19 +39,18 @@ from optimized.torch_interop import TORCH_PROFILES
 
 __all__ = [
     "IMPLEMENTATIONS",
-    "REFERENCE_BUDGET",
     "ArrayImplementation",
     "Implementation",
     "TorchImplementation",
 ]
 
-REFERENCE_BUDGET: Final = 4_000_000
-"""Values × steps the pure-Python reference takes on (about 40 s at 10 µs per value and step)."""
-
 
 class Implementation(ABC):
     name: str
     description: str
+    reference_profile: str | None = None
+    """The numerics profile this implementation specifies, if it is the reference: it then judges
+    its bit-exact pairs in lockstep (:mod:`conformance.lockstep`) rather than running beside them."""
 
     def skip_reason(self, scenario: Scenario) -> str | None:
         """Why this implementation cannot run ``scenario``, or ``None``."""
@@ -85,6 +84,7 @@ class ArrayImplementation(Implementation):
             description,
             kernel,
         )
+        self.reference_profile = numerics if optimizer_class is reference.ASGD else None
 
     def skip_reason(self, scenario: Scenario) -> str | None:
         if self.kernel == "numba" and not numba_installed():
@@ -92,13 +92,6 @@ class ArrayImplementation(Implementation):
         declined = unmodelled(scenario, self.numerics)
         if declined:
             return declined
-        if self.optimizer_class is reference.ASGD and scenario.elements * scenario.steps > REFERENCE_BUDGET:
-            minutes = scenario.elements * scenario.steps * 10e-6 / 60
-            return (
-                f"the pure-Python reference would take about {minutes:.0f} min here "
-                f"({scenario.elements:,} values × {scenario.steps} steps at ~10 µs each); "
-                "the optimized kernels are held to torch bit for bit instead"
-            )
         if (
             scenario.checkpoint_via == "torch"
             and scenario.checkpoint_at

@@ -41,7 +41,7 @@ MAX_DEPTH: Final = 32
 results.json nests 6 deep. Parsing, checking, writing and rendering recurse once per level; this
 keeps them far from Python's recursion limit."""
 
-_SAME_SELECTION = ("set", "only", "seed", "seeds", "cells", "statistics")
+_SAME_SELECTION = ("set", "only", "seed", "seeds", "cells", "statistics", "lockstep", "full_coverage")
 _MISSING_LISTED = 10
 """How many missing shards a refusal names; it counts the rest."""
 

@@ -19,10 +19,14 @@ import numpy as np
 
 from conformance.ulp import compare_ulps, real_components
 
-__all__ = ["LARGEST_ERROR", "ArrayDifference", "Divergence", "PairMetrics"]
+__all__ = ["LARGEST_ERROR", "ArrayDifference", "Divergence", "PairMetrics", "Sampled"]
 
 LARGEST_ERROR: Final = float(np.finfo(np.float64).max)
 """Where an error beyond binary64's range is recorded ("at least this large")."""
+
+Sampled = tuple[tuple[int, ...], np.ndarray | None]
+"""A tensor's values as a flat array: the tensor's shape and the flat positions of the values it
+holds (``None``: all of them, in order)."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,14 @@ def _element(shape: tuple[int, ...], complex_valued: bool, scalar_index: int) ->
     index, part = divmod(scalar_index, 2) if complex_valued else (scalar_index, None)
     position = [int(i) for i in np.unravel_index(index, shape)] if shape else []
     return f"{position}{'' if part is None else ('.real', '.imag')[part]}"
+
+
+def _same_bits(x: np.ndarray, y: np.ndarray) -> bool:
+    """Whether two flat real arrays of one dtype hold the same bits throughout."""
+    if x.size < 4096:
+        return x.tobytes() == y.tobytes()
+    unsigned = f"u{x.itemsize}"
+    return bool(np.array_equal(x.view(unsigned), y.view(unsigned)))
 
 
 @dataclass
@@ -83,18 +95,33 @@ class ArrayDifference:
         names: Sequence[str],
         left: Sequence[np.ndarray],
         right: Sequence[np.ndarray],
+        sampled: Sequence[Sampled] | None = None,
     ) -> None:
-        """Take in one step's values of every tensor (aligned lists)."""
+        """Take in one step's values of every tensor (aligned lists). ``sampled``: the arrays are
+        flat samples of the tensors, and each entry says of which tensor shape and at which flat
+        positions (a divergence is then reported at its place in the whole tensor)."""
         step_ulp = step_differing = 0
         step_normwise = 0.0
-        for name, a, b in zip(names, left, right, strict=True):
-            comparison = compare_ulps(a, b)
+        for number, (name, a, b) in enumerate(zip(names, left, right, strict=True)):
             x, y = real_components(a), real_components(b)
+            if _same_bits(x, y):  # every figure is 0
+                if x.size and np.isfinite(x).any():
+                    dtype = np.asarray(b).dtype.name
+                    self.normwise_ulp_by_dtype.setdefault(dtype, 0.0)
+                continue
+            comparison = compare_ulps(a, b)
             both_nan = np.isnan(x) & np.isnan(y)
             differs = (x.view(f"u{x.itemsize}") != y.view(f"u{y.itemsize}")) & ~both_nan
             differing = int(differs.sum())
             if differing and self.first is None:
-                where = _element(np.shape(a), np.iscomplexobj(a), int(np.argmax(differs)))
+                scalar_index = int(np.argmax(differs))
+                shape, complex_valued = np.shape(a), np.iscomplexobj(a)
+                if sampled is not None:
+                    shape, positions = sampled[number]
+                    if positions is not None:
+                        index, part = divmod(scalar_index, 2) if complex_valued else (scalar_index, 0)
+                        scalar_index = int(positions[index]) * (2 if complex_valued else 1) + part
+                where = _element(shape, complex_valued, scalar_index)
                 self.first = Divergence(step, quantity, name, where)
             step_ulp, step_differing = max(step_ulp, comparison.max_ulp), step_differing + differing
             self.nan_mismatches += comparison.nan_mismatches
@@ -122,6 +149,13 @@ class ArrayDifference:
 class PairMetrics:
     parameters: ArrayDifference = field(default_factory=ArrayDifference)
     averages: ArrayDifference = field(default_factory=ArrayDifference)
+    buffers: ArrayDifference = field(default_factory=ArrayDifference)
+    """The momentum buffers, where a lockstep check can read them (:mod:`conformance.lockstep`)."""
+    state_mismatches: int = 0
+    """Differences a lockstep check finds outside the step's values: a clock (``step``, ``eta``,
+    ``mu``) of a tensor's state, a momentum buffer present on one side only, or state that changed
+    between two steps."""
+    first_state: Divergence | None = None
 
     def add(
         self,
@@ -129,23 +163,48 @@ class PairMetrics:
         names: Sequence[str],
         left: tuple[Sequence[np.ndarray], Sequence[np.ndarray]],
         right: tuple[Sequence[np.ndarray], Sequence[np.ndarray]],
+        sampled: Sequence[Sampled] | None = None,
     ) -> None:
-        """Take in one step: each side's ``(parameters, averages)``."""
+        """Take in one step: each side's ``(parameters, averages)`` (flat samples: ``sampled``)."""
         with np.errstate(all="ignore"):
-            self.parameters.add(step, "parameters", names, left[0], right[0])
-            self.averages.add(step, "averages", names, left[1], right[1])
+            self.parameters.add(step, "parameters", names, left[0], right[0], sampled)
+            self.averages.add(step, "averages", names, left[1], right[1], sampled)
+
+    def add_buffers(
+        self,
+        step: int,
+        names: Sequence[str],
+        left: Sequence[np.ndarray],
+        right: Sequence[np.ndarray],
+        sampled: Sequence[Sampled],
+    ) -> None:
+        """Take in one step's momentum buffers (flat samples), without a per-step figure."""
+        with np.errstate(all="ignore"):
+            self.buffers.add(step, "momentum buffers", names, left, right, sampled)
+
+    def add_mismatch(self, step: int, tensor: str, what: str, element: str = "", count: int = 1) -> None:
+        """``count`` values of ``what`` (a clock, ``"parameters between steps"``, ...) of ``tensor``
+        differ at ``step``."""
+        self.state_mismatches += count
+        if self.first_state is None:
+            self.first_state = Divergence(step, what, tensor, element)
 
     @property
     def max_ulp(self) -> int:
-        return max(self.parameters.max_ulp, self.averages.max_ulp)
+        return max(self.parameters.max_ulp, self.averages.max_ulp, self.buffers.max_ulp)
 
     @property
     def differing_bits(self) -> int:
-        return sum(self.parameters.differing_per_step) + sum(self.averages.differing_per_step)
+        return (
+            sum(self.parameters.differing_per_step)
+            + sum(self.averages.differing_per_step)
+            + sum(self.buffers.differing_per_step)
+            + self.state_mismatches
+        )
 
     @property
     def nan_mismatches(self) -> int:
-        return self.parameters.nan_mismatches + self.averages.nan_mismatches
+        return self.parameters.nan_mismatches + self.averages.nan_mismatches + self.buffers.nan_mismatches
 
     @property
     def max_normwise_ulp(self) -> float:
@@ -162,7 +221,8 @@ class PairMetrics:
     @property
     def first(self) -> Divergence | None:
         """The first divergence, the parameters' where both quantities diverge on the same step."""
-        found = [d for d in (self.parameters.first, self.averages.first) if d is not None]
+        candidates = (self.parameters.first, self.averages.first, self.buffers.first, self.first_state)
+        found = [d for d in candidates if d is not None]
         return min(found, key=lambda d: d.step, default=None)
 
     @property

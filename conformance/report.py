@@ -10,6 +10,7 @@ from typing import Any
 
 import jinja2
 
+from conformance.comparisons import coverage
 from conformance.environment import torch_warning
 from conformance.plots import pair_colours, ulp_plot_svg
 from conformance.results import Comparison, RunResult, write_json
@@ -74,6 +75,17 @@ def _divergence(comparison: Comparison) -> str:
     return where
 
 
+def _checked(comparison: Comparison) -> str:
+    """How the pair was checked, and on how much of what was stepped."""
+    if comparison.checked_values is None or comparison.stepped_values is None:
+        return comparison.mode
+    if comparison.checked_values >= comparison.stepped_values:
+        return f"{comparison.mode}, every value"
+    checked, stepped = comparison.checked_values, comparison.stepped_values
+    return f"{comparison.mode}, {coverage(checked, stepped)} of values ({checked:,} of {stepped:,})"
+
+
+_TEMPLATES.filters["checked"] = _checked
 _TEMPLATES.filters["ulp"] = _format_ulp
 _TEMPLATES.filters["divergence"] = _divergence
 _TEMPLATES.filters["power_of_two"] = _power_of_two

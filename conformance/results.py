@@ -23,8 +23,10 @@ __all__ = [
     "write_json",
 ]
 
-SCHEMA_VERSION = 3
-"""3 (2026-12-06): the numpy profile's ids (``reference-numpy``, ``optimized-numba-numpy``, ...; they
+SCHEMA_VERSION = 4
+"""4 (2026-12-06): each comparison's ``mode`` (lockstep or trajectory) and coverage
+(``checked_values`` of ``stepped_values``), the selection's ``lockstep`` and ``full_coverage``.
+3 (2026-12-06): the numpy profile's ids (``reference-numpy``, ``optimized-numba-numpy``, ...; they
 ended in ``-fast``) and a user implementation's ``style``. Files of another version are refused."""
 
 
@@ -74,6 +76,13 @@ class Comparison:
     """... the tensor's name ..."""
     first_divergence_element: str | None = None
     """... and the element's index, e.g. ``[12, 3]`` (``.real``/``.imag`` for complex tensors)."""
+    mode: str = "trajectory"
+    """``"lockstep"``: the reference computed each step from the implementation's state before it
+    (:mod:`conformance.lockstep`); ``"trajectory"``: the two ran side by side from the same start."""
+    checked_values: int | None = None
+    """Values (summed over the steps compared) at which the verdict compared the two sides ..."""
+    stepped_values: int | None = None
+    """... of the values stepped: fewer where a lockstep reference sampled large tensors."""
 
 
 @dataclass(frozen=True)
@@ -176,6 +185,13 @@ class RunResult:
             statistics += f"; {failed} implementation run{'s' if failed > 1 else ''} failed"
         if self.unjudged and not self.selection.get("shard"):
             statistics += f"; judged in no scenario: {', '.join(self.unjudged)}"
+        sampled = sum(
+            1
+            for c in self.comparisons
+            if c.status in ("holds", "fails") and (c.checked_values or 0) < (c.stepped_values or 0)
+        )
+        if sampled:
+            statistics += f"; {sampled} on sampled values"
         return (
             f"{verdict}: {len(self.scenarios)} scenarios, {len(self.comparisons)} comparisons: "
             f"{counts['holds']} hold, {counts['fails']} fail, {counts['finding']} expected divergence, "

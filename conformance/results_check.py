@@ -30,6 +30,7 @@ _CHOICES: Final[Mapping[tuple[type, str], frozenset[str]]] = {
     (Comparison, "status"): frozenset({"holds", "fails", "finding", "skipped"}),
     (Comparison, "policy"): frozenset({"bit-exact", "bounded", "finding"}),
     (ImplementationRun, "status"): frozenset({"ran", "skipped", "failed"}),
+    (Comparison, "mode"): frozenset({"lockstep", "trajectory"}),
 }
 """The string fields whose value decides something (a verdict, a count), and the values they take."""
 
@@ -59,7 +60,7 @@ class _Record:
 
 _SELECTION: Final = _Record(
     {"set": str, "only": str | None, "seed": int, "seeds": int, "jobs": int, "shard": str | None,
-     "cells": int, "statistics": bool, "merged": list[str | None]},
+     "cells": int, "statistics": bool, "lockstep": bool, "full_coverage": bool, "merged": list[str | None]},
     frozenset({"set", "only", "seed", "seeds", "jobs", "shard", "cells", "statistics"}),
 )  # fmt: skip
 _ENVIRONMENT: Final = _Record(

@@ -15,6 +15,7 @@ from conformance.environment import describe_environment
 from conformance.external import ExternalImplementation
 from conformance.findings import derive_findings
 from conformance.implementations import IMPLEMENTATIONS, Implementation
+from conformance.lockstep import LOCKSTEP, Checking
 from conformance.registry import PAIRS
 from conformance.results import SCHEMA_VERSION, RunResult, ScenarioResult
 from conformance.runner import run_scenarios
@@ -41,6 +42,7 @@ def run_conformance(
     progress: bool = False,
     isolated: bool = False,
     timeout: float | None = None,
+    checking: Checking = LOCKSTEP,
 ) -> RunResult:
     """Run a selection (or one shard of it) and return its results (nothing written). ``isolated``
     (always so with ``jobs > 1``) runs the scenarios in supervised worker processes, where an
@@ -72,6 +74,7 @@ def run_conformance(
         isolated=isolated,
         timeout=timeout,
         on_done=done if bar is not None else None,
+        checking=checking,
     )
     run_statistics = statistics and not only and index == 1
     if bar is not None and run_statistics:
@@ -94,6 +97,8 @@ def run_conformance(
             "shard": None if shard is None else f"{index}/{count}",
             "cells": len(cells),
             "statistics": statistics,
+            "lockstep": checking.lockstep,
+            "full_coverage": checking.full_coverage,
         },
         environment=describe_environment(),
         implementations=[

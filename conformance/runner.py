@@ -18,16 +18,18 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from conformance.comparisons import Outcome, compare
 from conformance.implementations import IMPLEMENTATIONS, Implementation
+from conformance.lockstep import LOCKSTEP, Checking, Lockstep, ReferenceJudge
 from conformance.metrics import PairMetrics
 from conformance.registry import IDS, PAIRS, check_pairs
-from conformance.results import Comparison, ImplementationRun, ScenarioResult
+from conformance.results import ImplementationRun, ScenarioResult
 from conformance.scenarios import Scenario
 from conformance.sessions import Session, Unsupported, group_lrs
-from conformance.verdicts import Pair, judge, policy_for
+from conformance.verdicts import Pair
 from conformance.workloads import Gradients, Workload, make_workload
 
-__all__ = ["Watch", "run_scenario", "run_scenarios"]
+__all__ = ["Checking", "Watch", "run_scenario", "run_scenarios"]
 
 
 class Watch(Protocol):
@@ -128,17 +130,32 @@ def _point(parameters: Sequence[np.ndarray]) -> bytes:
     return digest.digest()
 
 
+def _lrs_at(scenario: Scenario, index: int) -> list[float]:
+    """Each group's lr at step ``index``: its initial lr times the factor of the last change so far."""
+    factor = next((f for step, f in sorted(scenario.lr_changes, reverse=True) if step <= index), 1.0)
+    return [base * factor for base in group_lrs(scenario)]
+
+
 def _advance(
-    running: _Running, scenario: Scenario, shared: SharedGradients, index: int, expected: list[Any]
+    running: _Running,
+    scenario: Scenario,
+    shared: SharedGradients,
+    index: int,
+    expected: list[Any],
+    checks: Sequence[Lockstep] = (),
 ) -> None:
-    """Step ``running`` once (``index`` counts from 1) and keep its values for the comparisons."""
+    """Step ``running`` once (``index`` counts from 1) and keep its values for the comparisons;
+    each of ``checks`` judges the step from the state before it."""
     session = running.session
     assert session is not None
     changes = dict(scenario.lr_changes)
+    lrs = _lrs_at(scenario, index)
     if index in changes:
-        for group, base in enumerate(group_lrs(scenario)):
-            session.set_lr(group, base * changes[index])
+        for group, lr in enumerate(lrs):
+            session.set_lr(group, lr)
     gradients = shared.at(session.parameters(), scenario.start_step + index - 1)
+    for check in checks:
+        check.before(session, gradients, lrs, index)
     started = time.perf_counter()
     session.step(gradients)
     running.seconds += time.perf_counter() - started
@@ -146,6 +163,8 @@ def _advance(
         _checked("the parameters", session.parameters(), expected),
         _checked("averages()", session.averages(), expected),
     )
+    for check in checks:
+        check.after(session, running.values, index)
     if index == scenario.checkpoint_at:
         session.checkpoint(scenario.checkpoint_via)
 
@@ -173,59 +192,13 @@ def _start(
         return _Running(None, status="failed", reason=f"could not start: {_describe(error)}")
 
 
-def _compare(scenario: Scenario, pair: Pair, metrics: PairMetrics, runs: dict[str, _Running]) -> Comparison:
-    policy = policy_for(pair, scenario.expected_divergence)
-    base: dict[str, Any] = {
-        "scenario": scenario.name,
-        "pair": pair.name,
-        "left": pair.left,
-        "right": pair.right,
-        "policy": policy.kind,
-        # None for a scenario of mixed dtypes: each dtype's tensors have their own budget (in the reason).
-        "ulp_budget": None if policy.ulp_budget is None else policy.ulp_budget.get(scenario.dtype),
-    }
-    failed = [name for name in (pair.left, pair.right) if runs[name].status == "failed"]
-    if failed:
-        reasons = "; ".join(f"{name} failed: {runs[name].reason}" for name in failed)
-        return Comparison(**base, status="fails", reason=reasons)
-    missing = [name for name in (pair.left, pair.right) if runs[name].status != "ran"]
-    verdict = judge(policy, metrics, scenario.dtype)
-    status = ("finding" if policy.kind == "finding" else "holds") if verdict.holds else "fails"
-    reason = verdict.reason
-    if missing:
-        reasons = "; ".join(f"{name}: {runs[name].reason or 'not run'}" for name in missing)
-        if not metrics.parameters.differing_per_step or verdict.holds:
-            return Comparison(**base, status="skipped", reason=reasons)
-        reason = (
-            f"{verdict.reason} (then {reasons})"  # a decline does not hide what the steps before it showed
-        )
-    first = metrics.first
-    return Comparison(
-        **base,
-        status=status,
-        reason=reason,
-        max_ulp=metrics.max_ulp,
-        max_ulp_parameters=metrics.parameters.max_ulp,
-        max_ulp_averages=metrics.averages.max_ulp,
-        first_divergence=metrics.first_divergence,
-        first_divergence_quantity=None if first is None else first.quantity,
-        first_divergence_tensor=None if first is None else first.tensor,
-        first_divergence_element=None if first is None else first.element,
-        differing_scalar_steps=metrics.differing_bits,
-        nan_mismatches=metrics.nan_mismatches,
-        max_abs_error=max(metrics.parameters.max_abs, metrics.averages.max_abs),
-        max_rel_error=max(metrics.parameters.max_rel, metrics.averages.max_rel),
-        max_normwise_ulp=metrics.max_normwise_ulp,
-        ulp_per_step_parameters=metrics.parameters.max_ulp_per_step,
-        ulp_per_step_averages=metrics.averages.max_ulp_per_step,
-        normwise_ulp_per_step_parameters=metrics.parameters.normwise_ulp_per_step,
-        normwise_ulp_per_step_averages=metrics.averages.normwise_ulp_per_step,
-        differing_per_step=[
-            a + b
-            for a, b in zip(
-                metrics.parameters.differing_per_step, metrics.averages.differing_per_step, strict=True
-            )
-        ],
+def _judged_in_lockstep(implementation: Implementation, pairs: Sequence[Pair], checking: Checking) -> bool:
+    """Whether a reference judges its pairs in lockstep: each is bit-exact with it on the left."""
+    mine = [pair for pair in pairs if implementation.name in (pair.left, pair.right)]
+    return (
+        checking.lockstep
+        and implementation.reference_profile is not None
+        and all(pair.left == implementation.name and pair.policy.kind == "bit-exact" for pair in mine)
     )
 
 
@@ -238,9 +211,13 @@ def run_scenario(
     watch: Watch | None = None,
     excluded: Mapping[str, str] | None = None,
     in_a_worker: bool = False,
+    checking: Checking = LOCKSTEP,
 ) -> ScenarioResult:
     """Run one scenario × seed cell through ``implementations`` and compare ``pairs`` at every step.
 
+    A reference judges its pairs in lockstep (:mod:`conformance.lockstep`) unless ``checking``
+    says otherwise or one of its pairs is not bit-exact; every other pair compares the two
+    implementations' trajectories at every step, in full.
     ``watch`` is told whose code runs when; the implementations ``excluded`` name are not run and
     are shown failed with the reason given (one that hung or ended its process in an earlier try).
     ``in_a_worker``: in a worker process, which ignores Ctrl-C, a ``KeyboardInterrupt`` can only
@@ -250,11 +227,22 @@ def run_scenario(
     excluded = excluded or {}
     workload = make_workload(scenario)
     shared = SharedGradients(workload)
-    expected = [(array.dtype, array.shape) for array in workload.initial()]
+    initial = workload.initial()
+    expected = [(array.dtype, array.shape) for array in initial]
     runs: dict[str, _Running] = {}
+    judges: dict[str, ReferenceJudge] = {}
     for number, implementation in enumerate(implementations):
         if implementation.name in excluded:
             runs[implementation.name] = _Running(None, status="failed", reason=excluded[implementation.name])
+            continue
+        if _judged_in_lockstep(implementation, pairs, checking):
+            reason = implementation.skip_reason(scenario)
+            runs[implementation.name] = _Running(None, status="skipped" if reason else "ran", reason=reason)
+            if reason is None:
+                assert implementation.reference_profile is not None
+                judges[implementation.name] = ReferenceJudge(
+                    implementation.reference_profile, scenario, initial, full_coverage=checking.full_coverage
+                )
             continue
         watch.enter(number, 0)
         runs[implementation.name] = _start(implementation, scenario, workload, errors)
@@ -263,13 +251,22 @@ def run_scenario(
     check_pairs(pairs, IDS | numbers.keys())  # a pair of an id no one has is a mistake, not a choice
     compared = [pair for pair in pairs if pair.left in runs and pair.right in runs]
     metrics = {pair.name: PairMetrics() for pair in compared}
+    locksteps = {
+        pair.name: Lockstep(judges[pair.left], workload.names, metrics[pair.name])
+        for pair in compared
+        if pair.left in judges and runs[pair.right].session is not None
+    }
+    checks = {
+        name: [locksteps[p.name] for p in compared if p.right == name and p.name in locksteps]
+        for name in runs
+    }
     for index in range(1, scenario.steps + 1):
         for name, running in runs.items():
             if running.session is None:
                 continue
             watch.enter(numbers[name], index)
             try:
-                _advance(running, scenario, shared, index, expected)
+                _advance(running, scenario, shared, index, expected, checks[name])
             except Unsupported as declined:
                 running.stop("skipped", f"declined at step {index}: {declined}")
             except errors as error:
@@ -277,7 +274,7 @@ def run_scenario(
             watch.leave()
         for pair in compared:
             left, right = runs[pair.left].values, runs[pair.right].values
-            if left is not None and right is not None:
+            if left is not None and right is not None and pair.name not in locksteps:
                 metrics[pair.name].add(index, workload.names, left, right)
     implementation_runs = []
     for name, running in runs.items():
@@ -296,6 +293,10 @@ def run_scenario(
                 running.stop("failed", f"after the last step: {_describe(error)}")
             watch.leave()
         ran = running.status == "ran"
+        if name in judges:  # a reference that judged in lockstep: its time is its computations'
+            clocks = judges[name].last_clocks
+            running.seconds = judges[name].seconds
+            scalars = None if clocks is None else (float(clocks[0]), float(clocks[1]), float(clocks[2]))
         implementation_runs.append(
             ImplementationRun(
                 name,
@@ -308,7 +309,10 @@ def run_scenario(
                 evaluation=running.evaluation if ran else {},
             )
         )
-    comparisons = [_compare(scenario, pair, metrics[pair.name], runs) for pair in compared]
+    outcomes = {name: Outcome(running.status, running.reason) for name, running in runs.items()}
+    comparisons = [
+        compare(scenario, pair, metrics[pair.name], outcomes, locksteps.get(pair.name)) for pair in compared
+    ]
     return ScenarioResult(
         name=scenario.name,
         problem=scenario.problem,
@@ -340,9 +344,10 @@ def run_scenarios(
     isolated: bool = False,
     timeout: float | None = None,
     on_done: Callable[[ScenarioResult], None] | None = None,
+    checking: Checking = LOCKSTEP,
 ) -> list[ScenarioResult]:
     """Results in the order of ``scenarios``. ``cells`` numbers them within the whole selection
-    (default 0, 1, …).
+    (default 0, 1, …); ``checking`` says how the reference's pairs are checked.
 
     With ``jobs > 1`` or ``isolated``, the cells run in supervised worker processes, the largest
     first (:mod:`conformance.workers`): an implementation that hangs (more than ``timeout``
@@ -352,7 +357,7 @@ def run_scenarios(
     if jobs <= 1 and not isolated:
         results: list[ScenarioResult] = []
         for scenario, cell in zip(scenarios, numbers, strict=True):
-            results.append(run_scenario(scenario, implementations, pairs, cell))
+            results.append(run_scenario(scenario, implementations, pairs, cell, checking=checking))
             if on_done:
                 on_done(results[-1])
         return results
@@ -368,4 +373,5 @@ def run_scenarios(
         timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
         order=order,
         on_done=on_done,
+        checking=checking,
     )

@@ -138,6 +138,35 @@ class Session(ABC):
         """``step``, ``eta`` and ``mu`` of the first tensor's state, where the format is known."""
         return None
 
+    def state(self) -> list[dict[str, Any] | None] | None:
+        """Each tensor's state in this project's layout, as copies: ``step``, ``eta``, ``mu``,
+        ``ax`` and, once there is one, ``momentum_buffer`` (``None`` for a tensor not stepped yet);
+        ``None`` where the harness cannot read it."""
+        return None
+
+
+STATE_KEYS: Final = frozenset({"step", "eta", "mu", "ax"})
+"""The keys of a tensor's state in this project's layout (and torch's), ``momentum_buffer`` aside."""
+
+
+def readable_state(
+    entries: Sequence[Any], tensors: Sequence[np.ndarray]
+) -> list[dict[str, Any] | None] | None:
+    """``entries`` (one per tensor, ``None`` where a tensor has no state) if each is in this
+    project's layout with arrays of its tensor's shape and dtype, else ``None``."""
+    for entry, tensor in zip(entries, tensors, strict=True):
+        if entry is None:
+            continue
+        if not isinstance(entry, dict) or not STATE_KEYS <= entry.keys() <= STATE_KEYS | {"momentum_buffer"}:
+            return None
+        for key in ("ax", "momentum_buffer"):
+            array = entry.get(key)
+            if key in entry and not (
+                isinstance(array, np.ndarray) and array.shape == tensor.shape and array.dtype == tensor.dtype
+            ):
+                return None
+    return list(entries)
+
 
 def _needs(optimizer: Any, scenario: Scenario) -> None:
     """Decline up front, before any step, a scenario that needs what ``optimizer`` lacks."""
@@ -244,6 +273,18 @@ class ArraySession(Session):
         _required(fresh, "load_state_dict", "the scenario takes a checkpoint")(saved)
         self.optimizer = fresh
 
+    def state(self) -> list[dict[str, Any] | None] | None:
+        saved = getattr(self.optimizer, "state_dict", None)
+        if saved is None:
+            return None
+        try:
+            entries = saved()["state"]
+            return readable_state([entries.get(index) for index in range(len(self._tensors))], self._tensors)
+        except Exception:
+            if self.own_format:
+                raise
+            return None  # a user's layout: the reference carries its own
+
     def scalars(self) -> tuple[float, float, float] | None:
         if not self.own_format:
             return None
@@ -310,6 +351,27 @@ class TorchSession(Session):
         fresh = self._make()
         fresh.load_state_dict(saved)
         self._optimizer = fresh
+
+    def state(self) -> list[dict[str, Any] | None] | None:
+        held = getattr(self._optimizer, "state", None)
+        if held is None:
+            return None
+        entries: list[dict[str, Any] | None] = []
+        for tensor in self._tensors:
+            entry = held.get(tensor)
+            entries.append(
+                {key: np.array(self._numpy(value), copy=True) for key, value in entry.items()}
+                if entry
+                else None
+            )
+        for entry in entries:
+            for clock in ("step", "eta", "mu"):
+                if entry is not None and clock in entry:
+                    entry[clock] = entry[clock][()]  # a 0-d array as its NumPy scalar (torch's float32)
+        return readable_state(entries, [tensor.detach().cpu().numpy() for tensor in self._tensors])
+
+    def _numpy(self, value: Any) -> Any:
+        return value.detach().cpu().numpy() if isinstance(value, self._torch.Tensor) else value
 
     def scalars(self) -> tuple[float, float, float] | None:
         state = self._optimizer.state.get(self._tensors[0], {})

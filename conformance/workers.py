@@ -39,6 +39,7 @@ from multiprocessing.context import ForkProcess
 from typing import Any, Final
 
 from conformance.implementations import Implementation
+from conformance.lockstep import LOCKSTEP, Checking
 from conformance.results import ScenarioResult
 from conformance.runner import run_scenario
 from conformance.scenarios import Scenario
@@ -151,11 +152,18 @@ def _work(
         message = connection.recv()
         if message is None:
             return
-        position, scenario, cell, excluded = message
+        position, scenario, cell, excluded, checking = message
         progress.reset()
         try:
             result = run_scenario(
-                scenario, implementations, pairs, cell, watch=progress, excluded=excluded, in_a_worker=True
+                scenario,
+                implementations,
+                pairs,
+                cell,
+                watch=progress,
+                excluded=excluded,
+                in_a_worker=True,
+                checking=checking,
             )
         except BaseException:  # the harness's own failure: the run reports it
             connection.send((position, None, traceback.format_exc()))
@@ -206,6 +214,7 @@ def run_supervised(
     timeout: float = DEFAULT_TIMEOUT,
     order: Sequence[int] | None = None,
     on_done: Callable[[ScenarioResult], None] | None = None,
+    checking: Checking = LOCKSTEP,
 ) -> list[ScenarioResult]:
     """Results in the order of ``scenarios``, each cell run in one of ``jobs`` supervised worker
     processes (in ``order``, by default as given). Every worker has ended when this returns or
@@ -223,7 +232,7 @@ def run_supervised(
                     excluded: Mapping[str, str] = cells_left.excluded.get(position, {})
                     try:
                         worker.connection.send(
-                            (position, scenarios[position], cells[position], dict(excluded))
+                            (position, scenarios[position], cells[position], dict(excluded), checking)
                         )
                     except OSError:  # it ended while idle (a thread an implementation left, the OOM killer)
                         cells_left.pending.appendleft(position)
