@@ -28,6 +28,7 @@ from conformance.registry import PAIRS
 from conformance.report import InterruptedAfterWriting, unusable_report_directory, write_report
 from conformance.results import RunResult
 from conformance.run import run_conformance
+from conformance.sampling import WHOLE_BELOW
 from conformance.scenarios import select_scenarios
 from conformance.scenarios import shard as select_shard
 from conformance.workers import DEFAULT_TIMEOUT
@@ -112,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
         "--full-coverage",
         action="store_true",
         help="the reference computes every value of every tensor at every step (by default it "
-        "computes a seeded sample and every edge of each tensor of 65,536 values or more)",
+        f"computes a seeded sample and every edge of each tensor of {WHOLE_BELOW:,} values or more)",
     )
     parser.add_argument(
         "--trajectory",

@@ -212,6 +212,8 @@ class Lockstep:
             overrides.get("momentum", hyper["momentum"]) != 0 for _, overrides in scenario.groups
         ) or (not scenario.groups and hyper["momentum"] != 0)
         self._before: _Before | None = None
+        self._held_edges: list[np.ndarray | None] = [None] * len(names)
+        """The edges of each tensor's state after the last step (its state before this one)."""
         self._last: list[tuple[np.ndarray | None, np.ndarray, np.ndarray]] | None = None
         """Where the last step was checked (positions), and the implementation's parameters and
         averages there."""
@@ -255,7 +257,9 @@ class Lockstep:
         if self.failure is not None or before is None:
             return
         entries_after = session.state()
-        inputs = [self._input(before, values, entries_after, number) for number in range(len(self.names))]
+        inputs = [
+            self._input(before, values, entries_after, number, index) for number in range(len(self.names))
+        ]
         try:
             outputs = self.judge.outputs(index, before.lrs, inputs)
         except (ValueError, TypeError) as refused:
@@ -289,6 +293,7 @@ class Lockstep:
         values: tuple[list[np.ndarray], list[np.ndarray]],
         entries_after: list[dict[str, Any] | None] | None,
         number: int,
+        index: int,
     ) -> _Input:
         entry = None if before.entries is None else before.entries[number]
         gradient = before.gradients[number]
@@ -301,11 +306,18 @@ class Lockstep:
         positions = self.judge.fixed[number]
         if positions is not None and (readable or not self._momentum):  # a carried buffer: the seeded sample
             after = None if entries_after is None or entries_after[number] is None else entries_after[number]
-            data = [
-                before.parameters[number], before.averages[number], buffer, gradient,
-                values[0][number], values[1][number], None if after is None else after.get("momentum_buffer"),
-            ]  # fmt: skip
-            positions = np.union1d(positions, edges(data))
+            held = edges(
+                [
+                    values[0][number],
+                    values[1][number],
+                    None if after is None else after.get("momentum_buffer"),
+                ]
+            )
+            earlier = self._held_edges[number]  # the state before is the state after the last step ...
+            if earlier is None or index - 1 == self.judge.scenario.checkpoint_at:  # ... unless reloaded
+                earlier = edges([before.parameters[number], before.averages[number], buffer])
+            self._held_edges[number] = held
+            positions = np.union1d(positions, np.concatenate([earlier, edges([gradient]), held]))
         if readable and buffer is not None:
             buffer = _flat(buffer, positions)  # a carried one is already the sample's
         return _Input(

@@ -14,6 +14,7 @@ from conformance.comparisons import coverage
 from conformance.environment import torch_warning
 from conformance.plots import pair_colours, ulp_plot_svg
 from conformance.results import Comparison, RunResult, write_json
+from conformance.sampling import SEEDED, WHOLE_BELOW
 from optimized.interrupts import interrupts_deferred
 
 __all__ = [
@@ -86,6 +87,7 @@ def _checked(comparison: Comparison) -> str:
 
 
 _TEMPLATES.filters["checked"] = _checked
+_TEMPLATES.globals.update(whole_below=f"{WHOLE_BELOW:,}", seeded=f"{SEEDED:,}")
 _TEMPLATES.filters["ulp"] = _format_ulp
 _TEMPLATES.filters["divergence"] = _divergence
 _TEMPLATES.filters["power_of_two"] = _power_of_two

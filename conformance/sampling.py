@@ -26,7 +26,7 @@ import numpy as np
 
 __all__ = ["EDGE_LIMIT", "SEEDED", "WHOLE_BELOW", "edges", "seeded", "whole"]
 
-WHOLE_BELOW: Final = 65_536
+WHOLE_BELOW: Final = 32_768
 """A tensor of fewer values than this is checked whole, at every step."""
 SEEDED: Final = 4_096
 """The values of a larger tensor in the seeded sample."""
@@ -60,20 +60,23 @@ def _edges_of(array: np.ndarray) -> list[np.ndarray]:
     flat = np.ascontiguousarray(array).reshape(-1)
     complex_valued = flat.dtype.kind == "c"
     reals = flat.view(np.finfo(flat.dtype).dtype) if complex_valued else flat
-    info = np.finfo(reals.dtype)
     unsigned = np.dtype(f"u{reals.itemsize}")
-    bits = reals.view(unsigned)
-    magnitude = bits & unsigned.type(np.iinfo(unsigned).max >> 1)  # the sign bit cleared
+    magnitude = reals.view(unsigned) & unsigned.type(np.iinfo(unsigned).max >> 1)  # the sign bit cleared
     infinity = np.array(np.inf, reals.dtype).view(unsigned)[()]
-    smallest_normal = np.array(info.smallest_normal, reals.dtype).view(unsigned)[()]
-    nonfinite = np.flatnonzero(magnitude >= infinity)
-    small = np.flatnonzero(magnitude < smallest_normal)
-    zeros = small[magnitude[small] == 0]
-    subnormals = small[magnitude[small] != 0]
-    found = [_spread(nonfinite), _spread(zeros), _spread(subnormals)]
-    finite_magnitude = np.where(magnitude >= infinity, 0, magnitude)
-    if len(finite_magnitude):
-        found.append(np.array([int(np.argmax(finite_magnitude))]))  # finite magnitudes order as their bits
+    smallest_normal = np.array(np.finfo(reals.dtype).smallest_normal, reals.dtype).view(unsigned)[()]
+    # Below the normal range or at infinity and beyond, in one comparison: the difference wraps around.
+    unusual = np.flatnonzero(magnitude - smallest_normal >= infinity - smallest_normal)
+    kinds = magnitude[unusual]
+    found = [
+        _spread(unusual[kinds >= infinity]),  # infinities and NaNs
+        _spread(unusual[kinds == 0]),  # zeros of either sign
+        _spread(unusual[(kinds != 0) & (kinds < infinity)]),  # subnormals
+    ]
+    if len(magnitude):
+        largest = int(np.argmax(magnitude))  # finite magnitudes order as their bits
+        if magnitude[largest] >= infinity:
+            largest = int(np.argmax(np.where(magnitude >= infinity, 0, magnitude)))
+        found.append(np.array([largest]))
     if complex_valued:
         found = [kind // 2 for kind in found]
     return found

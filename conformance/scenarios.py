@@ -72,6 +72,34 @@ class Scenario:
 
 AVERAGING: Final = {"lr": 0.01, "t0": 20}
 
+
+def resnet50_shapes() -> tuple[tuple[int, ...], ...]:
+    """The 161 parameter shapes of torchvision's ResNet-50 (25,557,032 values): the convolutions
+    and the classifier's weight first, then the batch norms' weights and biases and the classifier's
+    bias (so that two param groups can hold them, as weight decay is usually given)."""
+    shapes: list[tuple[int, ...]] = [(64, 3, 7, 7), (64,), (64,)]
+    inplanes = 64
+    for planes, blocks in ((64, 3), (128, 4), (256, 6), (512, 3)):
+        for block in range(blocks):
+            shapes += [
+                (planes, inplanes, 1, 1),
+                (planes,),
+                (planes,),
+                (planes, planes, 3, 3),
+                (planes,),
+                (planes,),
+            ]
+            shapes += [(4 * planes, planes, 1, 1), (4 * planes,), (4 * planes,)]
+            if block == 0:  # the downsampling shortcut
+                shapes += [(4 * planes, inplanes, 1, 1), (4 * planes,), (4 * planes,)]
+            inplanes = 4 * planes
+    shapes += [(1000, 2048), (1000,)]
+    return (*(s for s in shapes if len(s) > 1), *(s for s in shapes if len(s) == 1))
+
+
+RESNET50: Final = resnet50_shapes()
+_RESNET50_WEIGHTS: Final = sum(1 for shape in RESNET50 if len(shape) > 1)
+
 _QUICK: Final = (
     Scenario("random-f32-averaging", "random-stream", "float32", AVERAGING, 200, purpose="averaging active from step 22",
              tags=("compiled",)),
@@ -146,6 +174,11 @@ _FULL_ONLY: Final = (
     Scenario("random-f32-compiled-large", "random-stream", "float32", {"lr": 1e-3, "t0": 0, "weight_decay": 1e-4}, 10,
              size=10_000_000, quick=False, tags=("compiled",),
              purpose="10,000,000 values, weight decay, averaging from the first step: torch's compiled step against eager"),
+    Scenario("resnet50-shapes-f32", "many-tensors", "float32", {"lr": 0.05, "t0": 2, "lambd": 1e-4}, 5,
+             shapes=RESNET50, groups=((_RESNET50_WEIGHTS, {"weight_decay": 1e-4}), (len(RESNET50) - _RESNET50_WEIGHTS, {})),
+             quick=False,
+             purpose="ResNet-50's 161 parameter shapes (25,557,032 float32 values) in two groups, weight decay on "
+                     "the weights only; the reference judges every implementation in lockstep on sampled values"),
     Scenario("late-run-f64", "random-stream", "float64", {"lr": 0.01, "t0": LATE_START - 10}, 8, start_step=LATE_START,
              quick=False, purpose="the frozen counter with float64 parameters",
              expected_divergence=("optimized-numba-numpy vs torch-forloop",)),

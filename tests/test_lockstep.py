@@ -28,7 +28,7 @@ from conformance.verdicts import BIT_EXACT, Pair
 from conformance.workloads import SingleTensor
 
 REFERENCE = next(i for i in IMPLEMENTATIONS if i.name == "reference-torch")
-SIZE = 100_000
+SIZE = 100_000  # sampled: more than WHOLE_BELOW
 LARGE = Scenario("large-f32", "random-stream", "float32", {"lr": 0.01, "t0": 1}, 4, size=SIZE, seed=3)
 
 
