@@ -19,6 +19,8 @@ from typing import Any, Final
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.textpath import TextToPath
 
 from conformance.results import ScenarioResult
 
@@ -61,6 +63,28 @@ def _envelope(values: Sequence[float], first_step: int) -> tuple[np.ndarray[Any,
     if width > 1:
         series = np.maximum.reduceat(series, starts)
     return first_step + starts, series
+
+
+def _width_in_points(texts: Sequence[str], size: float) -> float:
+    """The widest of ``texts`` as matplotlib draws it in plain text at ``size`` points."""
+    measure = TextToPath()
+    font = FontProperties(size=size)
+    return max((measure.get_text_width_height_descent(t, font, ismath=False)[0] for t in texts), default=0.0)
+
+
+def _fit_margins(figure: Figure, row_labels: Sequence[str], legend: Sequence[str]) -> None:
+    """Margins that hold the strip's row labels on the left and the legend on the right, measured
+    from the texts themselves (a layout engine would draw the whole figure once more to find them)."""
+    width, height = (72 * inches for inches in figure.get_size_inches())
+    left = max(_width_in_points(row_labels, 6), 30.0) + 14  # the labels, the ticks and the y axis's label
+    right = _width_in_points(legend, 7) + 36 if legend else 10.0  # the handles before the labels
+    figure.subplots_adjust(
+        left=left / width,
+        right=1 - right / width,
+        top=1 - 24 / height,  # the title
+        bottom=34 / height,  # the step numbers and their label
+        hspace=0.18,  # the strip's title between the panels
+    )
 
 
 def pair_colours(pair_names: Sequence[str]) -> dict[str, str]:
@@ -119,9 +143,10 @@ def ulp_plot_svg(scenario: ScenarioResult, colours: dict[str, str]) -> str:
         strip.ticklabel_format(axis="x", useOffset=False, style="plain")
         upper.grid(True, which="major", linewidth=0.3, alpha=0.6)
         strip.grid(True, axis="x", which="major", linewidth=0.3, alpha=0.6)
-        if upper.get_legend_handles_labels()[0]:
+        legend = upper.get_legend_handles_labels()[1]
+        if legend:
             upper.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-        figure.tight_layout()
+        _fit_margins(figure, [_label(c.pair) for c in exact], legend)
         buffer = io.StringIO()
         figure.savefig(buffer, format="svg", metadata={"Date": None})
     svg = buffer.getvalue()
