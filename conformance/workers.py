@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import importlib.util
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -137,17 +138,28 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch_parent, name="asgd-parent-watch", daemon=True).start()
 
 
+def _one_thread_each(workers: int) -> None:
+    """Beside other workers, torch computes on one thread: its OpenMP threads spin while they wait
+    for work, and two workers' spinning threads on two cores halve the speed of both."""
+    if workers > 1 and importlib.util.find_spec("torch") is not None:
+        import torch  # the implementations and workloads that use it import it anyway
+
+        torch.set_num_threads(1)
+
+
 def _work(
     connection: multiprocessing.connection.Connection,
     progress: _Progress,
     implementations: Sequence[Implementation],
     pairs: Sequence[Pair],
     parent: int,
+    workers: int,
 ) -> None:
     """A worker's life: cells in, results out, until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the run decides what a Ctrl-C ends
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent(parent)
+    _one_thread_each(workers)
     while True:
         message = connection.recv()
         if message is None:
@@ -171,12 +183,14 @@ def _work(
         connection.send((position, result, None))
 
 
-def _start_worker(context: Any, implementations: Sequence[Implementation], pairs: Sequence[Pair]) -> _Worker:
+def _start_worker(
+    context: Any, implementations: Sequence[Implementation], pairs: Sequence[Pair], workers: int
+) -> _Worker:
     ours, theirs = context.Pipe()
     progress = _Progress(context, len(implementations))
     process: ForkProcess = context.Process(
         target=_work,
-        args=(theirs, progress, implementations, pairs, os.getpid()),
+        args=(theirs, progress, implementations, pairs, os.getpid(), workers),
         name="asgd-conformance-worker",
         daemon=True,
     )
@@ -225,7 +239,7 @@ def run_supervised(
     try:
         while cells_left.pending or any(worker.cell is not None for worker in workers):
             while cells_left.pending and len(workers) < jobs:
-                workers.append(_start_worker(context, implementations, pairs))
+                workers.append(_start_worker(context, implementations, pairs, jobs))
             for worker in workers:
                 if worker.cell is None and cells_left.pending:
                     position = cells_left.pending.popleft()
