@@ -35,6 +35,8 @@ from conformance.sampling import edges, seeded, whole
 from conformance.scenarios import Scenario
 from conformance.sessions import Session, hyperparameters, late_state, param_groups
 from conformance.workloads import Gradients
+from reference.numerics import numerics_named
+from reference.state import initial_state
 
 __all__ = ["LOCKSTEP", "Checking", "Lockstep", "ReferenceJudge"]
 
@@ -108,8 +110,11 @@ class ReferenceJudge:
     def __init__(
         self, numerics: str, scenario: Scenario, initial: Sequence[np.ndarray], *, full_coverage: bool
     ) -> None:
-        self.numerics, self.scenario = numerics, scenario
+        self.numerics, self.scenario, self.initial = numerics, scenario, list(initial)
         self.shapes = [array.shape for array in initial]
+        counts = [count for count, _ in scenario.groups] or [len(self.initial)]
+        self.group_of = [group for group, count in enumerate(counts) for _ in range(count)]
+        """Each tensor's param group."""
         self.fixed = [
             None if full_coverage or whole(array.size) else seeded(array.size, scenario.seed, number)
             for number, array in enumerate(initial)
@@ -233,9 +238,36 @@ class Lockstep:
         self._between_steps(before, index)
         self._before = before
 
+    def _at_the_start(self, before: _Before, index: int) -> None:
+        """Before its first step the implementation must stand at the scenario's start: the shared
+        parameters, and either no state or the state the reference starts from (the injected one of a
+        late run), since the reference takes whatever state it reads as given."""
+        judge = self.judge
+        for number, (now, start) in enumerate(zip(before.parameters, judge.initial, strict=True)):
+            if now.tobytes() != start.tobytes():
+                self.metrics.add_mismatch(index, self.names[number], "parameters before the first step")
+        if before.entries is None:
+            return
+        profile = numerics_named(judge.numerics)
+        for number, entry in enumerate(before.entries):
+            if entry is None:
+                continue
+            start = judge.initial[number]
+            if judge.scenario.start_step:
+                late = late_state(judge.scenario, judge.numerics, start)
+                clocks, ax = (late["step"], late["eta"], late["mu"]), late["ax"]
+            else:
+                fresh = initial_state(start, before.lrs[judge.group_of[number]], profile)
+                clocks, ax = (fresh.step, fresh.eta, fresh.mu), fresh.ax
+            held = _clocks(entry)
+            assert held is not None
+            if not all(map(_same, held, clocks)) or entry["ax"].tobytes() != ax.tobytes():
+                self.metrics.add_mismatch(index, self.names[number], "state before the first step")
+
     def _between_steps(self, before: _Before, index: int) -> None:
         """What the implementation holds now must be what it held after the last step."""
         if self._last is None:
+            self._at_the_start(before, index)
             return
         for number, (positions, theta, ax) in enumerate(self._last):
             for what, now, then in (

@@ -228,3 +228,25 @@ def test_a_clock_that_differs_after_a_step_is_caught_at_that_step() -> None:
         3,
         "eta",
     )
+
+
+class StartsWithAnotherEta(Planted):
+    """Exact, except that it starts from a state with twice the lr as eta (and steps with it)."""
+
+    def __init__(self, params: Any, **options: Any) -> None:
+        super().__init__(params, **options)
+        saved = self.inner.state_dict()
+        eta = np.float32(2 * saved["param_groups"][0]["lr"])
+        saved["state"] = {
+            0: {"step": np.float32(0), "eta": eta, "mu": np.float32(1), "ax": np.zeros_like(self.first)}
+        }
+        self.inner.load_state_dict(saved)
+
+
+def test_a_state_before_the_first_step_is_held_to_the_start() -> None:
+    """The reference takes the state it reads as given: before the first step that state must be
+    the start (here the implementation's first step is exact, but its state claimed another eta)."""
+    scenario = Scenario("start", "random-stream", "float32", {"lr": 0.01, "t0": 2}, 3, size=32)
+    comparison = judged(scenario, at=0, coordinate=0, bit=0, cls=StartsWithAnotherEta)
+    assert (comparison.status, comparison.first_divergence) == ("fails", 1)
+    assert comparison.first_divergence_quantity == "state before the first step"

@@ -107,7 +107,7 @@ MALFORMED: list[tuple[str, Callable[[dict[str, Any]], object], str]] = [
      r"scenarios\[0\]\.colour is not a field this version writes"),
     ("a-lone-surrogate", lambda d: d["scenarios"][0].update(purpose="\ud800"),
      r'scenarios\[0\]\.purpose must be a string, got "\\ud800"'),
-    ("other-schema-version", lambda d: d.update(schema_version=2), r"schema_version is 2, this version reads 3"),
+    ("other-schema-version", lambda d: d.update(schema_version=2), r"schema_version is 2, this version reads 4"),
 ]  # fmt: skip
 
 
