@@ -21,24 +21,21 @@ input at each step), so judging several of them costs little more than judging o
 
 from __future__ import annotations
 
-import hashlib
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
 
-import reference
 from conformance.metrics import PairMetrics, Sampled
-from conformance.sampling import edges, seeded, whole
-from conformance.scenarios import Scenario
-from conformance.sessions import Session, hyperparameters, late_state, param_groups
+from conformance.reference_judge import CLOCKS, Input, Output, ReferenceJudge, clocks_of, same_clock
+from conformance.sampling import edges
+from conformance.sessions import Session, hyperparameters, late_state
 from conformance.workloads import Gradients
 from reference.numerics import numerics_named
 from reference.state import initial_state
 
-__all__ = ["LOCKSTEP", "Checking", "Lockstep", "ReferenceJudge"]
+__all__ = ["LOCKSTEP", "Checking", "Lockstep"]
 
 
 @dataclass(frozen=True)
@@ -57,132 +54,9 @@ LOCKSTEP: Final = Checking()
 """The default: lockstep, large tensors sampled."""
 
 
-_CLOCKS = ("step", "eta", "mu")
-
-
-@dataclass(frozen=True)
-class _Input:
-    """What the reference computes one tensor's step from, at the tensor's chosen values."""
-
-    positions: np.ndarray | None
-    """Flat positions of the chosen values (``None``: all of them)."""
-    theta: np.ndarray
-    ax: np.ndarray
-    buffer: np.ndarray | None
-    gradient: np.ndarray | None
-    clocks: tuple[Any, Any, Any] | None
-    """``step``, ``eta``, ``mu`` before the step (``None``: the tensor has no state yet)."""
-
-
-@dataclass(frozen=True)
-class _Output:
-    theta: np.ndarray
-    ax: np.ndarray
-    buffer: np.ndarray | None
-    clocks: tuple[Any, Any, Any] | None
-
-
 def _flat(array: np.ndarray, positions: np.ndarray | None) -> np.ndarray:
     flat = np.asarray(array).reshape(-1)
     return flat.copy() if positions is None else flat[positions]
-
-
-def _exact(clock: Any) -> int | float:
-    """A clock's exact value: an integer count as an int, anything else as a binary64 float (which
-    holds every float32 and float64 value exactly)."""
-    return int(clock) if isinstance(clock, (int, np.integer)) else float(clock)
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Two clocks hold the same value."""
-    return _exact(a) == _exact(b)
-
-
-def _clocks(entry: dict[str, Any] | None) -> tuple[Any, Any, Any] | None:
-    """A state entry's ``step``, ``eta`` and ``mu`` (``None``: no state)."""
-    return None if entry is None else (entry["step"], entry["eta"], entry["mu"])
-
-
-class ReferenceJudge:
-    """``reference.ASGD`` in one numerics profile, computing steps from given state for the
-    :class:`Lockstep` checks of one scenario (one computation per distinct input and step)."""
-
-    def __init__(
-        self, numerics: str, scenario: Scenario, initial: Sequence[np.ndarray], *, full_coverage: bool
-    ) -> None:
-        self.numerics, self.scenario, self.initial = numerics, scenario, list(initial)
-        self.shapes = [array.shape for array in initial]
-        counts = [count for count, _ in scenario.groups] or [len(self.initial)]
-        self.group_of = [group for group, count in enumerate(counts) for _ in range(count)]
-        """Each tensor's param group."""
-        self.fixed = [
-            None if full_coverage or whole(array.size) else seeded(array.size, scenario.seed, number)
-            for number, array in enumerate(initial)
-        ]
-        """Each tensor's seeded sample (``None``: the tensor is checked whole)."""
-        self.seconds = 0.0
-        self.last_clocks: tuple[Any, Any, Any] | None = None
-        self._step, self._known = -1, dict[bytes, list[_Output]]()
-
-    def outputs(self, index: int, lrs: Sequence[float], inputs: Sequence[_Input]) -> list[_Output]:
-        """The reference's step ``index`` from ``inputs`` with the groups' ``lrs``."""
-        if index != self._step:
-            self._step, self._known = index, {}
-        key = _digest(lrs, inputs)
-        known = self._known.get(key)
-        if known is None:
-            started = time.perf_counter()
-            known = self._known[key] = self._compute(lrs, inputs)
-            self.seconds += time.perf_counter() - started
-        if known and known[0].clocks is not None:
-            self.last_clocks = known[0].clocks
-        return known
-
-    def _compute(self, lrs: Sequence[float], inputs: Sequence[_Input]) -> list[_Output]:
-        arrays = [entry.theta.copy() for entry in inputs]
-        hyper = hyperparameters(self.scenario)
-        groups = param_groups(self.scenario, arrays)
-        if self.scenario.groups:
-            groups = [{**group, "lr": lr} for group, lr in zip(groups, lrs, strict=True)]
-        else:
-            hyper["lr"] = lrs[0]
-        optimizer = reference.ASGD(groups, numerics=self.numerics, **hyper)
-        saved = optimizer.state_dict()
-        saved["state"] = {
-            number: {
-                **dict(zip(_CLOCKS, entry.clocks, strict=True)),
-                "ax": entry.ax.copy(),
-                **({} if entry.buffer is None else {"momentum_buffer": entry.buffer.copy()}),
-            }
-            for number, entry in enumerate(inputs)
-            if entry.clocks is not None
-        }
-        optimizer.load_state_dict(saved)
-        optimizer.step([entry.gradient for entry in inputs])
-        after, averages = optimizer.state_dict()["state"], optimizer.averages()
-        outputs = []
-        for number, theta in enumerate(arrays):
-            entry = after.get(number)
-            outputs.append(
-                _Output(
-                    theta,
-                    averages[number],
-                    None if entry is None else entry.get("momentum_buffer"),
-                    _clocks(entry),
-                )
-            )
-        return outputs
-
-
-def _digest(lrs: Sequence[float], inputs: Sequence[_Input]) -> bytes:
-    digest = hashlib.blake2b(repr(list(lrs)).encode(), digest_size=32)
-    for entry in inputs:
-        digest.update(repr(entry.clocks).encode())
-        for array in (entry.positions, entry.theta, entry.ax, entry.buffer, entry.gradient):
-            digest.update(b"-" if array is None else f"{array.dtype.str}{array.shape}".encode())
-            if array is not None:
-                digest.update(np.ascontiguousarray(array).data)
-    return digest.digest()
 
 
 @dataclass
@@ -259,9 +133,9 @@ class Lockstep:
             else:
                 fresh = initial_state(start, before.lrs[judge.group_of[number]], profile)
                 clocks, ax = (fresh.step, fresh.eta, fresh.mu), fresh.ax
-            held = _clocks(entry)
+            held = clocks_of(entry)
             assert held is not None
-            if not all(map(_same, held, clocks)) or entry["ax"].tobytes() != ax.tobytes():
+            if not all(map(same_clock, held, clocks)) or entry["ax"].tobytes() != ax.tobytes():
                 self.metrics.add_mismatch(index, self.names[number], "state before the first step")
 
     def _between_steps(self, before: _Before, index: int) -> None:
@@ -279,8 +153,8 @@ class Lockstep:
                     self.metrics.add_mismatch(index, self.names[number], f"{what} between steps")
         if before.entries is not None and self._last_clocks is not None:
             for number, (entry, clocks) in enumerate(zip(before.entries, self._last_clocks, strict=True)):
-                held = _clocks(entry)
-                if clocks is not None and (held is None or not all(map(_same, held, clocks))):
+                held = clocks_of(entry)
+                if clocks is not None and (held is None or not all(map(same_clock, held, clocks))):
                     self.metrics.add_mismatch(index, self.names[number], "clocks between steps")
 
     def after(self, session: Session, values: tuple[list[np.ndarray], list[np.ndarray]], index: int) -> None:
@@ -326,12 +200,12 @@ class Lockstep:
         entries_after: list[dict[str, Any] | None] | None,
         number: int,
         index: int,
-    ) -> _Input:
+    ) -> Input:
         entry = None if before.entries is None else before.entries[number]
         gradient = before.gradients[number]
         readable = before.entries is not None
         if readable:
-            clocks = _clocks(entry)
+            clocks = clocks_of(entry)
             buffer = None if entry is None else entry.get("momentum_buffer")
         else:
             clocks, buffer = self._carried_clocks[number], self._carried_buffers[number]
@@ -352,7 +226,7 @@ class Lockstep:
             positions = np.union1d(positions, np.concatenate([earlier, edges([gradient]), held]))
         if readable and buffer is not None:
             buffer = _flat(buffer, positions)  # a carried one is already the sample's
-        return _Input(
+        return Input(
             positions,
             _flat(before.parameters[number], positions),
             _flat(before.averages[number], positions),
@@ -364,8 +238,8 @@ class Lockstep:
     def _compare_state(
         self,
         index: int,
-        inputs: Sequence[_Input],
-        outputs: Sequence[_Output],
+        inputs: Sequence[Input],
+        outputs: Sequence[Output],
         entries_after: list[dict[str, Any] | None] | None,
         sampled: Sequence[Sampled],
     ) -> None:
@@ -375,13 +249,13 @@ class Lockstep:
         ours, theirs, where, names = [], [], [], []
         for number, (entry, output) in enumerate(zip(entries_after, outputs, strict=True)):
             name = self.names[number]
-            clocks = _clocks(entry)
+            clocks = clocks_of(entry)
             if output.clocks is None or clocks is None:
                 if output.clocks != clocks:
                     self.metrics.add_mismatch(index, name, "state (present on one side only)")
             else:
-                for clock, mine, its in zip(_CLOCKS, output.clocks, clocks, strict=True):
-                    if not _same(mine, its):
+                for clock, mine, its in zip(CLOCKS, output.clocks, clocks, strict=True):
+                    if not same_clock(mine, its):
                         self.metrics.add_mismatch(index, name, clock, f"{mine!r} expected, {its!r} held")
             buffer = None if entry is None else entry.get("momentum_buffer")
             if (buffer is None) != (output.buffer is None):
@@ -394,11 +268,11 @@ class Lockstep:
         if names:
             self.metrics.add_buffers(index, names, ours, theirs, where)
 
-    def _carry(self, outputs: Sequence[_Output], entries_after: list[dict[str, Any] | None] | None) -> None:
+    def _carry(self, outputs: Sequence[Output], entries_after: list[dict[str, Any] | None] | None) -> None:
         """Keep what the implementation's state does not show: the reference's own clocks and buffers."""
         self._last_clocks = None
         if entries_after is not None:
-            self._last_clocks = [_clocks(entry) for entry in entries_after]
+            self._last_clocks = [clocks_of(entry) for entry in entries_after]
             return
         for number, output in enumerate(outputs):
             self._carried_clocks[number] = output.clocks

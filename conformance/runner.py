@@ -20,8 +20,9 @@ import numpy as np
 
 from conformance.comparisons import Outcome, compare
 from conformance.implementations import IMPLEMENTATIONS, Implementation
-from conformance.lockstep import LOCKSTEP, Checking, Lockstep, ReferenceJudge
+from conformance.lockstep import LOCKSTEP, Checking, Lockstep
 from conformance.metrics import PairMetrics
+from conformance.reference_judge import ReferenceJudge
 from conformance.registry import IDS, PAIRS, check_pairs
 from conformance.results import ImplementationRun, ScenarioResult
 from conformance.scenarios import Scenario

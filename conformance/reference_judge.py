@@ -1,0 +1,146 @@
+"""The reference computing one step of a scenario from given state, for the lockstep checks.
+
+:class:`ReferenceJudge` is ``reference.ASGD`` in one numerics profile, built afresh for each step
+over the chosen values of each tensor, loaded with the state it is given and stepped with the given
+gradients (:mod:`conformance.lockstep` decides what it is given and compares what it returns).
+Implementations that stand at the same point ask for the same computation, which is made once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+import reference
+from conformance.sampling import seeded, whole
+from conformance.scenarios import Scenario
+from conformance.sessions import hyperparameters, param_groups
+
+__all__ = ["CLOCKS", "Input", "Output", "ReferenceJudge", "clocks_of", "same_clock"]
+
+CLOCKS = ("step", "eta", "mu")
+
+
+@dataclass(frozen=True)
+class Input:
+    """What the reference computes one tensor's step from, at the tensor's chosen values."""
+
+    positions: np.ndarray | None
+    """Flat positions of the chosen values (``None``: all of them)."""
+    theta: np.ndarray
+    ax: np.ndarray
+    buffer: np.ndarray | None
+    gradient: np.ndarray | None
+    clocks: tuple[Any, Any, Any] | None
+    """``step``, ``eta``, ``mu`` before the step (``None``: the tensor has no state yet)."""
+
+
+@dataclass(frozen=True)
+class Output:
+    theta: np.ndarray
+    ax: np.ndarray
+    buffer: np.ndarray | None
+    clocks: tuple[Any, Any, Any] | None
+
+
+def _exact(clock: Any) -> int | float:
+    """A clock's exact value: an integer count as an int, anything else as a binary64 float (which
+    holds every float32 and float64 value exactly)."""
+    return int(clock) if isinstance(clock, (int, np.integer)) else float(clock)
+
+
+def same_clock(a: Any, b: Any) -> bool:
+    """Two clocks hold the same value."""
+    return _exact(a) == _exact(b)
+
+
+def clocks_of(entry: dict[str, Any] | None) -> tuple[Any, Any, Any] | None:
+    """A state entry's ``step``, ``eta`` and ``mu`` (``None``: no state)."""
+    return None if entry is None else (entry["step"], entry["eta"], entry["mu"])
+
+
+class ReferenceJudge:
+    """``reference.ASGD`` in one numerics profile, computing steps from given state for the
+    :class:`Lockstep` checks of one scenario (one computation per distinct input and step)."""
+
+    def __init__(
+        self, numerics: str, scenario: Scenario, initial: Sequence[np.ndarray], *, full_coverage: bool
+    ) -> None:
+        self.numerics, self.scenario, self.initial = numerics, scenario, list(initial)
+        self.shapes = [array.shape for array in initial]
+        counts = [count for count, _ in scenario.groups] or [len(self.initial)]
+        self.group_of = [group for group, count in enumerate(counts) for _ in range(count)]
+        """Each tensor's param group."""
+        self.fixed = [
+            None if full_coverage or whole(array.size) else seeded(array.size, scenario.seed, number)
+            for number, array in enumerate(initial)
+        ]
+        """Each tensor's seeded sample (``None``: the tensor is checked whole)."""
+        self.seconds = 0.0
+        self.last_clocks: tuple[Any, Any, Any] | None = None
+        self._step, self._known = -1, dict[bytes, list[Output]]()
+
+    def outputs(self, index: int, lrs: Sequence[float], inputs: Sequence[Input]) -> list[Output]:
+        """The reference's step ``index`` from ``inputs`` with the groups' ``lrs``."""
+        if index != self._step:
+            self._step, self._known = index, {}
+        key = _digest(lrs, inputs)
+        known = self._known.get(key)
+        if known is None:
+            started = time.perf_counter()
+            known = self._known[key] = self._compute(lrs, inputs)
+            self.seconds += time.perf_counter() - started
+        if known and known[0].clocks is not None:
+            self.last_clocks = known[0].clocks
+        return known
+
+    def _compute(self, lrs: Sequence[float], inputs: Sequence[Input]) -> list[Output]:
+        arrays = [entry.theta.copy() for entry in inputs]
+        hyper = hyperparameters(self.scenario)
+        groups = param_groups(self.scenario, arrays)
+        if self.scenario.groups:
+            groups = [{**group, "lr": lr} for group, lr in zip(groups, lrs, strict=True)]
+        else:
+            hyper["lr"] = lrs[0]
+        optimizer = reference.ASGD(groups, numerics=self.numerics, **hyper)
+        saved = optimizer.state_dict()
+        saved["state"] = {
+            number: {
+                **dict(zip(CLOCKS, entry.clocks, strict=True)),
+                "ax": entry.ax.copy(),
+                **({} if entry.buffer is None else {"momentum_buffer": entry.buffer.copy()}),
+            }
+            for number, entry in enumerate(inputs)
+            if entry.clocks is not None
+        }
+        optimizer.load_state_dict(saved)
+        optimizer.step([entry.gradient for entry in inputs])
+        after, averages = optimizer.state_dict()["state"], optimizer.averages()
+        outputs = []
+        for number, theta in enumerate(arrays):
+            entry = after.get(number)
+            outputs.append(
+                Output(
+                    theta,
+                    averages[number],
+                    None if entry is None else entry.get("momentum_buffer"),
+                    clocks_of(entry),
+                )
+            )
+        return outputs
+
+
+def _digest(lrs: Sequence[float], inputs: Sequence[Input]) -> bytes:
+    digest = hashlib.blake2b(repr(list(lrs)).encode(), digest_size=32)
+    for entry in inputs:
+        digest.update(repr(entry.clocks).encode())
+        for array in (entry.positions, entry.theta, entry.ax, entry.buffer, entry.gradient):
+            digest.update(b"-" if array is None else f"{array.dtype.str}{array.shape}".encode())
+            if array is not None:
+                digest.update(np.ascontiguousarray(array).data)
+    return digest.digest()
