@@ -64,7 +64,7 @@ def compare(
     if failed:
         reasons = "; ".join(f"{name} failed: {runs[name].reason}" for name in failed)
         return Comparison(**base, status="fails", reason=reasons)
-    if lockstep is not None and lockstep.failure is not None:
+    if lockstep is not None and lockstep.failure is not None and not metrics.differing_bits:
         return Comparison(**base, status="fails", reason=lockstep.failure)
     missing = [name for name in (pair.left, pair.right) if runs[name].status != "ran"]
     verdict = judge(policy, metrics, scenario.dtype)
@@ -78,7 +78,9 @@ def compare(
             f"{verdict.reason} (then {reasons})"  # a decline does not hide what the steps before it showed
         )
     if lockstep is not None and lockstep.checked < lockstep.stepped and not missing:
-        reason += f" (on {coverage(lockstep.checked, lockstep.stepped)} of the values stepped: {SAMPLED})"
+        reason += f" (on {coverage(lockstep.checked, lockstep.stepped)} of the values held: {SAMPLED})"
+    if lockstep is not None and lockstep.failure is not None:  # what the steps before it showed, then why
+        status, reason = "fails", f"{reason}; then {lockstep.failure}"
     first = metrics.first
     return Comparison(
         **base,
@@ -101,9 +103,10 @@ def compare(
         normwise_ulp_per_step_parameters=metrics.parameters.normwise_ulp_per_step,
         normwise_ulp_per_step_averages=metrics.averages.normwise_ulp_per_step,
         differing_per_step=[
-            a + b
-            for a, b in zip(
-                metrics.parameters.differing_per_step, metrics.averages.differing_per_step, strict=True
+            a + b + metrics.extra_per_step.get(step, 0)
+            for step, (a, b) in enumerate(
+                zip(metrics.parameters.differing_per_step, metrics.averages.differing_per_step, strict=True),
+                start=1,
             )
         ],
     )

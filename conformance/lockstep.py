@@ -21,7 +21,7 @@ input at each step), so judging several of them costs little more than judging o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -30,7 +30,7 @@ import numpy as np
 from conformance.metrics import PairMetrics, Sampled
 from conformance.reference_judge import CLOCKS, Input, Output, ReferenceJudge, clocks_of, same_clock
 from conformance.sampling import edges
-from conformance.sessions import Session, hyperparameters, late_state
+from conformance.sessions import Session, late_state
 from conformance.workloads import Gradients
 from reference.numerics import numerics_named
 from reference.state import initial_state
@@ -76,27 +76,27 @@ class Lockstep:
     def __init__(self, judge: ReferenceJudge, names: Sequence[str], metrics: PairMetrics) -> None:
         self.judge, self.names, self.metrics = judge, list(names), metrics
         self.checked = self.stepped = 0
-        """Values the reference computed and values the implementation stepped, over all steps."""
+        """Values the reference computed and values the implementation held, over all steps (a
+        tensor without a gradient included: it must not change)."""
         self.failure: str | None = None
-        """Why the reference could not go on (it refused the implementation's state)."""
+        """Why the check could not go on (the reference refused the implementation's state, say)."""
+        self.switch: Callable[[bool, int], None] = lambda reference, index: None
+        """Told when the reference's code starts (``True``) and ends (``False``) running at a step."""
         scenario = judge.scenario
-        self._carried_clocks: list[tuple[Any, Any, Any] | None] = [None] * len(names)
+        self._clocks_then: list[tuple[Any, Any, Any] | None] = [None] * len(names)
+        """The clocks each tensor's state holds now, as last seen or computed (``None``: no state)."""
         if scenario.start_step:
             for number, shape in enumerate(judge.shapes):
                 late = late_state(scenario, judge.numerics, np.zeros(shape))
-                self._carried_clocks[number] = (late["step"], late["eta"], late["mu"])
-        self._carried_buffers: list[np.ndarray | None] = [None] * len(names)
-        hyper = hyperparameters(scenario)
-        self._momentum = any(
-            overrides.get("momentum", hyper["momentum"]) != 0 for _, overrides in scenario.groups
-        ) or (not scenario.groups and hyper["momentum"] != 0)
+                self._clocks_then[number] = (late["step"], late["eta"], late["mu"])
+        self._buffers_then: list[tuple[np.ndarray | None, np.ndarray] | None] = [None] * len(names)
+        """The momentum buffer each tensor's state holds now, at the positions it was computed at."""
         self._before: _Before | None = None
         self._held_edges: list[np.ndarray | None] = [None] * len(names)
         """The edges of each tensor's state after the last step (its state before this one)."""
         self._last: list[tuple[np.ndarray | None, np.ndarray, np.ndarray]] | None = None
         """Where the last step was checked (positions), and the implementation's parameters and
         averages there."""
-        self._last_clocks: list[tuple[Any, Any, Any] | None] | None = None
 
     def before(self, session: Session, gradients: Gradients, lrs: Sequence[float], index: int) -> None:
         """Read the implementation's state before step ``index`` (and what it gets for it)."""
@@ -109,34 +109,49 @@ class Lockstep:
             [None if g is None else g.copy() for g in gradients],
             list(lrs),
         )
-        self._between_steps(before, index)
+        try:
+            self._between_steps(before, index)
+        except Exception as error:  # the harness's own checks on what it read
+            self.failure = f"the state before step {index} could not be checked: {_described(error)}"
         self._before = before
+
+    def _mismatch(self, index: int, number: int, what: str, count: int = 1) -> None:
+        self.metrics.add_mismatch(index, self.names[number], what, count=count)
 
     def _at_the_start(self, before: _Before, index: int) -> None:
         """Before its first step the implementation must stand at the scenario's start: the shared
-        parameters, and either no state or the state the reference starts from (the injected one of a
-        late run), since the reference takes whatever state it reads as given."""
+        parameters (and in a late run the injected averages), no momentum buffer, and either no
+        state or the state the reference starts from (the injected one of a late run), since the
+        reference takes whatever state it reads as given."""
         judge = self.judge
-        for number, (now, start) in enumerate(zip(before.parameters, judge.initial, strict=True)):
-            if now.tobytes() != start.tobytes():
-                self.metrics.add_mismatch(index, self.names[number], "parameters before the first step")
+        for number, start in enumerate(judge.initial):
+            held_now = [("parameters", before.parameters[number])]
+            if judge.scenario.start_step:  # the injected average is the starting point
+                held_now.append(("averages", before.averages[number]))
+            for what, now in held_now:
+                differing = _differing(now.reshape(-1), start.reshape(-1))
+                if differing:
+                    self._mismatch(index, number, f"{what} before the first step", differing)
         if before.entries is None:
             return
         profile = numerics_named(judge.numerics)
         for number, entry in enumerate(before.entries):
+            start, expected = judge.initial[number], self._clocks_then[number]
             if entry is None:
+                if expected is not None:
+                    self._mismatch(index, number, "state before the first step (the injected one is missing)")
                 continue
-            start = judge.initial[number]
-            if judge.scenario.start_step:
-                late = late_state(judge.scenario, judge.numerics, start)
-                clocks, ax = (late["step"], late["eta"], late["mu"]), late["ax"]
-            else:
+            if expected is None:  # a state made before the first step: the reference's initial one
                 fresh = initial_state(start, before.lrs[judge.group_of[number]], profile)
-                clocks, ax = (fresh.step, fresh.eta, fresh.mu), fresh.ax
+                expected, ax = (fresh.step, fresh.eta, fresh.mu), fresh.ax
+            else:
+                ax = start
             held = clocks_of(entry)
             assert held is not None
-            if not all(map(same_clock, held, clocks)) or entry["ax"].tobytes() != ax.tobytes():
-                self.metrics.add_mismatch(index, self.names[number], "state before the first step")
+            if not all(map(same_clock, held, expected)) or _differing(entry["ax"], ax):
+                self._mismatch(index, number, "state before the first step")
+            if entry.get("momentum_buffer") is not None:
+                self._mismatch(index, number, "momentum buffer before the first step")
 
     def _between_steps(self, before: _Before, index: int) -> None:
         """What the implementation holds now must be what it held after the last step."""
@@ -148,14 +163,27 @@ class Lockstep:
                 ("parameters", before.parameters[number], theta),
                 ("averages", before.averages[number], ax),
             ):
-                changed = _flat(now, positions).view(np.uint8) != then.view(np.uint8)
-                if changed.any():
-                    self.metrics.add_mismatch(index, self.names[number], f"{what} between steps")
-        if before.entries is not None and self._last_clocks is not None:
-            for number, (entry, clocks) in enumerate(zip(before.entries, self._last_clocks, strict=True)):
-                held = clocks_of(entry)
-                if clocks is not None and (held is None or not all(map(same_clock, held, clocks))):
-                    self.metrics.add_mismatch(index, self.names[number], "clocks between steps")
+                differing = _differing(_flat(now, positions), then)
+                if differing:
+                    self._mismatch(index, number, f"{what} between steps", differing)
+        if before.entries is None:
+            return
+        for number, entry in enumerate(before.entries):
+            held, clocks = clocks_of(entry), self._clocks_then[number]
+            if (held is None) != (clocks is None) or (
+                held is not None and clocks is not None and not all(map(same_clock, held, clocks))
+            ):
+                self._mismatch(index, number, "clocks between steps")
+            buffer, buffer_then = (
+                None if entry is None else entry.get("momentum_buffer"),
+                self._buffers_then[number],
+            )
+            if (buffer is None) != (buffer_then is None):
+                self._mismatch(index, number, "momentum buffer between steps")
+            elif buffer is not None and buffer_then is not None:
+                differing = _differing(_flat(buffer, buffer_then[0]), buffer_then[1])
+                if differing:
+                    self._mismatch(index, number, "momentum buffer between steps", differing)
 
     def after(self, session: Session, values: tuple[list[np.ndarray], list[np.ndarray]], index: int) -> None:
         """Judge step ``index`` from the state read before it and the implementation's ``values`` now."""
@@ -163,14 +191,32 @@ class Lockstep:
         if self.failure is not None or before is None:
             return
         entries_after = session.state()
+        try:
+            self._judge(before, values, entries_after, index)
+        except Exception as error:  # the harness's own code on what it read
+            self.failure = f"step {index} could not be checked: {_described(error)}"
+
+    def _judge(
+        self,
+        before: _Before,
+        values: tuple[list[np.ndarray], list[np.ndarray]],
+        entries_after: list[dict[str, Any] | None] | None,
+        index: int,
+    ) -> None:
         inputs = [
             self._input(before, values, entries_after, number, index) for number in range(len(self.names))
         ]
+        self.switch(True, index)
         try:
             outputs = self.judge.outputs(index, before.lrs, inputs)
         except (ValueError, TypeError) as refused:
             self.failure = f"the reference refused the state before step {index}: {refused}"
             return
+        except Exception as error:
+            self.failure = f"the reference failed at step {index}: {_described(error)}"
+            return
+        finally:
+            self.switch(False, index)
         sampled: list[Sampled] = [
             (shape, entry.positions) for shape, entry in zip(self.judge.shapes, inputs, strict=True)
         ]
@@ -186,7 +232,7 @@ class Lockstep:
             sampled,
         )
         self._compare_state(index, inputs, outputs, entries_after, sampled)
-        self._carry(outputs, entries_after)
+        self._remember(inputs, outputs, entries_after)
         self._last = [(entry.positions, theirs[0][n], theirs[1][n]) for n, entry in enumerate(inputs)]
         for entry, shape in zip(inputs, self.judge.shapes, strict=True):
             size = int(np.prod(shape))
@@ -203,14 +249,16 @@ class Lockstep:
     ) -> Input:
         entry = None if before.entries is None else before.entries[number]
         gradient = before.gradients[number]
-        readable = before.entries is not None
-        if readable:
+        positions = self.judge.fixed[number]
+        if before.entries is not None:
             clocks = clocks_of(entry)
             buffer = None if entry is None else entry.get("momentum_buffer")
-        else:
-            clocks, buffer = self._carried_clocks[number], self._carried_buffers[number]
-        positions = self.judge.fixed[number]
-        if positions is not None and (readable or not self._momentum):  # a carried buffer: the seeded sample
+        else:  # the reference's own clocks and buffer, carried
+            clocks, carried = self._clocks_then[number], self._buffers_then[number]
+            buffer = None if carried is None else carried[1]
+            if carried is not None:
+                positions = carried[0]  # the positions the carried buffer was computed at
+        if positions is not None and (before.entries is not None or self._buffers_then[number] is None):
             after = None if entries_after is None or entries_after[number] is None else entries_after[number]
             held = edges(
                 [
@@ -224,8 +272,8 @@ class Lockstep:
                 earlier = edges([before.parameters[number], before.averages[number], buffer])
             self._held_edges[number] = held
             positions = np.union1d(positions, np.concatenate([earlier, edges([gradient]), held]))
-        if readable and buffer is not None:
-            buffer = _flat(buffer, positions)  # a carried one is already the sample's
+        if before.entries is not None and buffer is not None:
+            buffer = _flat(buffer, positions)  # a carried one is already at these positions
         return Input(
             positions,
             _flat(before.parameters[number], positions),
@@ -243,37 +291,67 @@ class Lockstep:
         entries_after: list[dict[str, Any] | None] | None,
         sampled: Sequence[Sampled],
     ) -> None:
-        """The clocks and momentum buffers, where the implementation's state can be read."""
+        """The clocks, the state's averages and the momentum buffers, where the state can be read."""
         if entries_after is None:
             return
         ours, theirs, where, names = [], [], [], []
         for number, (entry, output) in enumerate(zip(entries_after, outputs, strict=True)):
-            name = self.names[number]
-            clocks = clocks_of(entry)
+            clocks, positions = clocks_of(entry), inputs[number].positions
             if output.clocks is None or clocks is None:
                 if output.clocks != clocks:
-                    self.metrics.add_mismatch(index, name, "state (present on one side only)")
+                    self._mismatch(index, number, "state (present on one side only)")
             else:
                 for clock, mine, its in zip(CLOCKS, output.clocks, clocks, strict=True):
                     if not same_clock(mine, its):
-                        self.metrics.add_mismatch(index, name, clock, f"{mine!r} expected, {its!r} held")
+                        self._mismatch(index, number, clock)
+                differing = _differing(_flat(entry["ax"], positions), output.ax)  # type: ignore[index]
+                if differing:
+                    self._mismatch(index, number, "ax in the state", differing)
             buffer = None if entry is None else entry.get("momentum_buffer")
             if (buffer is None) != (output.buffer is None):
-                self.metrics.add_mismatch(index, name, "momentum buffer (present on one side only)")
+                self._mismatch(index, number, "momentum buffer (present on one side only)")
             elif buffer is not None and output.buffer is not None:
                 ours.append(output.buffer)
-                theirs.append(_flat(buffer, inputs[number].positions))
+                theirs.append(_flat(buffer, positions))
                 where.append(sampled[number])
-                names.append(name)
+                names.append(self.names[number])
         if names:
             self.metrics.add_buffers(index, names, ours, theirs, where)
 
-    def _carry(self, outputs: Sequence[Output], entries_after: list[dict[str, Any] | None] | None) -> None:
-        """Keep what the implementation's state does not show: the reference's own clocks and buffers."""
-        self._last_clocks = None
-        if entries_after is not None:
-            self._last_clocks = [clocks_of(entry) for entry in entries_after]
-            return
-        for number, output in enumerate(outputs):
-            self._carried_clocks[number] = output.clocks
-            self._carried_buffers[number] = output.buffer
+    def _remember(
+        self,
+        inputs: Sequence[Input],
+        outputs: Sequence[Output],
+        entries_after: list[dict[str, Any] | None] | None,
+    ) -> None:
+        """What the implementation's state holds after the step: what it shows where it can be
+        read, else the reference's own clocks and buffers (carried to the next step)."""
+        for number, (entry, output) in enumerate(zip(inputs, outputs, strict=True)):
+            if entries_after is not None:
+                held = entries_after[number]
+                buffer = None if held is None else held.get("momentum_buffer")
+                self._clocks_then[number] = clocks_of(held)
+                self._buffers_then[number] = (
+                    None if buffer is None else (entry.positions, _flat(buffer, entry.positions))
+                )
+            else:
+                self._clocks_then[number] = output.clocks
+                self._buffers_then[number] = (
+                    None if output.buffer is None else (entry.positions, output.buffer)
+                )
+
+
+def _differing(a: np.ndarray, b: np.ndarray) -> int:
+    """How many values of two arrays of one dtype and size differ in any bit."""
+    x, y = np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(b).reshape(-1)
+    if x.tobytes() == y.tobytes():
+        return 0
+    if x.shape != y.shape or x.dtype != y.dtype:
+        return max(x.size, y.size, 1)
+    width = x.dtype.itemsize
+    unsigned = x.view(np.uint8).reshape(-1, width) != y.view(np.uint8).reshape(-1, width)
+    return int(unsigned.any(axis=1).sum())
+
+
+def _described(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"

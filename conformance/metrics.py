@@ -156,6 +156,8 @@ class PairMetrics:
     ``mu``) of a tensor's state, a momentum buffer present on one side only, or state that changed
     between two steps."""
     first_state: Divergence | None = None
+    extra_per_step: dict[int, int] = field(default_factory=dict)
+    """Differing values beyond the parameters and averages (buffers, state) by step (1-based)."""
 
     def add(
         self,
@@ -181,11 +183,13 @@ class PairMetrics:
         """Take in one step's momentum buffers (flat samples), without a per-step figure."""
         with np.errstate(all="ignore"):
             self.buffers.add(step, "momentum buffers", names, left, right, sampled)
+        self.extra_per_step[step] = self.extra_per_step.get(step, 0) + self.buffers.differing_per_step[-1]
 
     def add_mismatch(self, step: int, tensor: str, what: str, element: str = "", count: int = 1) -> None:
         """``count`` values of ``what`` (a clock, ``"parameters between steps"``, ...) of ``tensor``
         differ at ``step``."""
         self.state_mismatches += count
+        self.extra_per_step[step] = self.extra_per_step.get(step, 0) + count
         if self.first_state is None:
             self.first_state = Divergence(step, what, tensor, element)
 

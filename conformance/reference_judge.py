@@ -95,8 +95,8 @@ class ReferenceJudge:
             started = time.perf_counter()
             known = self._known[key] = self._compute(lrs, inputs)
             self.seconds += time.perf_counter() - started
-        if known and known[0].clocks is not None:
-            self.last_clocks = known[0].clocks
+        if len(self._known) == 1 and known and known[0].clocks is not None:
+            self.last_clocks = known[0].clocks  # the first implementation's at each step
         return known
 
     def _compute(self, lrs: Sequence[float], inputs: Sequence[Input]) -> list[Output]:
@@ -138,7 +138,8 @@ class ReferenceJudge:
 def _digest(lrs: Sequence[float], inputs: Sequence[Input]) -> bytes:
     digest = hashlib.blake2b(repr(list(lrs)).encode(), digest_size=32)
     for entry in inputs:
-        digest.update(repr(entry.clocks).encode())
+        exact = None if entry.clocks is None else [(type(c).__name__, _exact(c)) for c in entry.clocks]
+        digest.update(repr(exact).encode())  # exact values: a 0-d array's repr rounds
         for array in (entry.positions, entry.theta, entry.ax, entry.buffer, entry.gradient):
             digest.update(b"-" if array is None else f"{array.dtype.str}{array.shape}".encode())
             if array is not None:

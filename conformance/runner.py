@@ -9,6 +9,7 @@ it did, and every pair it belongs to fails; the run goes on with the others.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 import traceback
@@ -27,7 +28,7 @@ from conformance.registry import IDS, PAIRS, check_pairs
 from conformance.results import ImplementationRun, ScenarioResult
 from conformance.scenarios import Scenario
 from conformance.sessions import Session, Unsupported, group_lrs
-from conformance.verdicts import Pair
+from conformance.verdicts import Pair, policy_for
 from conformance.workloads import Gradients, Workload, make_workload
 
 __all__ = ["Checking", "Watch", "run_scenario", "run_scenarios"]
@@ -131,6 +132,10 @@ def _point(parameters: Sequence[np.ndarray]) -> bytes:
     return digest.digest()
 
 
+def _switch(watch: Watch, reference: int, implementation: int, to_reference: bool, index: int) -> None:
+    watch.enter(reference if to_reference else implementation, index)
+
+
 def _lrs_at(scenario: Scenario, index: int) -> list[float]:
     """Each group's lr at step ``index``: its initial lr times the factor of the last change so far."""
     factor = next((f for step, f in sorted(scenario.lr_changes, reverse=True) if step <= index), 1.0)
@@ -193,13 +198,19 @@ def _start(
         return _Running(None, status="failed", reason=f"could not start: {_describe(error)}")
 
 
-def _judged_in_lockstep(implementation: Implementation, pairs: Sequence[Pair], checking: Checking) -> bool:
+def _judged_in_lockstep(
+    implementation: Implementation, pairs: Sequence[Pair], checking: Checking, scenario: Scenario
+) -> bool:
     """Whether a reference judges its pairs in lockstep: each is bit-exact with it on the left."""
     mine = [pair for pair in pairs if implementation.name in (pair.left, pair.right)]
     return (
         checking.lockstep
         and implementation.reference_profile is not None
-        and all(pair.left == implementation.name and pair.policy.kind == "bit-exact" for pair in mine)
+        and all(
+            pair.left == implementation.name
+            and policy_for(pair, scenario.expected_divergence).kind == "bit-exact"
+            for pair in mine
+        )
     )
 
 
@@ -236,7 +247,7 @@ def run_scenario(
         if implementation.name in excluded:
             runs[implementation.name] = _Running(None, status="failed", reason=excluded[implementation.name])
             continue
-        if _judged_in_lockstep(implementation, pairs, checking):
+        if _judged_in_lockstep(implementation, pairs, checking, scenario):
             reason = implementation.skip_reason(scenario)
             runs[implementation.name] = _Running(None, status="skipped" if reason else "ran", reason=reason)
             if reason is None:
@@ -255,8 +266,12 @@ def run_scenario(
     locksteps = {
         pair.name: Lockstep(judges[pair.left], workload.names, metrics[pair.name])
         for pair in compared
-        if pair.left in judges and runs[pair.right].session is not None
+        if pair.left in judges
     }
+    for pair in compared:
+        if pair.name in locksteps:  # the reference's time is its own, and so is a hang in it
+            switch = functools.partial(_switch, watch, numbers[pair.left], numbers[pair.right])
+            locksteps[pair.name].switch = switch
     checks = {
         name: [locksteps[p.name] for p in compared if p.right == name and p.name in locksteps]
         for name in runs

@@ -96,7 +96,7 @@ def test_an_exact_implementation_holds_with_its_coverage_stated() -> None:
     assert comparison.status == "holds", comparison.reason
     assert comparison.stepped_values == SIZE * LARGE.steps
     assert SEEDED * LARGE.steps <= comparison.checked_values < SIZE * LARGE.steps  # type: ignore[operator]
-    assert "of the values stepped" in comparison.reason
+    assert "of the values held" in comparison.reason
 
 
 def test_a_flip_outside_the_sample_is_not_promised_and_full_coverage_catches_it() -> None:
@@ -250,3 +250,46 @@ def test_a_state_before_the_first_step_is_held_to_the_start() -> None:
     comparison = judged(scenario, at=0, coordinate=0, bit=0, cls=StartsWithAnotherEta)
     assert (comparison.status, comparison.first_divergence) == ("fails", 1)
     assert comparison.first_divergence_quantity == "state before the first step"
+
+
+class IgnoresLoadedState(Planted):
+    """Exact, except that ``load_state_dict`` keeps nothing (an injected late-run state included)."""
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class DropsTheBufferOnLoad(Planted):
+    """Exact, except that a checkpoint it loads loses the momentum buffers."""
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for entry in state["state"].values():
+            entry.pop("momentum_buffer", None)
+        self.inner.load_state_dict(state)
+
+
+def test_an_injected_state_that_is_not_kept_is_caught_before_the_first_step() -> None:
+    start = 2**24 - 2
+    scenario = Scenario(
+        "late", "random-stream", "float32", {"lr": 0.01, "t0": start - 10}, 3, size=16, start_step=start
+    )
+    comparison = judged(scenario, at=0, coordinate=0, bit=0, cls=IgnoresLoadedState)
+    assert (comparison.status, comparison.first_divergence) == ("fails", 1)
+    assert comparison.first_divergence_quantity == "state before the first step (the injected one is missing)"
+
+
+def test_a_momentum_buffer_lost_in_a_checkpoint_is_caught_at_the_next_step() -> None:
+    hyper = {"lr": 0.01, "t0": 2, "momentum": 0.9}
+    scenario = Scenario("buffers", "random-stream", "float32", hyper, 6, size=32, checkpoint_at=3)
+    comparison = judged(scenario, at=0, coordinate=0, bit=0, cls=DropsTheBufferOnLoad)
+    assert (comparison.status, comparison.first_divergence) == ("fails", 4)
+    assert comparison.first_divergence_quantity == "momentum buffer between steps"
+
+
+def test_a_carried_buffer_of_a_large_tensor_keeps_its_positions() -> None:
+    """Unreadable state with momentum on a sampled tensor: the carried buffer decides the sample."""
+    hyper = {"lr": 0.01, "t0": 2, "momentum": 0.9}
+    scenario = Scenario("carried", "random-stream", "float32", hyper, 4, size=40_000, seed=1)
+    exact = judged(scenario, at=0, coordinate=0, bit=0, cls=PlantedHidingState)
+    assert exact.status == "holds", exact.reason
+    assert exact.checked_values < exact.stepped_values  # type: ignore[operator]
