@@ -82,7 +82,8 @@ class Comparison:
     checked_values: int | None = None
     """Values (summed over the steps compared) at which the verdict compared the two sides ..."""
     stepped_values: int | None = None
-    """... of the values stepped: fewer where a lockstep reference sampled large tensors."""
+    """... of the values the tensors held over those steps (one without a gradient included: it must
+    not change); fewer are checked where a lockstep reference sampled large tensors."""
 
 
 @dataclass(frozen=True)
