@@ -13,6 +13,7 @@ than :data:`_MOST_POINTS` is drawn as its envelope, so a plot's size does not gr
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -21,6 +22,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.textpath import TextToPath
+from matplotlib.ticker import FuncFormatter
 
 from conformance.results import ScenarioResult
 
@@ -63,6 +65,20 @@ def _envelope(values: Sequence[float], first_step: int) -> tuple[np.ndarray[Any,
     if width > 1:
         series = np.maximum.reduceat(series, starts)
     return first_step + starts, series
+
+
+_SUPERSCRIPT: Final = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _tick_label(value: float, _position: object = None) -> str:
+    """A tick of the ULP axis in plain text: a power of ten as ``10³`` (matplotlib's own labels are
+    mathtext, whose parser takes a third of the time a plot takes to draw)."""
+    if value == 0:
+        return "0"
+    exponent = math.log10(abs(value))
+    if exponent == round(exponent):
+        return ("\N{MINUS SIGN}" if value < 0 else "") + "10" + str(round(exponent)).translate(_SUPERSCRIPT)
+    return f"{value:g}"
 
 
 def _width_in_points(texts: Sequence[str], size: float) -> float:
@@ -121,6 +137,7 @@ def ulp_plot_svg(scenario: ScenarioResult, colours: dict[str, str]) -> str:
                 upper.axhline(c.ulp_budget, color=colour, linestyle=":", linewidth=1.0,
                               label=f"budget of {pair}")  # fmt: skip
         upper.set_yscale("symlog", linthresh=1)
+        upper.yaxis.set_major_formatter(FuncFormatter(_tick_label))
         upper.set_ylim(bottom=0)
         upper.set_ylabel("normwise ULP")
         if not bounded:
