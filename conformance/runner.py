@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from conformance.comparisons import Outcome, compare
-from conformance.implementations import IMPLEMENTATIONS, Implementation
+from conformance.implementations import COMPILED_TAG, IMPLEMENTATIONS, Implementation
 from conformance.lockstep import LOCKSTEP, Checking, Lockstep
 from conformance.metrics import PairMetrics
 from conformance.reference_judge import ReferenceJudge
@@ -390,4 +390,5 @@ def run_scenarios(
         order=order,
         on_done=on_done,
         checking=checking,
+        warms=["torch.compile" if COMPILED_TAG in scenario.tags else None for scenario in scenarios],
     )

@@ -111,6 +111,8 @@ class _Worker:
     dispatched: float = 0.0
     """When that cell was sent to it (time.monotonic())."""
     stopped: bool = False
+    warmed: set[str] = field(default_factory=set)
+    """The one-time costs it has paid (see :func:`_choose`)."""
 
 
 @dataclass
@@ -218,6 +220,23 @@ def _blame(worker: _Worker, implementations: Sequence[Implementation], what: str
     return {implementations[current].name: f"{what} {where}"}
 
 
+def _choose(
+    worker: _Worker, workers: Sequence[_Worker], pending: deque[int], warms: Sequence[str | None]
+) -> int:
+    """The next cell for ``worker``, taken out of ``pending``: the first in order, except that a cell
+    whose one-time cost in a worker (``warms``: torch.compile's first compilation, say) another
+    worker has paid and this one has not is left to that one while there are other cells."""
+    paid = {key for other in workers if other is not worker and not other.stopped for key in other.warmed}
+    position = next(
+        (p for p in pending if warms[p] is None or warms[p] not in paid - worker.warmed), pending[0]
+    )
+    pending.remove(position)
+    key = warms[position]
+    if key is not None:
+        worker.warmed.add(key)
+    return position
+
+
 def run_supervised(
     scenarios: Sequence[Scenario],
     cells: Sequence[int],
@@ -229,9 +248,11 @@ def run_supervised(
     order: Sequence[int] | None = None,
     on_done: Callable[[ScenarioResult], None] | None = None,
     checking: Checking = LOCKSTEP,
+    warms: Sequence[str | None] | None = None,
 ) -> list[ScenarioResult]:
     """Results in the order of ``scenarios``, each cell run in one of ``jobs`` supervised worker
-    processes (in ``order``, by default as given). Every worker has ended when this returns or
+    processes (in ``order``, by default as given, cells of one warm-up key kept to the worker that
+    paid it where it can: :func:`_choose`). Every worker has ended when this returns or
     raises (a Ctrl-C included)."""
     context = multiprocessing.get_context("fork")
     cells_left = _Cells(deque(range(len(scenarios)) if order is None else order))
@@ -242,7 +263,7 @@ def run_supervised(
                 workers.append(_start_worker(context, implementations, pairs, jobs))
             for worker in workers:
                 if worker.cell is None and cells_left.pending:
-                    position = cells_left.pending.popleft()
+                    position = _choose(worker, workers, cells_left.pending, warms or [None] * len(scenarios))
                     excluded: Mapping[str, str] = cells_left.excluded.get(position, {})
                     try:
                         worker.connection.send(

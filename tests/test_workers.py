@@ -70,3 +70,21 @@ def test_a_harness_that_hangs_outside_every_implementation_times_out(monkeypatch
     with pytest.raises(RuntimeError, match="timed out"):
         run_supervised(cells, [0], CHOSEN, [], jobs=1, timeout=2)
     assert not multiprocessing.active_children()
+
+
+def test_cells_of_one_warm_up_stay_with_the_worker_that_paid_it() -> None:
+    """torch.compile's first compilation costs seconds in each worker: once one worker has paid
+    it, the other takes the other cells first, and a cell of that kind only when nothing else is left."""
+    from collections import deque
+
+    from conformance.workers import _choose, _Worker
+
+    warms = [None, "compile", "compile", None, "compile"]
+    first, second = (_Worker(None, None, None) for _ in range(2))  # type: ignore[arg-type]
+    pending = deque(range(5))
+    assert _choose(first, [first, second], pending, warms) == 0
+    assert _choose(second, [first, second], pending, warms) == 1  # the first to need it pays
+    assert _choose(first, [first, second], pending, warms) == 3  # left to the second: 2 and 4 wait
+    assert _choose(second, [first, second], pending, warms) == 2
+    assert _choose(first, [first, second], pending, warms) == 4  # nothing else is left
+    assert not pending and first.warmed == second.warmed == {"compile"}
