@@ -201,6 +201,8 @@ def main(
         return merge_main(arguments_list[1:])
     parser = _parser()
     arguments = parser.parse_args(arguments_list)  # exits with 2 on a malformed command line
+    if arguments.trajectory and arguments.full_coverage:
+        parser.error("--full-coverage is for lockstep checks; --trajectory computes every value anyway")
     if not 1 <= arguments.jobs <= MAX_JOBS:
         parser.error(f"--jobs must be between 1 and {MAX_JOBS} (4 per CPU), got {arguments.jobs}")
     if arguments.seed < 0:

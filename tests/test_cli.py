@@ -45,6 +45,26 @@ def test_an_only_run_records_the_set_it_ran(capsys: pytest.CaptureFixture[str], 
     assert selection["set"] == "quick" and selection["only"] == SMALL
 
 
+@pytest.mark.parametrize("mode", ["--trajectory", "--full-coverage"])
+def test_how_the_reference_judges_is_chosen_and_recorded(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mode: str
+) -> None:
+    status, out, _ = run(capsys, "--only", SMALL, "--out", str(tmp_path / "r"), "--no-statistics", mode)
+    assert status == 0, out
+    written = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert (written["selection"]["lockstep"], written["selection"]["full_coverage"]) == (
+        mode != "--trajectory",
+        mode == "--full-coverage",
+    )
+    modes = {
+        c["mode"]
+        for s in written["scenarios"]
+        for c in s["comparisons"]
+        if c["left"].startswith("reference-")
+    }
+    assert modes == {"trajectory" if mode == "--trajectory" else "lockstep"}
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -56,6 +76,7 @@ def test_an_only_run_records_the_set_it_ran(capsys: pytest.CaptureFixture[str], 
         (["--jobs", "0"], r"--jobs must be between 1 and \d+"),
         (["--jobs", "100000"], r"--jobs must be between 1 and \d+ \(4 per CPU\), got 100000"),
         (["--seed", "x"], r"argument --seed: invalid int value"),
+        (["--trajectory", "--full-coverage"], r"--full-coverage is for lockstep checks"),
     ],
 )
 def test_usage_errors_exit_2_before_anything_runs(
