@@ -211,25 +211,6 @@ class ReportsAnotherEta(Planted):
         return saved
 
 
-def test_state_changed_between_steps_is_caught_at_the_next_step() -> None:
-    scenario = Scenario(
-        "checkpointed", "random-stream", "float32", {"lr": 0.01, "t0": 2}, 6, size=32, checkpoint_at=3
-    )
-    comparison = judged(scenario, at=0, coordinate=0, bit=0, cls=SkewsTheClockOnLoad)
-    assert (comparison.status, comparison.first_divergence) == ("fails", 4)
-    assert comparison.first_divergence_quantity == "clocks between steps"
-
-
-def test_a_clock_that_differs_after_a_step_is_caught_at_that_step() -> None:
-    scenario = Scenario("clocks", "random-stream", "float32", {"lr": 0.01, "t0": 2}, 5, size=32)
-    comparison = judged(scenario, at=0, coordinate=0, bit=0, cls=ReportsAnotherEta)
-    assert (comparison.status, comparison.first_divergence, comparison.first_divergence_quantity) == (
-        "fails",
-        3,
-        "eta",
-    )
-
-
 class StartsWithAnotherEta(Planted):
     """Exact, except that it starts from a state with twice the lr as eta (and steps with it)."""
 
@@ -241,15 +222,6 @@ class StartsWithAnotherEta(Planted):
             0: {"step": np.float32(0), "eta": eta, "mu": np.float32(1), "ax": np.zeros_like(self.first)}
         }
         self.inner.load_state_dict(saved)
-
-
-def test_a_state_before_the_first_step_is_held_to_the_start() -> None:
-    """The reference takes the state it reads as given: before the first step that state must be
-    the start (here the implementation's first step is exact, but its state claimed another eta)."""
-    scenario = Scenario("start", "random-stream", "float32", {"lr": 0.01, "t0": 2}, 3, size=32)
-    comparison = judged(scenario, at=0, coordinate=0, bit=0, cls=StartsWithAnotherEta)
-    assert (comparison.status, comparison.first_divergence) == ("fails", 1)
-    assert comparison.first_divergence_quantity == "state before the first step"
 
 
 class IgnoresLoadedState(Planted):
@@ -268,28 +240,41 @@ class DropsTheBufferOnLoad(Planted):
         self.inner.load_state_dict(state)
 
 
-def test_an_injected_state_that_is_not_kept_is_caught_before_the_first_step() -> None:
-    start = 2**24 - 2
-    scenario = Scenario(
-        "late", "random-stream", "float32", {"lr": 0.01, "t0": start - 10}, 3, size=16, start_step=start
-    )
-    comparison = judged(scenario, at=0, coordinate=0, bit=0, cls=IgnoresLoadedState)
-    assert (comparison.status, comparison.first_divergence) == ("fails", 1)
-    assert comparison.first_divergence_quantity == "state before the first step (the injected one is missing)"
+_LATE = 2**24 - 2
+_MOMENTUM = {"lr": 0.01, "t0": 2, "momentum": 0.9}
 
 
-def test_a_momentum_buffer_lost_in_a_checkpoint_is_caught_at_the_next_step() -> None:
-    hyper = {"lr": 0.01, "t0": 2, "momentum": 0.9}
-    scenario = Scenario("buffers", "random-stream", "float32", hyper, 6, size=32, checkpoint_at=3)
-    comparison = judged(scenario, at=0, coordinate=0, bit=0, cls=DropsTheBufferOnLoad)
-    assert (comparison.status, comparison.first_divergence) == ("fails", 4)
-    assert comparison.first_divergence_quantity == "momentum buffer between steps"
+@pytest.mark.parametrize(
+    ("fault", "scenario", "step", "quantity"),
+    [
+        (SkewsTheClockOnLoad, Scenario("checkpointed", "random-stream", "float32", {"lr": 0.01, "t0": 2}, 6,
+                                       size=32, checkpoint_at=3), 4, "clocks between steps"),
+        (ReportsAnotherEta, Scenario("clocks", "random-stream", "float32", {"lr": 0.01, "t0": 2}, 5, size=32),
+         3, "eta"),
+        # the implementation's first step is exact from the state it holds, but that state is not the start
+        (StartsWithAnotherEta, Scenario("start", "random-stream", "float32", {"lr": 0.01, "t0": 2}, 3, size=32),
+         1, "state before the first step"),
+        (IgnoresLoadedState, Scenario("late", "random-stream", "float32", {"lr": 0.01, "t0": _LATE - 10}, 3,
+                                      size=16, start_step=_LATE),
+         1, "state before the first step (the injected one is missing)"),
+        (DropsTheBufferOnLoad, Scenario("buffers", "random-stream", "float32", _MOMENTUM, 6, size=32,
+                                        checkpoint_at=3), 4, "momentum buffer between steps"),
+    ],
+    ids=lambda value: value.__name__ if isinstance(value, type) else None,
+)  # fmt: skip
+def test_state_the_reference_takes_as_given_is_held_to_account(
+    fault: type, scenario: Scenario, step: int, quantity: str
+) -> None:
+    """The reference computes each step from the state it reads: a state that is wrong before the
+    first step, changes between steps, or holds other clocks after a step is found where it arises."""
+    comparison = judged(scenario, at=0, coordinate=0, bit=0, cls=fault)
+    assert (comparison.status, comparison.first_divergence) == ("fails", step)
+    assert comparison.first_divergence_quantity == quantity
 
 
 def test_a_carried_buffer_of_a_large_tensor_keeps_its_positions() -> None:
     """Unreadable state with momentum on a sampled tensor: the carried buffer decides the sample."""
-    hyper = {"lr": 0.01, "t0": 2, "momentum": 0.9}
-    scenario = Scenario("carried", "random-stream", "float32", hyper, 4, size=40_000, seed=1)
+    scenario = Scenario("carried", "random-stream", "float32", _MOMENTUM, 4, size=40_000, seed=1)
     exact = judged(scenario, at=0, coordinate=0, bit=0, cls=PlantedHidingState)
     assert exact.status == "holds", exact.reason
     assert exact.checked_values < exact.stepped_values  # type: ignore[operator]
