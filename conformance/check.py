@@ -50,6 +50,7 @@ def check(
     if not select_scenarios(full=full, only=only):
         raise ValueError(f"no scenario of the {'full' if full else 'quick'} set matches only={only!r}")
     external = ExternalImplementation(factory, claims, style)
+    external.factory()  # a spec is imported now: its error is the caller's, before anything runs
     torch_installed = importlib.util.find_spec("torch") is not None
     implementations: list[Implementation] = [
         i

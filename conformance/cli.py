@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import difflib
 import math
 import os
 import shlex
@@ -15,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 from conformance.clock import waited
 from conformance.entry import EXIT_INTERRUPTED, EXIT_TERMINATED
@@ -41,8 +42,28 @@ EXIT_HOLDS, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 MAX_JOBS = 4 * (os.cpu_count() or 1)
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser that takes no abbreviations and suggests the option a typo meant."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(allow_abbrev=False, **options)
+
+    def error(self, message: str) -> NoReturn:
+        head, marker, unknown = message.partition("unrecognized arguments: ")
+        if marker:
+            message = head + marker + " ".join(self._with_suggestion(typed) for typed in unknown.split())
+        super().error(message)
+
+    def _with_suggestion(self, typed: str) -> str:
+        """An unknown argument, with the option it was probably meant to be."""
+        if not typed.startswith("-"):
+            return typed
+        close = difflib.get_close_matches(typed.split("=")[0], list(self._option_string_actions), n=1)
+        return f"{typed} (did you mean {close[0]}?)" if close else typed
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="asgd-conformance",
         description="Compare the reference, the optimized ASGD and torch.optim.ASGD step by step; "
         "write an HTML report and results.json.",
@@ -216,6 +237,11 @@ def main(
         external = external_implementations(arguments.implementation, arguments.claims, arguments.style)
     except ValueError as error:
         parser.error(str(error))
+    for implementation in external:  # imported here, before anything runs (the workers inherit it)
+        try:
+            implementation.factory()
+        except (Exception, SystemExit) as error:
+            parser.error(f"--implementation {implementation.name}: {type(error).__name__}: {error}")
     scenarios = select_scenarios(
         full=arguments.full, only=arguments.only, seed=arguments.seed, seeds=arguments.seeds
     )
@@ -225,8 +251,11 @@ def main(
         return EXIT_HOLDS
     chosen = "full" if arguments.full else "quick"
     if not scenarios:
+        names = [scenario.name for scenario in select_scenarios(full=True)]
+        close = difflib.get_close_matches(arguments.only or "", names, n=3)
+        meant = f" (did you mean {' or '.join(close)}?)" if close else ""
         parser.error(
-            f"no scenario of the {chosen} set matches --only {arguments.only!r}; "
+            f"no scenario of the {chosen} set matches --only {arguments.only!r}{meant}; "
             f"`asgd-conformance --list{' --full' if arguments.full else ''}` prints their names"
         )
     out = arguments.out or _default_out()
@@ -311,7 +340,7 @@ def _sigterm_as_ctrl_c() -> Iterator[list[int]]:
 
 def merge_main(argv: Sequence[str]) -> int:
     """``asgd-conformance merge DIR... --out DIR``: one report from the shards' ``results.json``."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="asgd-conformance merge",
         description="Combine the results.json of the shards of one run into one report.",
         epilog="Exit status: 0 every verdict of the whole holds, 1 one fails, 2 the shards do not "

@@ -77,6 +77,9 @@ def test_how_the_reference_judges_is_chosen_and_recorded(
         (["--jobs", "100000"], r"--jobs must be between 1 and \d+ \(4 per CPU\), got 100000"),
         (["--seed", "x"], r"argument --seed: invalid int value"),
         (["--trajectory", "--full-coverage"], r"--full-coverage is for lockstep checks"),
+        (["--qiuck"], r"unrecognized arguments: --qiuck \(did you mean --quick\?\)"),
+        (["--ful"], r"unrecognized arguments: --ful \(did you mean --full\?\)"),  # no prefix matching
+        (["--only", "lsq-f32-averagng"], r"--only 'lsq-f32-averagng' \(did you mean lsq-f32-averaging"),
     ],
 )
 def test_usage_errors_exit_2_before_anything_runs(

@@ -87,19 +87,31 @@ def test_a_bit_flipped_at_step_37_fails_naming_scenario_pair_step_and_tensor(
     assert "first at step 37 in the parameters of theta at [7]" in out
 
 
-def test_an_implementation_that_cannot_be_imported_fails_with_its_message(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("broken_asgd:make", "--implementation broken_asgd:make: RuntimeError: no such accelerator"),
+        ("broken_asgd_typo:mkae", "--implementation broken_asgd_typo:mkae: AttributeError: module "),
+        ("no_such_module:make", "--implementation no_such_module:make: ModuleNotFoundError: No module named"),
+    ],
+)
+def test_an_implementation_that_cannot_be_resolved_is_a_usage_error_before_anything_runs(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    spec: str,
+    message: str,
 ) -> None:
+    """Importing the module and finding the factory happen before any scenario runs: exit 2, no report."""
     (tmp_path / "broken_asgd.py").write_text('raise RuntimeError("no such accelerator")\n')
+    (tmp_path / "broken_asgd_typo.py").write_text("def make(params, **hyper): ...\n")
     monkeypatch.chdir(tmp_path)
-    status, out = run_cli(
-        capsys, "--implementation", "broken_asgd:make", "--only", SHORT, "--no-statistics", "--jobs", "1",
-        "--out", str(tmp_path / "report"),
-    )  # fmt: skip
-    assert status == 1
-    assert "broken_asgd:make failed: could not start: RuntimeError: no such accelerator" in out
-    page = (tmp_path / "report" / "index.html").read_text()
-    assert "no such accelerator" in page
+    monkeypatch.setattr(cli, "run_conformance", lambda **_: pytest.fail("ran despite a bad --implementation"))
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--implementation", spec, "--only", SHORT, "--out", str(tmp_path / "report")])
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "report").exists()
 
 
 def test_check_names_the_tensor_and_the_element() -> None:
