@@ -29,7 +29,15 @@ import numpy as np
 from conformance.implementations import Implementation
 from conformance.registry import CLAIMED, CLAIMS, STYLES, ClaimsName, Style
 from conformance.scenarios import Scenario
-from conformance.sessions import HYPERPARAMETERS, ArraySession, Factory, Session, TorchSession, unmodelled
+from conformance.sessions import (
+    HYPERPARAMETERS,
+    ArraySession,
+    Factory,
+    Session,
+    TorchSession,
+    unmodelled,
+    uses_momentum,
+)
 from conformance.unsupported import Unsupported
 from conformance.verdicts import Pair
 from conformance.workloads import Workload
@@ -180,6 +188,16 @@ class ExternalImplementation(Implementation):
         if self.claims == "none":
             return None
         return unmodelled(scenario, self.claims)
+
+    def declines(self, scenario: Scenario, error: Exception) -> str | None:
+        """A user's optimizer that refuses momentum, which ``torch.optim.ASGD`` lacks too, declines
+        the scenario: an ASGD that follows torch need not have it."""
+        if not uses_momentum(scenario):
+            return None
+        return (
+            f"declined momentum, which torch.optim.ASGD lacks too: {type(error).__name__}: {error} "
+            "(raise conformance.Unsupported to say so explicitly)"
+        )
 
     def start(self, scenario: Scenario, workload: Workload) -> Session:
         factory = self.factory()

@@ -56,6 +56,11 @@ class Implementation(ABC):
         """Why this implementation cannot run ``scenario``, or ``None``."""
         return None
 
+    def declines(self, scenario: Scenario, error: Exception) -> str | None:
+        """Why ``error``, raised while starting ``scenario``, declines it rather than failing (the
+        reason shown), or ``None``: it fails."""
+        return None
+
     @abstractmethod
     def start(self, scenario: Scenario, workload: Workload) -> Session:
         """An optimizer at the scenario's starting point, ready for its first step."""

@@ -192,9 +192,12 @@ def _start(
         return _Running(None, status="skipped", reason=reason)
     try:
         return _Running(implementation.start(scenario, workload))
-    except Unsupported as declined:
-        return _Running(None, status="skipped", reason=str(declined))
+    except Unsupported as unsupported:
+        return _Running(None, status="skipped", reason=str(unsupported))
     except errors as error:
+        gap = implementation.declines(scenario, error) if isinstance(error, Exception) else None
+        if gap is not None:
+            return _Running(None, status="skipped", reason=gap)
         return _Running(None, status="failed", reason=f"could not start: {_describe(error)}")
 
 

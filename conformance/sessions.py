@@ -41,6 +41,7 @@ __all__ = [
     "Unsupported",
     "hyperparameters",
     "late_state",
+    "uses_momentum",
 ]
 
 HYPERPARAMETERS: Final = ("lr", "momentum", "weight_decay", "alpha", "t0", "lambd", "maximize")
@@ -66,6 +67,13 @@ def param_groups(scenario: Scenario, tensors: Sequence[Any]) -> list[Any]:
             f"scenario {scenario.name}: groups hold {start} tensors, the workload {len(tensors)}"
         )
     return groups
+
+
+def uses_momentum(scenario: Scenario) -> bool:
+    """Whether any param group of ``scenario`` has a nonzero momentum."""
+    base = hyperparameters(scenario)["momentum"]
+    groups = [overrides.get("momentum", base) for _, overrides in scenario.groups] or [base]
+    return any(momentum != 0 for momentum in groups)
 
 
 def group_lrs(scenario: Scenario) -> list[float]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,7 @@ import conformance
 import optimized
 from conformance import cli
 from conformance.check import check
+from conformance.external import ExternalImplementation, pairs_for
 from conformance.implementations import IMPLEMENTATIONS
 from conformance.results import read_json
 from tests import external_factories as factories
@@ -284,3 +286,30 @@ def test_an_empty_shard_holds_and_shards_of_other_implementations_do_not_merge(
     status, printed = run_cli(capsys, "merge", str(tmp_path / "other"), str(tmp_path / "empty"),
                               "--out", str(tmp_path / "m"))  # fmt: skip
     assert status == 2 and "implementations, pairs differ" in printed
+
+
+def refuses_momentum(params: Any, momentum: float, **hyper: Any) -> Any:
+    """The torch profile, with torch's own refusal of momentum as a plain ValueError."""
+    if momentum:
+        raise ValueError(f"momentum={momentum} is not supported")
+    return optimized.ASGD(params, numerics="torch", **hyper)
+
+
+def test_a_refusal_of_momentum_which_torch_lacks_too_declines_the_scenario() -> None:
+    """An ASGD that follows torch need not have momentum: refusing it skips the scenario, with the
+    reason, where any other failure to start would fail the implementation."""
+    from conformance.runner import run_scenario
+    from conformance.scenarios import select_scenarios
+
+    user = ExternalImplementation(refuses_momentum, "torch", style="numpy")
+    judge = next(i for i in IMPLEMENTATIONS if i.name == "reference-torch")
+    (momentum,) = select_scenarios(only="momentum-f32")
+    result = run_scenario(momentum, [judge, user], pairs_for(user)[:1])
+    (run,) = [r for r in result.implementations if r.name == user.name]
+    assert run.status == "skipped"
+    assert "declined momentum, which torch.optim.ASGD lacks too: ValueError: momentum=0.9" in str(run.reason)
+    assert [c.status for c in result.comparisons] == ["skipped"]
+    (plain,) = select_scenarios(only="lsq-f32-averaging")
+    assert [c.status for c in run_scenario(plain, [judge, user], pairs_for(user)[:1]).comparisons] == [
+        "holds"
+    ]
