@@ -9,8 +9,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from conformance.registry import ClaimsName, Style
     from conformance.results import RunResult
+    from conformance.scenarios import Selection
 
-__all__ = ["check"]
+__all__ = ["assert_conforms", "check"]
+
+MOST_CHARACTERS = 1000
+"""The longest message :func:`assert_conforms` raises, however many steps fail."""
 
 
 def check(
@@ -22,6 +26,7 @@ def check(
     only: str | None = None,
     jobs: int = 1,
     full_coverage: bool = False,
+    selection: Selection | None = None,
 ) -> RunResult:
     """Run the quick (or ``full``) set through ``factory`` and what it claims to match; write nothing.
 
@@ -39,6 +44,8 @@ def check(
     ``jobs > 1`` in forked, supervised worker processes, where a factory that hangs or ends its
     process is failed and the run goes on. The reference judges each step from the factory's own
     state (lockstep); ``full_coverage`` makes it compute every value of the large tensors too.
+    ``selection`` (``"smoke"``, ``"quick"`` or ``"full"``) names the set instead of ``full``: the
+    smoke set takes seconds, for a unit test; the quick and full sets are for CI.
     """
     from conformance.external import ExternalImplementation, pairs_for
     from conformance.implementations import IMPLEMENTATIONS, Implementation
@@ -47,8 +54,9 @@ def check(
     from conformance.run import run_conformance
     from conformance.scenarios import select_scenarios
 
-    if not select_scenarios(full=full, only=only):
-        raise ValueError(f"no scenario of the {'full' if full else 'quick'} set matches only={only!r}")
+    chosen = selection or ("full" if full else "quick")
+    if not select_scenarios(full=full, only=only, selection=selection):
+        raise ValueError(f"no scenario of the {chosen} set matches only={only!r}")
     external = ExternalImplementation(factory, claims, style)
     external.factory()  # a spec is imported now: its error is the caller's, before anything runs
     torch_installed = importlib.util.find_spec("torch") is not None
@@ -60,10 +68,25 @@ def check(
     return run_conformance(
         full=full,
         only=only,
+        selection=selection,
         jobs=jobs,
         statistics=False,
         implementations=[*implementations, external],
         pairs=pairs_for(external),
-        command=f"conformance.check({external.name}, claims={claims!r}, full={full})",
+        command=f"conformance.check({external.name}, claims={claims!r}, selection={chosen!r})",
         checking=Checking(full_coverage=full_coverage),
     )
+
+
+def assert_conforms(
+    factory: Callable[..., Any] | str,
+    claims: ClaimsName = "torch",
+    selection: Selection = "quick",
+    **options: Any,
+) -> None:
+    """:func:`check` for a test: nothing if every verdict holds, else an ``AssertionError`` whose
+    message is the run's summary and its first failures, at most :data:`MOST_CHARACTERS` long.
+    ``options`` are :func:`check`'s (``style``, ``only``, ``jobs``, ``full_coverage``)."""
+    result = check(factory, claims, selection=selection, **options)
+    if not result.holds:
+        raise AssertionError(result.brief(MOST_CHARACTERS))

@@ -74,6 +74,11 @@ def _parser() -> argparse.ArgumentParser:
     chosen = parser.add_mutually_exclusive_group()
     chosen.add_argument("--quick", dest="full", action="store_false", help="the quick set (the default)")
     chosen.add_argument("--full", dest="full", action="store_true", help="every scenario, longer runs")
+    chosen.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a few seconds: one scenario for each line of the algorithm (for a unit test's loop)",
+    )
     parser.set_defaults(full=False)
     parser.add_argument(
         "--list", action="store_true", help="print the names of the selected scenarios and exit"
@@ -202,8 +207,7 @@ def print_outcome(result: RunResult, page: Path, limit: int = 20) -> int:
     print(f"asgd-conformance: {result.summary_line(waited())}; report: {page}")
     failures = result.failures
     for failure in failures[:limit]:
-        step = f" from step {failure.first_divergence}" if failure.first_divergence else ""
-        print(f"  FAIL {failure.scenario}: {failure.pair}{step}: {failure.reason}")
+        print(f"  {failure}")
     if len(failures) > limit:
         print(f"  ... and {len(failures) - limit} more failures (see the report)")
     return EXIT_HOLDS if result.holds else EXIT_FAILED
@@ -243,20 +247,24 @@ def main(
         except (Exception, SystemExit) as error:
             parser.error(f"--implementation {implementation.name}: {type(error).__name__}: {error}")
     scenarios = select_scenarios(
-        full=arguments.full, only=arguments.only, seed=arguments.seed, seeds=arguments.seeds
+        full=arguments.full,
+        only=arguments.only,
+        seed=arguments.seed,
+        seeds=arguments.seeds,
+        selection="smoke" if arguments.smoke else None,
     )
     if arguments.list:
         for _position, scenario in select_shard(scenarios, *(shard or (1, 1))):
             print(scenario.name)
         return EXIT_HOLDS
-    chosen = "full" if arguments.full else "quick"
+    chosen = "smoke" if arguments.smoke else "full" if arguments.full else "quick"
     if not scenarios:
         names = [scenario.name for scenario in select_scenarios(full=True)]
         close = difflib.get_close_matches(arguments.only or "", names, n=3)
         meant = f" (did you mean {' or '.join(close)}?)" if close else ""
         parser.error(
             f"no scenario of the {chosen} set matches --only {arguments.only!r}{meant}; "
-            f"`asgd-conformance --list{' --full' if arguments.full else ''}` prints their names"
+            f"`asgd-conformance --list{'' if chosen == 'quick' else ' --' + chosen}` prints their names"
         )
     out = arguments.out or _default_out()
     problem = unusable_report_directory(out.resolve())
@@ -270,6 +278,7 @@ def main(
             result = run_conformance(
                 full=arguments.full,
                 only=arguments.only,
+                selection="smoke" if arguments.smoke else None,
                 seed=arguments.seed,
                 seeds=arguments.seeds,
                 shard=shard,

@@ -85,6 +85,13 @@ class Comparison:
     """... of the values the tensors held over those steps (one without a gradient included: it must
     not change); fewer are checked where a lockstep reference sampled large tensors."""
 
+    def __str__(self) -> str:
+        """One line: the verdict, the scenario, the pair, where it first diverged and why."""
+        step = f" from step {self.first_divergence}" if self.first_divergence else ""
+        reason = self.reason if len(self.reason) <= 300 else self.reason[:299] + "…"
+        verdict = {"fails": "FAIL", "holds": "HOLDS", "finding": "FINDING", "skipped": "SKIPPED"}[self.status]
+        return f"{verdict} {self.scenario}: {self.pair}{step}: {reason}"
+
 
 @dataclass(frozen=True)
 class ScenarioResult:
@@ -199,6 +206,21 @@ class RunResult:
             f"{counts['skipped']} skipped{statistics} "
             f"(whole run {self.seconds if waited is None else waited:.1f} s)"
         )
+
+    def brief(self, most: int = 1000) -> str:
+        """The summary line and as many failures, one line each, as fit in ``most`` characters."""
+        lines = [self.summary_line()]
+        failures = self.failures
+        for shown, failure in enumerate(failures):
+            line, more = f"  {failure}", f"  ... and {len(failures) - shown} more failures"
+            if len("\n".join([*lines, line])) + 1 + len(more) > most:
+                lines.append(more)
+                break
+            lines.append(line)
+        return "\n".join(lines)[:most]
+
+    def __str__(self) -> str:
+        return self.brief()
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -19,7 +19,7 @@ from conformance.lockstep import LOCKSTEP, Checking
 from conformance.registry import PAIRS
 from conformance.results import SCHEMA_VERSION, RunResult, ScenarioResult
 from conformance.runner import run_scenarios
-from conformance.scenarios import select_scenarios
+from conformance.scenarios import Selection, select_scenarios
 from conformance.scenarios import shard as select_shard
 from conformance.statistics import PolyakJuditsky, polyak_juditsky
 from conformance.verdicts import Pair
@@ -31,6 +31,7 @@ def run_conformance(
     *,
     full: bool = False,
     only: str | None = None,
+    selection: Selection | None = None,
     seed: int = 0,
     seeds: int = 1,
     shard: tuple[int, int] | None = None,
@@ -48,7 +49,7 @@ def run_conformance(
     (always so with ``jobs > 1``) runs the scenarios in supervised worker processes, where an
     implementation that hangs (``timeout``) or ends its process fails and the run goes on."""
     started = time.perf_counter()
-    cells = select_scenarios(full=full, only=only, seed=seed, seeds=seeds)
+    cells = select_scenarios(full=full, only=only, seed=seed, seeds=seeds, selection=selection)
     index, count = shard or (1, 1)
     chosen = select_shard(cells, index, count)
     scenarios = [scenario for _, scenario in chosen]
@@ -89,7 +90,7 @@ def run_conformance(
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         command=command,
         selection={
-            "set": "full" if full else "quick",
+            "set": selection or ("full" if full else "quick"),
             "only": only,
             "seed": seed,
             "seeds": seeds,

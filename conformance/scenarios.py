@@ -12,9 +12,19 @@ import fnmatch
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Final
+from typing import Any, Final, Literal
 
-__all__ = ["LATE_START", "MIXED", "MIXED_DTYPES", "SCENARIOS", "Scenario", "select_scenarios", "shard"]
+__all__ = [
+    "LATE_START",
+    "MIXED",
+    "MIXED_DTYPES",
+    "SCENARIOS",
+    "SMOKE",
+    "Scenario",
+    "Selection",
+    "select_scenarios",
+    "shard",
+]
 
 LATE_START: Final = 2**24 - 2
 """Where the late-run scenario injects its state: two steps before torch's float32 counter freezes."""
@@ -106,7 +116,7 @@ _QUICK: Final = (
     Scenario("random-f64-averaging", "random-stream", "float64", AVERAGING, 200, purpose="eta is float32 in torch even for float64",
              tags=("compiled",)),
     Scenario("random-f16-averaging", "random-stream", "float16", {"lr": 0.01, "t0": 20}, 150, purpose="float16: numpy profile and torch only"),
-    Scenario("random-c64-averaging", "random-stream", "complex64", {**AVERAGING, "weight_decay": 0.01}, 150, size=8),
+    Scenario("random-c64-averaging", "random-stream", "complex64", {**AVERAGING, "weight_decay": 0.01}, 150, size=8, tags=("smoke",)),
     Scenario("random-c128-averaging", "random-stream", "complex128", AVERAGING, 150, size=8),
     Scenario("lsq-f32-averaging", "least-squares", "float32", {"lr": 0.02, "t0": 50, "weight_decay": 1e-3}, 200, size=8),
     Scenario("lsq-f64-averaging", "least-squares", "float64", {"lr": 0.02, "t0": 50}, 200, size=8),
@@ -114,18 +124,18 @@ _QUICK: Final = (
     Scenario("logistic-f32-maximize", "logistic", "float32", {"lr": 0.05, "t0": 30, "maximize": True, "weight_decay": 1e-3},
              150, size=8, purpose="maximize flips the gradient (ascent on the log-loss)", tags=("compiled",)),
     Scenario("momentum-f32", "least-squares", "float32", {"lr": 0.01, "t0": 30, "momentum": 0.9}, 200, size=8,
-             purpose="heavy-ball momentum; torch's ASGD has none"),
-    Scenario("lambd-alpha-extreme", "random-stream", "float32", {"lr": 0.5, "t0": 10, "lambd": 1.0, "alpha": 2.0}, 150),
+             purpose="heavy-ball momentum; torch's ASGD has none", tags=("smoke",)),
+    Scenario("lambd-alpha-extreme", "random-stream", "float32", {"lr": 0.5, "t0": 10, "lambd": 1.0, "alpha": 2.0}, 150, tags=("smoke",)),
     Scenario("lambd-alpha-zero", "random-stream", "float32", {"lr": 0.01, "t0": 10, "lambd": 0.0, "alpha": 0.0}, 150),
     Scenario("lr-zero", "random-stream", "float32", {"lr": 0.0, "t0": 5}, 60, purpose="lr = 0 leaves theta unchanged"),
     Scenario("late-run-f32", "random-stream", "float32", {"lr": 0.01, "t0": LATE_START - 10}, 8, start_step=LATE_START,
              purpose="torch's float32 step counter freezes at 2**24, and eta and mu with it",
-             expected_divergence=("optimized-numba-numpy vs torch-forloop",)),
+             expected_divergence=("optimized-numba-numpy vs torch-forloop",), tags=("smoke",)),
     Scenario("many-tensors-f32", "many-tensors", "float32", {"lr": 0.01, "t0": 3, "lambd": 1e-3}, 8,
              shapes=((30_007,), (64, 32), (32,), (10, 32), (10,), (3, 3, 3)),
              groups=((3, {}), (3, {"lr": 0.02, "weight_decay": 1e-3, "t0": 2})), lr_changes=((7, 0.5),), checkpoint_at=5,
              purpose="six tensors in two groups, one of 30,007 values (torch's vectorized body and its scalar tail); "
-                     "None gradients; lr halved before step 7; a checkpoint after step 5 while averaging"),
+                     "None gradients; lr halved before step 7; a checkpoint after step 5 while averaging", tags=("smoke",)),
     Scenario("many-tensors-f64-handover", "many-tensors", "float64", {"lr": 0.01, "t0": 2}, 12,
              shapes=((4096,), (17, 5), (3,), (2, 2, 2, 2), (1,), ()),
              groups=((2, {"t0": 4}), (4, {"lr": 0.005, "weight_decay": 0.01})), lr_changes=((4, 2.0), (9, 0.25)),
@@ -146,7 +156,7 @@ _QUICK: Final = (
     Scenario("torch-config-lambd", "random-stream", "float32", {"lr": 1e-2, "lambd": 0.1}, 25, tags=("torch-config",)),
     Scenario("torch-config-t0", "random-stream", "float32", {"lr": 1e-2, "t0": 100}, 25, tags=("torch-config",)),
     Scenario("torch-config-wd-maximize", "random-stream", "float64", {"lr": 1e-2, "weight_decay": 0.1, "maximize": True}, 25,
-             tags=("torch-config",)),
+             tags=("torch-config", "smoke")),
 )  # fmt: skip
 
 _FULL_ONLY: Final = (
@@ -187,15 +197,34 @@ _FULL_ONLY: Final = (
 SCENARIOS: Final = _QUICK + _FULL_ONLY
 
 
+Selection = Literal["smoke", "quick", "full"]
+"""A set of scenarios: ``smoke`` (a few seconds: one scenario for each line of the algorithm and
+for groups, checkpoints, complex values and the frozen counter), ``quick`` or ``full``."""
+SMOKE: Final = "smoke"
+"""The tag of the smoke set's scenarios."""
+
+
 def select_scenarios(
-    *, full: bool = False, only: str | None = None, seed: int = 0, seeds: int = 1
+    *,
+    full: bool = False,
+    only: str | None = None,
+    seed: int = 0,
+    seeds: int = 1,
+    selection: Selection | None = None,
 ) -> list[Scenario]:
-    """The quick set (or all with ``full``), filtered by a glob ``only``, each repeated with
-    ``seeds`` seeds (offsets ``seed`` to ``seed + seeds - 1``): the run's scenario × seed cells.
+    """The quick set (or all with ``full``, or the set ``selection`` names), filtered by a glob
+    ``only``, each repeated with ``seeds`` seeds (offsets ``seed`` to ``seed + seeds - 1``): the
+    run's scenario × seed cells.
 
     With more than one seed a cell's name says its offset (``lsq-f32-averaging@seed2``).
     """
     chosen = [s for s in SCENARIOS if full or s.quick]
+    if selection is not None:
+        chosen = [
+            s
+            for s in SCENARIOS
+            if selection == "full" or (s.quick and (selection == "quick" or SMOKE in s.tags))
+        ]
     if only:
         chosen = [s for s in chosen if fnmatch.fnmatchcase(s.name, only) or only in s.name]
     if seeds == 1:

@@ -313,3 +313,33 @@ def test_a_refusal_of_momentum_which_torch_lacks_too_declines_the_scenario() -> 
     assert [c.status for c in run_scenario(plain, [judge, user], pairs_for(user)[:1]).comparisons] == [
         "holds"
     ]
+
+
+def ignores_weight_decay(params: Any, weight_decay: float, **hyper: Any) -> Any:
+    """A wrong ASGD: the torch profile with weight decay dropped."""
+    return optimized.ASGD(params, numerics="torch", **hyper)
+
+
+def test_assert_conforms_fails_with_a_short_message_and_passes_quietly() -> None:
+    with pytest.raises(AssertionError) as raised:
+        conformance.assert_conforms(ignores_weight_decay, claims="torch", selection="smoke")
+    message = str(raised.value)
+    assert len(message) <= 1000
+    assert message.startswith("FAIL: 6 scenarios")
+    lines = message.splitlines()
+    assert lines[1].startswith("  FAIL torch-config-wd-maximize: reference-torch vs ") or lines[1].startswith(
+        "  FAIL random-c64-averaging: reference-torch vs "
+    ), lines[1]
+    assert all(len(line) <= 400 for line in lines)
+    faithful = functools.partial(optimized.ASGD, numerics="torch")
+    conformance.assert_conforms(faithful, claims="torch", selection="smoke", style="numpy")
+
+
+def test_a_run_and_its_failures_print_as_short_lines() -> None:
+    result = conformance.check(ignores_weight_decay, claims="torch", selection="smoke", only="torch-config-*")
+    assert not result.holds
+    failure = result.failures[0]
+    assert str(failure).startswith("FAIL torch-config-wd-maximize: reference-torch vs ")
+    assert " from step 1: " in str(failure) and "\n" not in str(failure)
+    assert str(result).splitlines()[0] == result.summary_line()
+    assert len(str(result)) <= 1000
