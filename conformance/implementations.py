@@ -13,6 +13,7 @@ from typing import Any, Final
 
 import optimized
 import reference
+from conformance.reference_judge import Variant
 from conformance.registry import (
     IDS,
     KERNELS,
@@ -51,6 +52,8 @@ class Implementation(ABC):
     reference_profile: str | None = None
     """The numerics profile this implementation specifies, if it is the reference: it then judges
     its bit-exact pairs in lockstep (:mod:`conformance.lockstep`) rather than running beside them."""
+    variant: Variant | None = None
+    """For a reference: the near miss of its profile it computes instead (:mod:`conformance.diagnosis`)."""
 
     def skip_reason(self, scenario: Scenario) -> str | None:
         """Why this implementation cannot run ``scenario``, or ``None``."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +20,11 @@ import reference
 from conformance.sampling import seeded, whole
 from conformance.scenarios import Scenario
 from conformance.sessions import hyperparameters, param_groups
+from reference.asgd import step_parameter
+from reference.numerics import Numerics, numerics_named
+from reference.state import exported, initial_state, parsed
 
-__all__ = ["CLOCKS", "Input", "Output", "ReferenceJudge", "clocks_of", "same_clock"]
+__all__ = ["CLOCKS", "Input", "Output", "ReferenceJudge", "Variant", "clocks_of", "same_clock"]
 
 CLOCKS = ("step", "eta", "mu")
 
@@ -69,9 +72,15 @@ class ReferenceJudge:
     :class:`Lockstep` checks of one scenario (one computation per distinct input and step)."""
 
     def __init__(
-        self, numerics: str, scenario: Scenario, initial: Sequence[np.ndarray], *, full_coverage: bool
+        self,
+        numerics: str,
+        scenario: Scenario,
+        initial: Sequence[np.ndarray],
+        *,
+        full_coverage: bool,
+        variant: Variant | None = None,
     ) -> None:
-        self.numerics, self.scenario, self.initial = numerics, scenario, list(initial)
+        self.numerics, self.scenario, self.initial, self.variant = numerics, scenario, list(initial), variant
         self.shapes = [array.shape for array in initial]
         counts = [count for count, _ in scenario.groups] or [len(self.initial)]
         self.group_of = [group for group, count in enumerate(counts) for _ in range(count)]
@@ -100,6 +109,8 @@ class ReferenceJudge:
         return known
 
     def _compute(self, lrs: Sequence[float], inputs: Sequence[Input]) -> list[Output]:
+        if self.variant is not None:
+            return _variant_step(self, self.variant, lrs, inputs)
         arrays = [entry.theta.copy() for entry in inputs]
         hyper = hyperparameters(self.scenario)
         groups = param_groups(self.scenario, arrays)
@@ -145,3 +156,43 @@ def _digest(lrs: Sequence[float], inputs: Sequence[Input]) -> bytes:
             if array is not None:
                 digest.update(np.ascontiguousarray(array).data)
     return digest.digest()
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A near miss of a profile, for diagnosis: other rounding (``numerics``) or hyperparameters
+    changed in every group (``changed``: a group's hyperparameters to those the variant uses)."""
+
+    name: str
+    numerics: Numerics | None = None
+    changed: Callable[[dict[str, Any]], dict[str, Any]] = lambda group: group
+
+
+def _variant_step(
+    judge: ReferenceJudge, variant: Variant, lrs: Sequence[float], inputs: Sequence[Input]
+) -> list[Output]:
+    """:meth:`ReferenceJudge._compute` for a variant: the spec's own box for one parameter
+    (``reference.asgd.step_parameter``) with the variant's profile and hyperparameters."""
+    numerics = variant.numerics or numerics_named(judge.numerics)
+    hyper = hyperparameters(judge.scenario)
+    overrides = [dict(o) for _, o in judge.scenario.groups] or [{}]
+    outputs = []
+    for number, entry in enumerate(inputs):
+        group_number = judge.group_of[number]
+        group = variant.changed({**hyper, **overrides[group_number], "lr": lrs[group_number]})
+        theta = entry.theta.copy()
+        if entry.clocks is None:
+            state = initial_state(theta, group["lr"], numerics)
+        else:
+            saved = {**dict(zip(CLOCKS, entry.clocks, strict=True)), "ax": entry.ax.copy()}
+            if entry.buffer is not None:
+                saved["momentum_buffer"] = entry.buffer.copy()
+            state = parsed(saved, theta, numerics, f"state[{number}]")
+        if entry.gradient is None and entry.clocks is None:
+            outputs.append(Output(theta, theta.copy(), None, None))
+            continue
+        if entry.gradient is not None:
+            step_parameter(theta, entry.gradient, state, group, numerics)
+        held = exported(state, numerics)
+        outputs.append(Output(theta, held["ax"], held.get("momentum_buffer"), clocks_of(held)))
+    return outputs

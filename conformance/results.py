@@ -85,6 +85,10 @@ class Comparison:
     """... of the values the tensors held over those steps (one without a gradient included: it must
     not change); fewer are checked where a lockstep reference sampled large tensors."""
 
+    diagnosis: str | None = None
+    """For a failing bit-exact pair against the reference: the near miss of the claimed profile that
+    reproduces the implementation, or the closest one (:mod:`conformance.diagnosis`)."""
+
     def __str__(self) -> str:
         """One line: the verdict, the scenario, the pair, where it first diverged and why."""
         step = f" from step {self.first_divergence}" if self.first_divergence else ""

@@ -10,7 +10,6 @@ it did, and every pair it belongs to fails; the run goes on with the others.
 from __future__ import annotations
 
 import functools
-import hashlib
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -20,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from conformance.comparisons import Outcome, compare
+from conformance.diagnosis import diagnosed
 from conformance.implementations import COMPILED_TAG, IMPLEMENTATIONS, Implementation
 from conformance.lockstep import LOCKSTEP, Checking, Lockstep
 from conformance.metrics import PairMetrics
@@ -28,8 +28,9 @@ from conformance.registry import IDS, PAIRS, check_pairs
 from conformance.results import ImplementationRun, ScenarioResult
 from conformance.scenarios import Scenario
 from conformance.sessions import Session, Unsupported, group_lrs
+from conformance.shared_gradients import SharedGradients
 from conformance.verdicts import Pair, policy_for
-from conformance.workloads import Gradients, Workload, make_workload
+from conformance.workloads import Workload, make_workload
 
 __all__ = ["Checking", "Watch", "run_scenario", "run_scenarios"]
 
@@ -96,40 +97,6 @@ class _Running:
 
     def stop(self, status: str, reason: str) -> None:
         self.session, self.status, self.reason, self.values = None, status, reason, None
-
-
-class SharedGradients:
-    """A scenario's gradients, computed once per point: implementations that agree bit for bit stand
-    at the same point at each step, and a workload's gradient depends on the point and the step only
-    (:class:`~conformance.workloads.Workload`). Each caller gets its own copies, so an implementation
-    that writes into its gradients changes no one else's."""
-
-    def __init__(self, workload: Workload) -> None:
-        self.workload = workload
-        self.step = -1
-        self.known: dict[bytes, Gradients] = {}
-
-    def at(self, parameters: Sequence[np.ndarray], step: int) -> Gradients:
-        if step != self.step:  # one step's points at a time: the memory stays one step's
-            self.step, self.known = step, {}
-        key = _point(parameters)
-        gradients = self.known.get(key)
-        if gradients is None:  # kept as copies: nothing the workload returns may alias what a step changes
-            gradients = self.known[key] = _copies(self.workload.gradients(parameters, step))
-        return _copies(gradients)
-
-
-def _copies(gradients: Gradients) -> Gradients:
-    return [None if g is None else g.copy() for g in gradients]
-
-
-def _point(parameters: Sequence[np.ndarray]) -> bytes:
-    """A digest of the parameters' dtypes, shapes and bits."""
-    digest = hashlib.blake2b(digest_size=32)
-    for array in parameters:
-        digest.update(f"{array.dtype.str}{array.shape}".encode())
-        digest.update(np.ascontiguousarray(array).data)  # no copy where the array is contiguous
-    return digest.digest()
 
 
 def _switch(watch: Watch, reference: int, implementation: int, to_reference: bool, index: int) -> None:
@@ -227,6 +194,7 @@ def run_scenario(
     excluded: Mapping[str, str] | None = None,
     in_a_worker: bool = False,
     checking: Checking = LOCKSTEP,
+    diagnose: bool = True,
 ) -> ScenarioResult:
     """Run one scenario × seed cell through ``implementations`` and compare ``pairs`` at every step.
 
@@ -256,7 +224,11 @@ def run_scenario(
             if reason is None:
                 assert implementation.reference_profile is not None
                 judges[implementation.name] = ReferenceJudge(
-                    implementation.reference_profile, scenario, initial, full_coverage=checking.full_coverage
+                    implementation.reference_profile,
+                    scenario,
+                    initial,
+                    full_coverage=checking.full_coverage,
+                    variant=implementation.variant,
                 )
             continue
         watch.enter(number, 0)
@@ -332,6 +304,12 @@ def run_scenario(
     comparisons = [
         compare(scenario, pair, metrics[pair.name], outcomes, locksteps.get(pair.name)) for pair in compared
     ]
+    if diagnose:  # what is wrong, for each failing pair against a reference: only now, only here
+        stepped = {
+            i.name: i for i in implementations if outcomes[i.name].status == "ran" and i.name not in judges
+        }
+        profiles = {name: judge.numerics for name, judge in judges.items()}
+        comparisons = diagnosed(scenario, comparisons, stepped, profiles, run_scenario)
     return ScenarioResult(
         name=scenario.name,
         problem=scenario.problem,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from conformance.runner import SharedGradients
+from conformance.shared_gradients import SharedGradients
 from conformance.workloads import Gradients
 
 

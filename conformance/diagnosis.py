@@ -1,0 +1,124 @@
+"""What is wrong, not only where: the near misses of a profile that reproduce a failing implementation.
+
+When an implementation fails a bit-exact pair against the reference, the scenario runs again with
+the implementation alone, judged in lockstep by variants of the claimed profile: the other profiles;
+eta and mu kept in binary64 or in binary32; with and without fused multiply-adds; weight decay,
+lambda, maximize or momentum ignored; averaging starting one step early or late. A variant that
+agrees with the implementation bit for bit at every step is named ("matches the torch profile with
+weight_decay ignored, bit for bit over all 25 steps"); otherwise the closest one is (the latest first
+divergence, then the fewest differing values). Only on failure, only the failing scenario.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, Final
+
+from conformance.implementations import Implementation
+from conformance.reference_judge import Variant
+from conformance.registry import NUMERICS
+from conformance.results import Comparison
+from conformance.scenarios import Scenario
+from conformance.sessions import Session
+from conformance.verdicts import BIT_EXACT, Pair
+from conformance.workloads import Workload
+from reference.numerics import numerics_named
+from reference.rounding import BINARY32, BINARY64
+
+__all__ = ["NEAR_MISSES", "diagnosed", "near_misses"]
+
+
+def _ignoring(name: str, value: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    return lambda group: {**group, name: value}
+
+
+def _t0_moved(by: float) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    return lambda group: {**group, "t0": group["t0"] + by}
+
+
+NEAR_MISSES: Final = (
+    ("weight_decay ignored", _ignoring("weight_decay", 0.0)),
+    ("lambd ignored", _ignoring("lambd", 0.0)),
+    ("maximize ignored", _ignoring("maximize", False)),
+    ("momentum ignored", _ignoring("momentum", 0.0)),
+    ("averaging starting one step early", _t0_moved(-1)),
+    ("averaging starting one step late", _t0_moved(1)),
+)
+"""Hyperparameter near misses: a name and how it changes each group's hyperparameters."""
+
+
+def near_misses(profile: str) -> list[Variant]:
+    """The variants of ``profile`` a diagnosis tries (the profile itself not among them)."""
+    own = numerics_named(profile)
+    variants = [
+        Variant(f"the {other} profile", numerics_named(other)) for other in NUMERICS if other != profile
+    ]
+    if own.scalar_format is BINARY64:
+        kept, scalar_format = "binary32 (a float32 step counter)", BINARY32
+    else:
+        kept, scalar_format = "binary64 (an exact step counter)", BINARY64
+    variants.append(
+        Variant(
+            f"the {profile} profile with eta and mu kept in {kept}", replace(own, scalar_format=scalar_format)
+        )
+    )
+    fused = "without" if own.fused_multiply_add else "with"
+    unfused = replace(own, fused_multiply_add=not own.fused_multiply_add)
+    variants.append(Variant(f"the {profile} profile {fused} fused multiply-adds", unfused))
+    variants += [Variant(f"the {profile} profile with {name}", None, change) for name, change in NEAR_MISSES]
+    return variants
+
+
+class NearMiss(Implementation):
+    """A variant of a profile, as a reference that judges in lockstep."""
+
+    def __init__(self, profile: str, variant: Variant) -> None:
+        self.name, self.description = variant.name, f"a near miss of the {profile} profile"
+        self.reference_profile, self.variant = profile, variant
+
+    def start(self, scenario: Scenario, workload: Workload) -> Session:
+        raise AssertionError("a near miss judges in lockstep: it never runs a session of its own")
+
+
+def diagnosis(
+    scenario: Scenario,
+    implementation: Implementation,
+    profile: str,
+    run: Callable[..., Any],
+) -> str:
+    """Which near miss of ``profile`` reproduces ``implementation`` on ``scenario`` (``run`` is the
+    runner's ``run_scenario``), in a sentence."""
+    tried = [NearMiss(profile, variant) for variant in near_misses(profile)]
+    pairs = [Pair(near.name, implementation.name, BIT_EXACT) for near in tried]
+    result = run(scenario, [*tried, implementation], pairs, diagnose=False)
+    judged = [c for c in result.comparisons if c.status in ("holds", "fails")]
+    exact = [c.left for c in judged if c.status == "holds"]
+    if exact:
+        return f"matches {' and '.join(exact)}, bit for bit over all {scenario.steps} steps"
+    if not judged:
+        return "no near miss of the profile could be tried"
+    closest = max(judged, key=lambda c: (c.first_divergence or 0, -(c.differing_scalar_steps or 0)))
+    return (
+        f"no near miss reproduces it; the closest is {closest.left} "
+        f"(first differs at step {closest.first_divergence}, {closest.differing_scalar_steps} values differ)"
+    )
+
+
+def diagnosed(
+    scenario: Scenario,
+    comparisons: Sequence[Comparison],
+    implementations: Mapping[str, Implementation],
+    profiles: Mapping[str, str],
+    run: Callable[..., Any],
+) -> list[Comparison]:
+    """``comparisons``, each failing bit-exact one against a reference (``profiles``: a reference's
+    name to its profile) with the diagnosis of the implementation it judged."""
+    found = []
+    for comparison in comparisons:
+        judged = implementations.get(comparison.right)
+        if comparison.status == "fails" and comparison.left in profiles and judged is not None:
+            said = diagnosis(scenario, judged, profiles[comparison.left], run)
+            comparison = replace(comparison, reason=f"{comparison.reason}; diagnosis: {said}", diagnosis=said)
+        found.append(comparison)
+    return found
