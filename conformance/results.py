@@ -30,6 +30,10 @@ SCHEMA_VERSION = 4
 ended in ``-fast``) and a user implementation's ``style``. Files of another version are refused."""
 
 
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 @dataclass(frozen=True)
 class ImplementationRun:
     name: str
@@ -205,7 +209,8 @@ class RunResult:
         if sampled:
             statistics += f"; {sampled} on sampled values"
         return (
-            f"{verdict}: {len(self.scenarios)} scenarios, {len(self.comparisons)} comparisons: "
+            f"{verdict}: {_counted(len(self.scenarios), 'scenario')}, "
+            f"{_counted(len(self.comparisons), 'comparison')}: "
             f"{counts['holds']} hold, {counts['fails']} fail, {counts['finding']} expected divergence, "
             f"{counts['skipped']} skipped{statistics} "
             f"(whole run {self.seconds if waited is None else waited:.1f} s)"

@@ -132,7 +132,7 @@ def test_the_real_shard_merges(
 ) -> None:
     """The control of the tests here: unedited, the shard merges into a whole run that holds."""
     status, out, err = run_merge(capsys, tmp_path / "report", write_shard(tmp_path / "shard", shard))
-    assert status == 0 and "PASS: 1 scenarios" in out, out + err
+    assert status == 0 and "PASS: 1 scenario, " in out, out + err
     assert (tmp_path / "report" / "index.html").is_file()
 
 
