@@ -93,6 +93,7 @@ def compare(
         first_divergence_quantity=None if first is None else first.quantity,
         first_divergence_tensor=None if first is None else first.tensor,
         first_divergence_element=None if first is None else first.element,
+        first_divergence_values=None if first is None or first.values is None else list(first.values),
         differing_scalar_steps=metrics.differing_bits,
         nan_mismatches=metrics.nan_mismatches,
         max_abs_error=max(metrics.parameters.max_abs, metrics.averages.max_abs),

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
 from conformance.ulp import compare_ulps, real_components
 
-__all__ = ["LARGEST_ERROR", "ArrayDifference", "Divergence", "PairMetrics", "Sampled"]
+__all__ = ["LARGEST_ERROR", "ArrayDifference", "Divergence", "PairMetrics", "Sampled", "shown"]
 
 LARGEST_ERROR: Final = float(np.finfo(np.float64).max)
 """Where an error beyond binary64's range is recorded ("at least this large")."""
@@ -39,6 +39,18 @@ class Divergence:
     tensor: str
     element: str
     """The element's index, e.g. ``[12, 3]``, with ``.real``/``.imag`` for complex tensors."""
+    values: tuple[str, str] | None = None
+    """The two sides' values there, each in decimal and as its bits in hex."""
+
+
+def shown(value: np.floating[Any]) -> str:
+    """A float as the shortest decimal that reads back to it in its own format, and its bits."""
+    bits = np.asarray(value).view(f"u{value.itemsize}")[()]
+    magnitude = abs(float(value))
+    decimal = np.format_float_positional(value, unique=True, trim="-") if np.isfinite(value) else str(value)
+    if np.isfinite(value) and (0 < magnitude < 1e-4 or magnitude >= 1e16):
+        decimal = np.format_float_scientific(value, unique=True, trim="-")
+    return f"{decimal} (0x{int(bits):0{2 * value.itemsize}x})"
 
 
 def _element(shape: tuple[int, ...], complex_valued: bool, scalar_index: int) -> str:
@@ -122,7 +134,8 @@ class ArrayDifference:
                         index, part = divmod(scalar_index, 2) if complex_valued else (scalar_index, 0)
                         scalar_index = int(positions[index]) * (2 if complex_valued else 1) + part
                 where = _element(shape, complex_valued, scalar_index)
-                self.first = Divergence(step, quantity, name, where)
+                at = int(np.argmax(differs))
+                self.first = Divergence(step, quantity, name, where, (shown(x[at]), shown(y[at])))
             step_ulp, step_differing = max(step_ulp, comparison.max_ulp), step_differing + differing
             self.nan_mismatches += comparison.nan_mismatches
             finite = np.isfinite(x) & np.isfinite(y)

@@ -80,6 +80,8 @@ class Comparison:
     """... the tensor's name ..."""
     first_divergence_element: str | None = None
     """... and the element's index, e.g. ``[12, 3]`` (``.real``/``.imag`` for complex tensors)."""
+    first_divergence_values: list[str] | None = None
+    """... and the left's and the right's value there, each in decimal and its bits in hex."""
     mode: str = "trajectory"
     """``"lockstep"``: the reference computed each step from the implementation's state before it
     (:mod:`conformance.lockstep`); ``"trajectory"``: the two ran side by side from the same start."""

@@ -123,10 +123,11 @@ def judge(policy: Policy, metrics: PairMetrics, dtype: str) -> Verdict:
         if metrics.differing_bits:
             first = metrics.first
             assert first is not None
+            values = "" if first.values is None else f": {first.values[0]} vs {first.values[1]}"
             return Verdict(
                 False,
                 f"{metrics.differing_bits} scalar-steps differ, first at step {first.step} in the "
-                f"{first.quantity} of {first.tensor} at {first.element} (max {metrics.max_ulp} ULP)",
+                f"{first.quantity} of {first.tensor} at {first.element}{values} (max {metrics.max_ulp} ULP)",
             )
         return Verdict(True, "identical bits at every step")
     assert policy.ulp_budget is not None

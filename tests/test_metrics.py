@@ -62,3 +62,14 @@ def test_tensors_of_mixed_dtypes_are_each_held_to_their_own_dtypes_budget() -> N
     over = judge(policy, drifted(2**13, 2**30), MIXED)
     assert not over.holds and "exceeds the budget in the float32 tensors" in over.reason
     assert drifted(2**13, 2**30).normwise_ulp_by_dtype == {"float32": 2.0**13, "float64": 2.0**30}
+
+
+def test_the_first_divergence_carries_both_values_in_decimal_and_hex() -> None:
+    from conformance.metrics import ArrayDifference
+
+    left, right = np.array([1.0, 0.5], np.float32), np.array([1.0, 0.5], np.float32)
+    right.view(np.uint32)[1] += 1
+    difference = ArrayDifference()
+    difference.add(3, "parameters", ["theta"], [left], [right])
+    assert difference.first is not None
+    assert difference.first.values == ("0.5 (0x3f000000)", "0.50000006 (0x3f000001)")
