@@ -206,8 +206,8 @@ def print_outcome(result: RunResult, page: Path, limit: int = 20) -> int:
         print(f"asgd-conformance: warning: {warning}", file=sys.stderr)
     print(f"asgd-conformance: {result.summary_line(waited())}; report: {page}")
     failures = result.failures
-    for failure in failures[:limit]:
-        print(f"  {failure}")
+    for line in result.failure_lines()[:limit]:
+        print(f"  {line}")
     if len(failures) > limit:
         print(f"  ... and {len(failures) - limit} more failures (see the report)")
     return EXIT_HOLDS if result.holds else EXIT_FAILED

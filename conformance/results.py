@@ -98,7 +98,7 @@ class Comparison:
     def __str__(self) -> str:
         """One line: the verdict, the scenario, the pair, where it first diverged and why."""
         step = f" from step {self.first_divergence}" if self.first_divergence else ""
-        reason = self.reason if len(self.reason) <= 300 else self.reason[:299] + "…"
+        reason = self.reason if len(self.reason) <= 500 else self.reason[:499] + "…"
         verdict = {"fails": "FAIL", "holds": "HOLDS", "finding": "FINDING", "skipped": "SKIPPED"}[self.status]
         return f"{verdict} {self.scenario}: {self.pair}{step}: {reason}"
 
@@ -169,6 +169,18 @@ class RunResult:
     def failures(self) -> list[Comparison]:
         return [c for c in self.comparisons if c.status == "fails"]
 
+    def setup(self, scenario: str) -> str:
+        """A scenario's dtype and hyperparameters, as a failure line ends: ``float32, lr=0.01, t0=20``."""
+        found = next((s for s in self.scenarios if s.name == scenario), None)
+        if found is None:
+            return ""
+        chosen = ", ".join(f"{name}={value!r}" for name, value in found.hyperparameters.items())
+        return f"{found.dtype}{', ' + chosen if chosen else ''}"
+
+    def failure_lines(self) -> list[str]:
+        """One line per failure: the comparison, then the scenario's dtype and hyperparameters."""
+        return [f"{failure} [{self.setup(failure.scenario)}]" for failure in self.failures]
+
     @property
     def judged(self) -> int:
         """Comparisons that ran (holding, failing or an expected divergence)."""
@@ -221,7 +233,7 @@ class RunResult:
     def brief(self, most: int = 1000) -> str:
         """The summary line and as many failures, one line each, as fit in ``most`` characters."""
         lines = [self.summary_line()]
-        failures = self.failures
+        failures = self.failure_lines()
         for shown, failure in enumerate(failures):
             line, more = f"  {failure}", f"  ... and {len(failures) - shown} more failures"
             if len("\n".join([*lines, line])) + 1 + len(more) > most:
