@@ -52,9 +52,9 @@ def check(
     from conformance.lockstep import Checking
     from conformance.registry import CLAIMED
     from conformance.run import run_conformance
-    from conformance.scenarios import select_scenarios
+    from conformance.scenarios import select_scenarios, selection_named
 
-    chosen = selection or ("full" if full else "quick")
+    chosen = selection_named(full, selection)
     if not select_scenarios(full=full, only=only, selection=selection):
         raise ValueError(f"no scenario of the {chosen} set matches only={only!r}")
     external = ExternalImplementation(factory, claims, style)

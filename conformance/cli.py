@@ -30,7 +30,7 @@ from conformance.report import InterruptedAfterWriting, unusable_report_director
 from conformance.results import RunResult
 from conformance.run import run_conformance
 from conformance.sampling import WHOLE_BELOW
-from conformance.scenarios import select_scenarios
+from conformance.scenarios import Selection, select_scenarios
 from conformance.scenarios import shard as select_shard
 from conformance.workers import DEFAULT_TIMEOUT
 from reference.numerics import DEPRECATED_NAMES
@@ -246,18 +246,14 @@ def main(
             implementation.factory()
         except (Exception, SystemExit) as error:
             parser.error(f"--implementation {implementation.name}: {type(error).__name__}: {error}")
+    chosen: Selection = "smoke" if arguments.smoke else "full" if arguments.full else "quick"
     scenarios = select_scenarios(
-        full=arguments.full,
-        only=arguments.only,
-        seed=arguments.seed,
-        seeds=arguments.seeds,
-        selection="smoke" if arguments.smoke else None,
+        only=arguments.only, seed=arguments.seed, seeds=arguments.seeds, selection=chosen
     )
     if arguments.list:
         for _position, scenario in select_shard(scenarios, *(shard or (1, 1))):
             print(scenario.name)
         return EXIT_HOLDS
-    chosen = "smoke" if arguments.smoke else "full" if arguments.full else "quick"
     if not scenarios:
         names = [scenario.name for scenario in select_scenarios(full=True)]
         close = difflib.get_close_matches(arguments.only or "", names, n=3)
@@ -276,9 +272,8 @@ def main(
     with _sigterm_as_ctrl_c() as terminated:
         try:
             result = run_conformance(
-                full=arguments.full,
                 only=arguments.only,
-                selection="smoke" if arguments.smoke else None,
+                selection=chosen,
                 seed=arguments.seed,
                 seeds=arguments.seeds,
                 shard=shard,

@@ -55,9 +55,9 @@ def compare(
         "ulp_budget": None if policy.ulp_budget is None else policy.ulp_budget.get(scenario.dtype),
     }
     steps_compared = len(metrics.parameters.max_ulp_per_step)
-    if lockstep is None:
-        base.update(mode="trajectory", checked_values=steps_compared * scenario.elements)
-        base.update(stepped_values=base["checked_values"])
+    if lockstep is None:  # both trajectories, every value at every step both ran
+        compared_values = steps_compared * scenario.elements
+        base.update(mode="trajectory", checked_values=compared_values, stepped_values=compared_values)
     else:
         base.update(mode="lockstep", checked_values=lockstep.checked, stepped_values=lockstep.stepped)
     failed = [name for name in (pair.left, pair.right) if runs[name].status == "failed"]

@@ -31,6 +31,7 @@ from conformance.metrics import PairMetrics, Sampled
 from conformance.reference_judge import CLOCKS, Input, Output, ReferenceJudge, clocks_of, same_clock
 from conformance.sampling import edges
 from conformance.sessions import Session, late_state
+from conformance.ulp import same_bits
 from conformance.workloads import Gradients
 from reference.numerics import numerics_named
 from reference.state import initial_state
@@ -71,17 +72,23 @@ class _Before:
 
 
 class Lockstep:
-    """One implementation judged by a :class:`ReferenceJudge`: the pair's metrics and coverage."""
+    """One implementation judged by a :class:`ReferenceJudge`: the pair's metrics and coverage.
+    ``switch`` is told when the reference's code starts (``True``) and ends (``False``) running at a
+    step."""
 
-    def __init__(self, judge: ReferenceJudge, names: Sequence[str], metrics: PairMetrics) -> None:
-        self.judge, self.names, self.metrics = judge, list(names), metrics
+    def __init__(
+        self,
+        judge: ReferenceJudge,
+        names: Sequence[str],
+        metrics: PairMetrics,
+        switch: Callable[[bool, int], None] = lambda reference, index: None,
+    ) -> None:
+        self.judge, self.names, self.metrics, self.switch = judge, list(names), metrics, switch
         self.checked = self.stepped = 0
         """Values the reference computed and values the implementation held, over all steps (a
         tensor without a gradient included: it must not change)."""
         self.failure: str | None = None
         """Why the check could not go on (the reference refused the implementation's state, say)."""
-        self.switch: Callable[[bool, int], None] = lambda reference, index: None
-        """Told when the reference's code starts (``True``) and ends (``False``) running at a step."""
         scenario = judge.scenario
         self._clocks_then: list[tuple[Any, Any, Any] | None] = [None] * len(names)
         """The clocks each tensor's state holds now, as last seen or computed (``None``: no state)."""
@@ -343,9 +350,9 @@ class Lockstep:
 
 def _differing(a: np.ndarray, b: np.ndarray) -> int:
     """How many values of two arrays of one dtype and size differ in any bit."""
-    x, y = np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(b).reshape(-1)
-    if x.tobytes() == y.tobytes():
+    if same_bits(a, b):
         return 0
+    x, y = np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(b).reshape(-1)
     if x.shape != y.shape or x.dtype != y.dtype:
         return max(x.size, y.size, 1)
     width = x.dtype.itemsize

@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from conformance.ulp import compare_ulps, real_components
+from conformance.ulp import compare_ulps, real_components, same_bits
 
 __all__ = ["LARGEST_ERROR", "ArrayDifference", "Divergence", "PairMetrics", "Sampled", "shown"]
 
@@ -57,14 +57,6 @@ def _element(shape: tuple[int, ...], complex_valued: bool, scalar_index: int) ->
     index, part = divmod(scalar_index, 2) if complex_valued else (scalar_index, None)
     position = [int(i) for i in np.unravel_index(index, shape)] if shape else []
     return f"{position}{'' if part is None else ('.real', '.imag')[part]}"
-
-
-def _same_bits(x: np.ndarray, y: np.ndarray) -> bool:
-    """Whether two flat real arrays of one dtype hold the same bits throughout."""
-    if x.size < 4096:
-        return x.tobytes() == y.tobytes()
-    unsigned = f"u{x.itemsize}"
-    return bool(np.array_equal(x.view(unsigned), y.view(unsigned)))
 
 
 @dataclass
@@ -116,7 +108,7 @@ class ArrayDifference:
         step_normwise = 0.0
         for number, (name, a, b) in enumerate(zip(names, left, right, strict=True)):
             x, y = real_components(a), real_components(b)
-            if _same_bits(x, y):  # every figure is 0
+            if same_bits(x, y):  # every figure is 0
                 if x.size and np.isfinite(x).any():
                     dtype = np.asarray(b).dtype.name
                     self.normwise_ulp_by_dtype.setdefault(dtype, 0.0)
@@ -126,7 +118,8 @@ class ArrayDifference:
             differs = (x.view(f"u{x.itemsize}") != y.view(f"u{y.itemsize}")) & ~both_nan
             differing = int(differs.sum())
             if differing and self.first is None:
-                scalar_index = int(np.argmax(differs))
+                at = int(np.argmax(differs))
+                scalar_index = at
                 shape, complex_valued = np.shape(a), np.iscomplexobj(a)
                 if sampled is not None:
                     shape, positions = sampled[number]
@@ -134,7 +127,6 @@ class ArrayDifference:
                         index, part = divmod(scalar_index, 2) if complex_valued else (scalar_index, 0)
                         scalar_index = int(positions[index]) * (2 if complex_valued else 1) + part
                 where = _element(shape, complex_valued, scalar_index)
-                at = int(np.argmax(differs))
                 self.first = Divergence(step, quantity, name, where, (shown(x[at]), shown(y[at])))
             step_ulp, step_differing = max(step_ulp, comparison.max_ulp), step_differing + differing
             self.nan_mismatches += comparison.nan_mismatches

@@ -20,6 +20,7 @@ import reference
 from conformance.sampling import seeded, whole
 from conformance.scenarios import Scenario
 from conformance.sessions import hyperparameters, param_groups
+from conformance.shared_gradients import fold_arrays
 from reference.asgd import step_parameter
 from reference.numerics import Numerics, numerics_named
 from reference.state import exported, initial_state, parsed
@@ -121,13 +122,7 @@ class ReferenceJudge:
         optimizer = reference.ASGD(groups, numerics=self.numerics, **hyper)
         saved = optimizer.state_dict()
         saved["state"] = {
-            number: {
-                **dict(zip(CLOCKS, entry.clocks, strict=True)),
-                "ax": entry.ax.copy(),
-                **({} if entry.buffer is None else {"momentum_buffer": entry.buffer.copy()}),
-            }
-            for number, entry in enumerate(inputs)
-            if entry.clocks is not None
+            number: _saved(entry) for number, entry in enumerate(inputs) if entry.clocks is not None
         }
         optimizer.load_state_dict(saved)
         optimizer.step([entry.gradient for entry in inputs])
@@ -146,15 +141,21 @@ class ReferenceJudge:
         return outputs
 
 
+def _saved(entry: Input) -> dict[str, Any]:
+    """An input's state (it has one) as a ``state_dict`` entry in this project's layout, with copies."""
+    assert entry.clocks is not None
+    saved = {**dict(zip(CLOCKS, entry.clocks, strict=True)), "ax": entry.ax.copy()}
+    if entry.buffer is not None:
+        saved["momentum_buffer"] = entry.buffer.copy()
+    return saved
+
+
 def _digest(lrs: Sequence[float], inputs: Sequence[Input]) -> bytes:
     digest = hashlib.blake2b(repr(list(lrs)).encode(), digest_size=32)
     for entry in inputs:
         exact = None if entry.clocks is None else [(type(c).__name__, _exact(c)) for c in entry.clocks]
         digest.update(repr(exact).encode())  # exact values: a 0-d array's repr rounds
-        for array in (entry.positions, entry.theta, entry.ax, entry.buffer, entry.gradient):
-            digest.update(b"-" if array is None else f"{array.dtype.str}{array.shape}".encode())
-            if array is not None:
-                digest.update(np.ascontiguousarray(array).data)
+        fold_arrays(digest, (entry.positions, entry.theta, entry.ax, entry.buffer, entry.gradient))
     return digest.digest()
 
 
@@ -184,10 +185,7 @@ def _variant_step(
         if entry.clocks is None:
             state = initial_state(theta, group["lr"], numerics)
         else:
-            saved = {**dict(zip(CLOCKS, entry.clocks, strict=True)), "ax": entry.ax.copy()}
-            if entry.buffer is not None:
-                saved["momentum_buffer"] = entry.buffer.copy()
-            state = parsed(saved, theta, numerics, f"state[{number}]")
+            state = parsed(_saved(entry), theta, numerics, f"state[{number}]")
         if entry.gradient is None and entry.clocks is None:
             outputs.append(Output(theta, theta.copy(), None, None))
             continue

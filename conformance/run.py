@@ -19,7 +19,7 @@ from conformance.lockstep import LOCKSTEP, Checking
 from conformance.registry import PAIRS
 from conformance.results import SCHEMA_VERSION, RunResult, ScenarioResult
 from conformance.runner import run_scenarios
-from conformance.scenarios import Selection, select_scenarios
+from conformance.scenarios import Selection, select_scenarios, selection_named
 from conformance.scenarios import shard as select_shard
 from conformance.statistics import PolyakJuditsky, polyak_juditsky
 from conformance.verdicts import Pair
@@ -90,7 +90,7 @@ def run_conformance(
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         command=command,
         selection={
-            "set": selection or ("full" if full else "quick"),
+            "set": selection_named(full, selection),
             "only": only,
             "seed": seed,
             "seeds": seeds,

@@ -238,15 +238,16 @@ def run_scenario(
     check_pairs(pairs, IDS | numbers.keys())  # a pair of an id no one has is a mistake, not a choice
     compared = [pair for pair in pairs if pair.left in runs and pair.right in runs]
     metrics = {pair.name: PairMetrics() for pair in compared}
-    locksteps = {
-        pair.name: Lockstep(judges[pair.left], workload.names, metrics[pair.name])
+    locksteps = {  # the reference's time is its own, and so is a hang in it: the watch switches to it
+        pair.name: Lockstep(
+            judges[pair.left],
+            workload.names,
+            metrics[pair.name],
+            functools.partial(_switch, watch, numbers[pair.left], numbers[pair.right]),
+        )
         for pair in compared
         if pair.left in judges
     }
-    for pair in compared:
-        if pair.name in locksteps:  # the reference's time is its own, and so is a hang in it
-            switch = functools.partial(_switch, watch, numbers[pair.left], numbers[pair.right])
-            locksteps[pair.name].switch = switch
     checks = {
         name: [locksteps[p.name] for p in compared if p.right == name and p.name in locksteps]
         for name in runs

@@ -23,6 +23,7 @@ __all__ = [
     "Scenario",
     "Selection",
     "select_scenarios",
+    "selection_named",
     "shard",
 ]
 
@@ -204,6 +205,11 @@ SMOKE: Final = "smoke"
 """The tag of the smoke set's scenarios."""
 
 
+def selection_named(full: bool, selection: Selection | None) -> Selection:
+    """The set a caller chose: ``selection`` if given, else the full or the quick set."""
+    return selection or ("full" if full else "quick")
+
+
 def select_scenarios(
     *,
     full: bool = False,
@@ -218,13 +224,8 @@ def select_scenarios(
 
     With more than one seed a cell's name says its offset (``lsq-f32-averaging@seed2``).
     """
-    chosen = [s for s in SCENARIOS if full or s.quick]
-    if selection is not None:
-        chosen = [
-            s
-            for s in SCENARIOS
-            if selection == "full" or (s.quick and (selection == "quick" or SMOKE in s.tags))
-        ]
+    named = selection_named(full, selection)
+    chosen = [s for s in SCENARIOS if named == "full" or (s.quick and (named == "quick" or SMOKE in s.tags))]
     if only:
         chosen = [s for s in chosen if fnmatch.fnmatchcase(s.name, only) or only in s.name]
     if seeds == 1:

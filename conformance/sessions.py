@@ -69,19 +69,20 @@ def param_groups(scenario: Scenario, tensors: Sequence[Any]) -> list[Any]:
     return groups
 
 
+def group_values(scenario: Scenario, name: str) -> list[Any]:
+    """Each param group's hyperparameter ``name``: its own, else the scenario's (one group: [that])."""
+    base = hyperparameters(scenario)[name]
+    return [overrides.get(name, base) for _, overrides in scenario.groups] or [base]
+
+
 def uses_momentum(scenario: Scenario) -> bool:
     """Whether any param group of ``scenario`` has a nonzero momentum."""
-    base = hyperparameters(scenario)["momentum"]
-    groups = [overrides.get("momentum", base) for _, overrides in scenario.groups] or [base]
-    return any(momentum != 0 for momentum in groups)
+    return any(momentum != 0 for momentum in group_values(scenario, "momentum"))
 
 
 def group_lrs(scenario: Scenario) -> list[float]:
     """Each group's initial lr (the scheduler's base)."""
-    base = hyperparameters(scenario)["lr"]
-    if not scenario.groups:
-        return [base]
-    return [overrides.get("lr", base) for _, overrides in scenario.groups]
+    return group_values(scenario, "lr")
 
 
 def unmodelled(scenario: Scenario, numerics: str) -> str | None:
@@ -364,22 +365,18 @@ class TorchSession(Session):
         held = getattr(self._optimizer, "state", None)
         if held is None:
             return None
-        entries: list[dict[str, Any] | None] = []
-        for tensor in self._tensors:
-            entry = held.get(tensor)
-            entries.append(
-                {key: np.array(self._numpy(value), copy=True) for key, value in entry.items()}
-                if entry
-                else None
-            )
-        for entry in entries:
-            for clock in ("step", "eta", "mu"):
-                if entry is not None and clock in entry:
-                    entry[clock] = entry[clock][()]  # a 0-d array as its NumPy scalar (torch's float32)
+        entries = [self._copied(held.get(tensor)) for tensor in self._tensors]
         return readable_state(entries, [tensor.detach().cpu().numpy() for tensor in self._tensors])
 
-    def _numpy(self, value: Any) -> Any:
-        return value.detach().cpu().numpy() if isinstance(value, self._torch.Tensor) else value
+    def _copied(self, entry: Any) -> dict[str, Any] | None:
+        """A state entry as NumPy copies, a clock (a 0-d tensor) as its NumPy scalar (torch's float32)."""
+        if not entry:
+            return None
+        copied = {}
+        for key, value in entry.items():
+            array = np.array(value.detach().cpu().numpy() if isinstance(value, self._torch.Tensor) else value)
+            copied[key] = array[()] if key in ("step", "eta", "mu") else array
+        return copied
 
     def scalars(self) -> tuple[float, float, float] | None:
         state = self._optimizer.state.get(self._tensors[0], {})

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 from conformance.workloads import Gradients, Workload
 
-__all__ = ["SharedGradients"]
+__all__ = ["SharedGradients", "fold_arrays"]
 
 
 class SharedGradients:
@@ -40,7 +41,15 @@ def _copies(gradients: Gradients) -> Gradients:
 def _point(parameters: Sequence[np.ndarray]) -> bytes:
     """A digest of the parameters' dtypes, shapes and bits."""
     digest = hashlib.blake2b(digest_size=32)
-    for array in parameters:
+    fold_arrays(digest, parameters)
+    return digest.digest()
+
+
+def fold_arrays(digest: Any, arrays: Iterable[np.ndarray | None]) -> None:
+    """Each array's dtype, shape and bits into ``digest`` (a ``None`` as a mark of its own)."""
+    for array in arrays:
+        if array is None:
+            digest.update(b"-")
+            continue
         digest.update(f"{array.dtype.str}{array.shape}".encode())
         digest.update(np.ascontiguousarray(array).data)  # no copy where the array is contiguous
-    return digest.digest()

@@ -23,9 +23,20 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["UlpComparison", "compare_ulps", "ordered_integers", "real_components"]
+__all__ = ["UlpComparison", "compare_ulps", "ordered_integers", "real_components", "same_bits"]
 
 _SIGNED: dict[int, type[np.signedinteger[Any]]] = {2: np.int16, 4: np.int32, 8: np.int64}
+
+
+def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two arrays of one dtype and size hold the same bits throughout (shape aside)."""
+    x, y = np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(b).reshape(-1)
+    if x.dtype != y.dtype or x.size != y.size:
+        return False
+    if x.nbytes < 1 << 15:
+        return x.tobytes() == y.tobytes()
+    unsigned = np.dtype(np.uint64) if x.itemsize % 8 == 0 else np.dtype(f"u{x.itemsize}")  # no copies
+    return bool(np.array_equal(x.view(unsigned), y.view(unsigned)))
 
 
 def real_components(array: np.ndarray) -> np.ndarray:
