@@ -2,11 +2,13 @@
 
 When an implementation fails a bit-exact pair against the reference, the scenario runs again with
 the implementation alone, judged in lockstep by variants of the claimed profile: the other profiles;
-eta and mu kept in binary64 or in binary32; with and without fused multiply-adds; weight decay,
-lambda, maximize or momentum ignored; averaging starting one step early or late. A variant that
-agrees with the implementation bit for bit at every step is named ("matches the torch profile with
-weight_decay ignored, bit for bit over all 25 steps"); otherwise the closest one is (the latest first
-divergence, then the fewest differing values). Only on failure, only the failing scenario.
+eta and mu kept in binary64 or in binary32; a step counter frozen at 2**24 or exact; with and
+without fused multiply-adds; weight decay, lambda, maximize or momentum ignored; averaging starting
+one step early or late; momentum as an exponential average or Nesterov's instead of torch SGD's.
+A variant that agrees with the implementation bit for bit at every step is named ("matches the
+torch profile with weight_decay ignored, bit for bit over all 25 steps"); otherwise the closest one
+is (the latest first divergence, then the fewest differing values). Only on failure, only the
+failing scenario.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import replace
 from typing import Any, Final
 
 from conformance.implementations import Implementation
+from conformance.near_miss_lines import Convention, Counter
 from conformance.reference_judge import Variant
 from conformance.registry import NUMERICS
 from conformance.results import Comparison
@@ -47,6 +50,12 @@ NEAR_MISSES: Final = (
 )
 """Hyperparameter near misses: a name and how it changes each group's hyperparameters."""
 
+CONVENTIONS: Final[tuple[tuple[str, Convention], ...]] = (
+    ("momentum as an average (buf = m*buf + (1 - m)*g, from 0)", "average"),
+    ("Nesterov momentum (g + m*buf)", "nesterov"),
+)
+"""Other momentum conventions than torch SGD's heavy ball (:mod:`conformance.near_miss_lines`)."""
+
 
 def near_misses(profile: str) -> list[Variant]:
     """The variants of ``profile`` a diagnosis tries (the profile itself not among them)."""
@@ -54,19 +63,31 @@ def near_misses(profile: str) -> list[Variant]:
     variants = [
         Variant(f"the {other} profile", numerics_named(other)) for other in NUMERICS if other != profile
     ]
-    if own.scalar_format is BINARY64:
-        kept, scalar_format = "binary32 (a float32 step counter)", BINARY32
-    else:
-        kept, scalar_format = "binary64 (an exact step counter)", BINARY64
+    counter: Counter = "exact" if own.exact_step_counter else "binary32"
+    other_format = BINARY32 if own.scalar_format is BINARY64 else BINARY64
     variants.append(
         Variant(
-            f"the {profile} profile with eta and mu kept in {kept}", replace(own, scalar_format=scalar_format)
+            f"the {profile} profile with eta and mu kept in {other_format.name}",
+            replace(own, scalar_format=other_format),
+            counter=counter,  # the profile's own counter: only the clocks' format changes
+        )
+    )
+    other_counter = (
+        "a float32 step counter (frozen at 2**24)" if own.exact_step_counter else "an exact step counter"
+    )
+    variants.append(
+        Variant(
+            f"the {profile} profile with {other_counter}",
+            counter="binary32" if own.exact_step_counter else "exact",
         )
     )
     fused = "without" if own.fused_multiply_add else "with"
     unfused = replace(own, fused_multiply_add=not own.fused_multiply_add)
     variants.append(Variant(f"the {profile} profile {fused} fused multiply-adds", unfused))
     variants += [Variant(f"the {profile} profile with {name}", None, change) for name, change in NEAR_MISSES]
+    variants += [
+        Variant(f"the {profile} profile with {name}", momentum=convention) for name, convention in CONVENTIONS
+    ]
     return variants
 
 

@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 
 import reference
+from conformance.near_miss_lines import Convention, Counter, counted, with_momentum_convention
 from conformance.sampling import seeded, whole
 from conformance.scenarios import Scenario
 from conformance.sessions import hyperparameters, param_groups
 from conformance.shared_gradients import fold_arrays
-from reference.asgd import step_parameter
+from reference.asgd import step_parameter, uses_momentum
 from reference.numerics import Numerics, numerics_named
 from reference.state import exported, initial_state, parsed
 
@@ -161,12 +162,15 @@ def _digest(lrs: Sequence[float], inputs: Sequence[Input]) -> bytes:
 
 @dataclass(frozen=True)
 class Variant:
-    """A near miss of a profile, for diagnosis: other rounding (``numerics``) or hyperparameters
-    changed in every group (``changed``: a group's hyperparameters to those the variant uses)."""
+    """A near miss of a profile, for diagnosis: other rounding (``numerics``), hyperparameters
+    changed in every group (``changed``: a group's hyperparameters to those the variant uses),
+    another momentum convention or another step counter (:mod:`conformance.near_miss_lines`)."""
 
     name: str
     numerics: Numerics | None = None
     changed: Callable[[dict[str, Any]], dict[str, Any]] = lambda group: group
+    momentum: Convention | None = None
+    counter: Counter | None = None
 
 
 def _variant_step(
@@ -189,8 +193,19 @@ def _variant_step(
         if entry.gradient is None and entry.clocks is None:
             outputs.append(Output(theta, theta.copy(), None, None))
             continue
-        if entry.gradient is not None:
+        convention = variant.momentum if uses_momentum(group, theta.dtype) else None
+        if entry.gradient is not None and convention is not None:
+            gradient, buffer = with_momentum_convention(
+                convention, theta, entry.gradient, entry.buffer, group, state, numerics
+            )
+            applied = {**group, "maximize": False, "weight_decay": 0.0, "momentum": 0.0}
+            step_parameter(theta, gradient, state, applied, numerics)
+            state.momentum_buffer = buffer
+        elif entry.gradient is not None:
             step_parameter(theta, entry.gradient, state, group, numerics)
         held = exported(state, numerics)
+        if variant.counter is not None and entry.gradient is not None:
+            before = 0 if entry.clocks is None else _exact(entry.clocks[0])
+            held.update(zip(CLOCKS, counted(variant.counter, before, group, numerics), strict=True))
         outputs.append(Output(theta, held["ax"], held.get("momentum_buffer"), clocks_of(held)))
     return outputs
