@@ -25,6 +25,8 @@ class Outcome:
     status: str
     """``"ran"``, ``"skipped"`` or ``"failed"``."""
     reason: str | None = None
+    not_run_here: bool = False
+    """Skipped because this machine lacks what it needs (a device, a library), not by design."""
 
 
 def coverage(checked: int, stepped: int) -> str:
@@ -73,7 +75,8 @@ def compare(
     if missing:
         reasons = "; ".join(f"{name}: {runs[name].reason or 'not run'}" for name in missing)
         if not metrics.parameters.differing_per_step or verdict.holds:
-            return Comparison(**base, status="skipped", reason=reasons)
+            here = any(runs[name].not_run_here for name in missing)
+            return Comparison(**base, status="skipped", reason=reasons, not_run_here=here)
         reason = (
             f"{verdict.reason} (then {reasons})"  # a decline does not hide what the steps before it showed
         )

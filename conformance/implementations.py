@@ -55,9 +55,14 @@ class Implementation(ABC):
     variant: Variant | None = None
     """For a reference: the near miss of its profile it computes instead (:mod:`conformance.diagnosis`)."""
 
+    def unavailable(self) -> str | None:
+        """Why this implementation cannot run on this machine at all (a device or a library it
+        lacks), or ``None``: its scenarios are "not run here", not skipped by design."""
+        return None
+
     def skip_reason(self, scenario: Scenario) -> str | None:
         """Why this implementation cannot run ``scenario``, or ``None``."""
-        return None
+        return self.unavailable()
 
     def declines(self, scenario: Scenario, error: Exception) -> str | None:
         """Why ``error``, raised while starting ``scenario``, declines it rather than failing (the
@@ -94,9 +99,12 @@ class ArrayImplementation(Implementation):
         )
         self.reference_profile = numerics if optimizer_class is reference.ASGD else None
 
+    def unavailable(self) -> str | None:
+        return "numba is not installed" if self.kernel == "numba" and not numba_installed() else None
+
     def skip_reason(self, scenario: Scenario) -> str | None:
-        if self.kernel == "numba" and not numba_installed():
-            return "numba is not installed"
+        if (missing := self.unavailable()) is not None:
+            return missing
         declined = unmodelled(scenario, self.numerics)
         if declined:
             return declined
@@ -183,19 +191,24 @@ class TorchImplementation(Implementation):
         takes_foreach = self.foreach if self.foreach is not None else self.device != "cpu"
         return "torch-foreach" if takes_foreach else "torch"
 
-    def skip_reason(self, scenario: Scenario) -> str | None:
+    def unavailable(self) -> str | None:
         import torch
 
+        if self.compiled and c_compiler() is None:
+            return "no C compiler (cc, gcc or clang) for inductor's CPU code"
+        if self.device == "cuda" and not torch.cuda.is_available():
+            return "no CUDA device on this machine"
+        return None
+
+    def skip_reason(self, scenario: Scenario) -> str | None:
+        if (missing := self.unavailable()) is not None:
+            return missing
         if not self.momentum and hyperparameters(scenario)["momentum"] != 0:
             return "torch.optim.ASGD has no momentum"
         if self.compiled and COMPILED_TAG not in scenario.tags:
             return (
                 f"the compiled column runs the scenarios tagged {COMPILED_TAG!r} (each compiles for seconds)"
             )
-        if self.compiled and c_compiler() is None:
-            return "no C compiler (cc, gcc or clang) for inductor's CPU code"
-        if self.device == "cuda" and not torch.cuda.is_available():
-            return "no CUDA device on this machine"
         if scenario.start_step and (unmodelled := unmodelled_alpha(scenario, self.numerics)):
             return f"its late-run state cannot be injected: {unmodelled}"
         return None

@@ -1,17 +1,23 @@
 """Per-scenario plots, rendered by matplotlib as inline SVG (no files, nothing fetched).
 
 The upper panel shows, per step, the normwise ULP distance of every pair that is not bit-exact, in
-the parameters (solid) and the averages (dashed), with the pair's budget as a dotted line in its
-colour. The lower strip has a row per bit-exact pair: a thin line in the pair's colour, and a red
-mark, sized by their number, at every step where any bit differs; a bare line is the claim holding.
-A pair has the same colour in every plot of the page.
+the parameters (solid) and the averages (dashed), with the pair's budget as a dotted line. Each such
+pair has its own colour from a colour-blind-safe palette (Okabe and Ito's, then Tol's) and its own
+marker, the same in every plot of the page; no two pairs share a colour. The lower strip has a row
+per bit-exact group (:mod:`conformance.columns`): a thin grey line when every pair of the group
+holds, and a red tick at every step where any bit of any of its pairs differs. Red means that and
+nothing else.
 
-Names (of scenarios and pairs) are drawn as plain text, never as mathtext or TeX; a series longer
-than :data:`_MOST_POINTS` is drawn as its envelope, so a plot's size does not grow with the steps.
+Every label is at least 9 points at the figure's own size, and the page draws the figure at its
+full width, never smaller. A late run's steps are counted from its start (the axis says from where),
+so that seven-digit step numbers do not run together. Names (of scenarios and pairs) are drawn as
+plain text, never as mathtext or TeX; a series longer than :data:`_MOST_POINTS` is drawn as its
+envelope, so a plot's size does not grow with the steps.
 """
 
 from __future__ import annotations
 
+import colorsys
 import io
 import math
 from collections.abc import Sequence
@@ -21,17 +27,29 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
+from matplotlib.lines import Line2D
 from matplotlib.textpath import TextToPath
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator, SymmetricalLogLocator
 
-from conformance.results import ScenarioResult
+from conformance.columns import Column, row_of
+from conformance.results import Comparison, ScenarioResult
 
 __all__ = ["pair_colours", "ulp_plot_svg"]
 
-_COLOURS = (
-    "#1b6ca8", "#d1495b", "#2e933c", "#edae49", "#66408f", "#00798c", "#8d6a9f", "#6b4226",
-    "#e377c2", "#7f7f7f", "#17becf", "#bcbd22",
+_COLOURS: Final = (
+    "#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#000000",  # Okabe and Ito, without red
+    "#332288", "#999933", "#882255", "#44aa99", "#aa4499", "#ddcc77", "#117733", "#88ccee",  # Tol's muted
 )  # fmt: skip
+"""Colours for the pairs drawn in the upper panel; none is red, which marks differing bits."""
+_MARKERS: Final = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "p", "h")
+_DIFFERS: Final = "#c62828"
+"""Red: bits differ."""
+_QUIET: Final = "#9e9e9e"
+"""A bit-exact group's line: no information, so no colour."""
+_SMALLEST: Final = 9.0
+"""The smallest label, in points."""
+_LATE: Final = 10_000
+"""A run that starts after this step counts its steps from its start on the axis."""
 
 
 _MOST_POINTS: Final = 2000
@@ -92,78 +110,130 @@ def _fit_margins(figure: Figure, row_labels: Sequence[str], legend: Sequence[str
     """Margins that hold the strip's row labels on the left and the legend on the right, measured
     from the texts themselves (a layout engine would draw the whole figure once more to find them)."""
     width, height = (72 * inches for inches in figure.get_size_inches())
-    left = max(_width_in_points(row_labels, 6), 30.0) + 14  # the labels, the ticks and the y axis's label
-    right = _width_in_points(legend, 7) + 36 if legend else 10.0  # the handles before the labels
+    tick_labels = _width_in_points(["10³⁰⁰"], _SMALLEST)
+    left = max(_width_in_points(row_labels, _SMALLEST), tick_labels + 2 * _SMALLEST) + 12
+    right = _width_in_points(legend, _SMALLEST) + 44 if legend else 12.0  # the handles before the labels
     figure.subplots_adjust(
         left=left / width,
         right=1 - right / width,
-        top=1 - 24 / height,  # the title
-        bottom=34 / height,  # the step numbers and their label
-        hspace=0.18,  # the strip's title between the panels
+        top=1 - 30 / height,  # the title
+        bottom=44 / height,  # the step numbers and their label
+        hspace=0.3,  # the strip's title between the panels
     )
 
 
+def _colour(index: int) -> str:
+    """The ``index``-th pair's colour: the palette's, then hues spread around the circle (distinct,
+    if no longer distinguishable to every eye: the markers tell those apart)."""
+    if index < len(_COLOURS):
+        return _COLOURS[index]
+    hue = (0.13 + 0.618034 * index) % 1.0
+    red, green, blue = colorsys.hsv_to_rgb(hue, 0.75, 0.55 + 0.3 * (index % 2))
+    return f"#{round(red * 255):02x}{round(green * 255):02x}{round(blue * 255):02x}"
+
+
 def pair_colours(pair_names: Sequence[str]) -> dict[str, str]:
-    """One colour per pair, the same in every plot."""
-    return {name: _COLOURS[index % len(_COLOURS)] for index, name in enumerate(pair_names)}
+    """One colour per pair, the same in every plot, no two alike."""
+    colours: dict[str, str] = {}
+    index = 0
+    for name in pair_names:
+        while (colour := _colour(index)) in colours.values() or colour == _DIFFERS:
+            index += 1
+        colours[name] = colour
+        index += 1
+    return colours
 
 
-def ulp_plot_svg(scenario: ScenarioResult, colours: dict[str, str]) -> str:
-    """The scenario's plot (see the module's docstring) as an inline ``<svg>``."""
+def _marker(colours: dict[str, str], pair: str) -> str:
+    names = list(colours)
+    return _MARKERS[names.index(pair) % len(_MARKERS)] if pair in colours else "o"
+
+
+def _strip_rows(exact: Sequence[Comparison], columns: Sequence[Column]) -> dict[str, list[Comparison]]:
+    """The bit-exact comparisons by the strip's rows: a group's together, a pair of no group alone."""
+    rows: dict[str, list[Comparison]] = {}
+    for comparison in exact:
+        rows.setdefault(row_of(comparison, columns), []).append(comparison)
+    return rows
+
+
+def _differing(comparisons: Sequence[Comparison]) -> list[int]:
+    """Values whose bits differ at each step, summed over ``comparisons``."""
+    longest = max((len(c.differing_per_step) for c in comparisons), default=0)
+    padded = [[*c.differing_per_step, *[0] * (longest - len(c.differing_per_step))] for c in comparisons]
+    return [sum(column) for column in zip(*padded, strict=True)]
+
+
+def ulp_plot_svg(scenario: ScenarioResult, colours: dict[str, str], columns: Sequence[Column] = ()) -> str:
+    """The scenario's plot (see the module's docstring) as an inline ``<svg>``; ``columns`` group the
+    bit-exact pairs into the strip's rows (none given: a row per pair)."""
     compared = [c for c in scenario.comparisons if c.max_normwise_ulp is not None]
     bounded = [c for c in compared if c.policy != "bit-exact"]
-    exact = [c for c in compared if c.policy == "bit-exact"]
-    first, last = scenario.start_step + 1, scenario.start_step + scenario.steps
+    rows = _strip_rows([c for c in compared if c.policy == "bit-exact"], columns)
+    late = scenario.start_step > _LATE
+    shift = scenario.start_step if late else 0  # the axis counts a late run's steps from its start
+    first, last = scenario.start_step + 1 - shift, scenario.start_step + scenario.steps - shift
     # A Figure of its own, outside pyplot's registry: nothing is left open, even by an interrupt.
     with matplotlib.rc_context(
-        {"svg.fonttype": "none", "svg.hashsalt": scenario.name, "font.size": 8, "text.usetex": False}
+        {"svg.fonttype": "none", "svg.hashsalt": scenario.name, "font.size": _SMALLEST, "text.usetex": False}
     ):
-        rows = max(len(exact), 1)
-        figure = Figure(figsize=(10, 2.8 + 0.16 * rows))
+        count = max(len(rows), 1)
+        figure = Figure(figsize=(11, 3.9 + 0.22 * count))
         upper, strip = figure.subplots(
-            2, 1, sharex=True, gridspec_kw={"height_ratios": [2.6, 0.2 + 0.16 * rows]}
+            2, 1, sharex=True, gridspec_kw={"height_ratios": [2.6, 0.25 + 0.22 * count]}
         )
         figure.suptitle(
-            f"{_label(scenario.name)}: normwise ULP per step, and differing bits of the bit-exact pairs"
+            f"{_label(scenario.name)}: normwise ULP per step, and differing bits of the bit-exact pairs",
+            fontsize=_SMALLEST + 1,
         )
         for c in bounded:
-            colour, pair = colours.get(c.pair, "#444444"), _label(c.pair)
+            colour, pair, marker = colours.get(c.pair, "#444444"), _label(c.pair), _marker(colours, c.pair)
+            steps, values = _envelope(c.normwise_ulp_per_step_parameters, first)
             # each series as long as its implementations ran (fewer steps where one stopped)
-            upper.plot(*_envelope(c.normwise_ulp_per_step_parameters, first), color=colour, linewidth=1.2,
-                       drawstyle="steps-post", label=f"{pair} (parameters)")  # fmt: skip
+            upper.plot(steps, values, color=colour, linewidth=1.3, drawstyle="steps-post", marker=marker,
+                       markersize=5, markevery=max(1, len(steps) // 8), label=pair)  # fmt: skip
             upper.plot(*_envelope(c.normwise_ulp_per_step_averages, first), color=colour, linewidth=1.0,
-                       linestyle="--", drawstyle="steps-post", label=f"{pair} (averages)")  # fmt: skip
+                       linestyle="--", drawstyle="steps-post")  # fmt: skip
             if c.ulp_budget:
-                upper.axhline(c.ulp_budget, color=colour, linestyle=":", linewidth=1.0,
-                              label=f"budget of {pair}")  # fmt: skip
+                upper.axhline(c.ulp_budget, color=colour, linestyle=":", linewidth=1.0)
         upper.set_yscale("symlog", linthresh=1)
+        upper.yaxis.set_major_locator(SymmetricalLogLocator(base=10, linthresh=1))
+        upper.yaxis.get_major_locator().set_params(numticks=7)
+        upper.yaxis.set_minor_locator(NullLocator())
         upper.yaxis.set_major_formatter(FuncFormatter(_tick_label))
         upper.set_ylim(bottom=0)
         upper.set_ylabel("normwise ULP")
         if not bounded:
             upper.text(0.5, 0.5, "no bounded pair ran in this scenario", transform=upper.transAxes,
                        ha="center", va="center", color="#666666")  # fmt: skip
-        for row, c in enumerate(exact):
-            colour = colours.get(c.pair, "#444444")
-            strip.plot([first, last], [row, row], color=colour, linewidth=2.0, solid_capstyle="butt")
-            steps, counts = _envelope(c.differing_per_step, first)
+        labels = []
+        for row, (title, members) in enumerate(rows.items()):
+            alone = len(members) == 1 and title == members[0].pair
+            labels.append(_label(title if alone else f"{title} ({len(members)})"))
+            strip.plot([first, last], [row, row], color=_QUIET, linewidth=1.5, solid_capstyle="butt")
+            steps, counts = _envelope(_differing(members), first)
             differing = counts > 0
             if differing.any():
-                sizes = np.minimum(200, 20 + 10 * counts[differing])
                 strip.scatter(steps[differing], np.full(int(differing.sum()), row), marker="|",
-                              color="#c62828", s=sizes, zorder=3)  # fmt: skip
-        strip.set_yticks(range(len(exact)), [_label(c.pair) for c in exact], fontsize=6)
-        strip.set_ylim(-0.7, max(len(exact), 1) - 0.3)
+                              color=_DIFFERS, s=110, linewidths=2, zorder=3)  # fmt: skip
+        strip.set_yticks(range(len(rows)), labels)
+        strip.set_ylim(-0.6, count - 0.4)
         strip.invert_yaxis()
-        strip.set_xlabel("step")
-        strip.set_title("bit-exact pairs: red where any bit differs", fontsize=7, loc="left")
+        strip.xaxis.set_major_locator(MaxNLocator(nbins=10, integer=True))
+        strip.set_xlabel(f"step after step {shift:,} (1 is step {shift + 1:,})" if late else "step")
+        strip.set_title("bit-exact pairs by group: red where any bit differs", loc="left", fontsize=_SMALLEST)
         strip.ticklabel_format(axis="x", useOffset=False, style="plain")
         upper.grid(True, which="major", linewidth=0.3, alpha=0.6)
         strip.grid(True, axis="x", which="major", linewidth=0.3, alpha=0.6)
-        legend = upper.get_legend_handles_labels()[1]
+        legend = [_label(c.pair) for c in bounded]
         if legend:
-            upper.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-        _fit_margins(figure, [_label(c.pair) for c in exact], legend)
+            handles = upper.get_legend_handles_labels()[0]
+            keys = [Line2D([], [], color="#444", linestyle=dash, linewidth=1.2) for dash in ("-", "--", ":")]
+            keyed = ["parameters (solid)", "averages (dashed)", "budget (dotted)"]
+            upper.legend([*handles, *keys], [*legend, *keyed], fontsize=_SMALLEST, loc="upper left",
+                         bbox_to_anchor=(1.01, 1.0), frameon=False)  # fmt: skip
+            legend += keyed
+        _fit_margins(figure, labels, legend)
         buffer = io.StringIO()
         figure.savefig(buffer, format="svg", metadata={"Date": None})
     svg = buffer.getvalue()

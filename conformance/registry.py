@@ -94,14 +94,14 @@ IDS: Final[frozenset[str]] = frozenset(
 def _derived_pairs() -> tuple[Pair, ...]:
     pairs: list[Pair] = []
     for numerics in NUMERICS:
-        reference = reference_id(numerics)
-        pairs += [Pair(reference, optimized_id(kernel, numerics), BIT_EXACT) for kernel in KERNELS]
+        reference, group = reference_id(numerics), profile_group(numerics)
+        pairs += [Pair(reference, optimized_id(kernel, numerics), BIT_EXACT, group) for kernel in KERNELS]
         path = TORCH_PATH.get(numerics)
         if path is not None:
-            pairs.append(Pair(reference, path, BIT_EXACT))
-            pairs += [Pair(optimized_id(kernel, numerics), path, BIT_EXACT) for kernel in KERNELS]
-            pairs.append(Pair(OPTIMIZED_TORCH[numerics], path, BIT_EXACT))
-            pairs.append(Pair(reference, OPTIMIZED_TORCH[numerics], BIT_EXACT))
+            pairs.append(Pair(reference, path, BIT_EXACT, group))
+            pairs += [Pair(optimized_id(kernel, numerics), path, BIT_EXACT, group) for kernel in KERNELS]
+            pairs.append(Pair(OPTIMIZED_TORCH[numerics], path, BIT_EXACT, group))
+            pairs.append(Pair(reference, OPTIMIZED_TORCH[numerics], BIT_EXACT, group))
     return (
         *pairs,
         UNFUSED_VS_TORCH,
@@ -109,6 +109,11 @@ def _derived_pairs() -> tuple[Pair, ...]:
         COMPILED_VS_TORCH,
         *(Pair(TORCH_CUDA, path, DEVICE_VS_CPU) for path in TORCH_PATH.values()),
     )
+
+
+def profile_group(numerics: NumericsName) -> str:
+    """The report's column for the bit-exact pairs of a profile."""
+    return f"{numerics} profile"
 
 
 def pair_name(left: str, right: str) -> str:
@@ -133,10 +138,11 @@ class Claim:
     def pairs(self, name: str) -> list[Pair]:
         """The pairs that judge the implementation ``name``: a reference on the left of it, a
         torch path on its right (the order the report reads)."""
+        group = name if self.policy.kind == "bit-exact" else None
         return [
-            Pair(judge, name, self.policy)
+            Pair(judge, name, self.policy, group)
             if judge.startswith("reference-")
-            else Pair(name, judge, self.policy)
+            else Pair(name, judge, self.policy, group)
             for judge in self.judges
         ]
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
+from conformance.columns import layout
 from conformance.comparisons import coverage
 from conformance.environment import torch_warning
 from conformance.plots import pair_colours, ulp_plot_svg
@@ -63,6 +66,20 @@ def _judged(comparison: Comparison) -> str:
     return f"{_format_ulp(normwise)} normwise ULP"
 
 
+def _compact(comparison: Comparison) -> tuple[str, str]:
+    """A summary cell's figure and, under it, what it is measured against (or where bits differ)."""
+    if comparison.policy == "bit-exact":
+        differing = comparison.differing_scalar_steps or 0
+        if differing == 0:
+            return "identical", ""
+        return f"{differing} differ", f"from step {comparison.first_divergence}"
+    normwise = f"{_format_ulp(comparison.max_normwise_ulp or 0.0)} ULP"
+    if comparison.policy == "bounded" and comparison.ulp_budget:
+        share = 100 * (comparison.max_normwise_ulp or 0.0) / comparison.ulp_budget
+        return normwise, f"{share:.2g} % of {_power_of_two(comparison.ulp_budget)}"
+    return normwise, "expected" if comparison.policy == "finding" else "per dtype's budget"
+
+
 def _divergence(comparison: Comparison) -> str:
     """Where bits first differ: step, quantity, tensor and element (or a dash)."""
     if not comparison.first_divergence:
@@ -87,6 +104,7 @@ def _checked(comparison: Comparison) -> str:
 
 
 _TEMPLATES.filters["checked"] = _checked
+_TEMPLATES.filters["compact"] = _compact
 _TEMPLATES.globals.update(whole_below=f"{WHOLE_BELOW:,}", seeded=f"{SEEDED:,}")
 _TEMPLATES.filters["ulp"] = _format_ulp
 _TEMPLATES.filters["divergence"] = _divergence
@@ -94,20 +112,62 @@ _TEMPLATES.filters["power_of_two"] = _power_of_two
 _TEMPLATES.filters["judged"] = _judged
 
 
+@dataclass(frozen=True)
+class _GroupVerdict:
+    """A bit-exact group's cell: a mark, a few words, a note under them, and each pair's reason."""
+
+    status: str
+    mark: str
+    text: str
+    note: str
+    title: str
+
+
+def _group_verdict(cell: Sequence[Comparison]) -> _GroupVerdict:
+    """One mark for a group's comparisons in a scenario: ✗ where any fails, ◆ where one is an
+    expected divergence, ✓ where every one that ran holds, – where none ran."""
+    ran = [c for c in cell if c.status != "skipped"]
+    failing = [c for c in ran if c.status == "fails"]
+    skipped = len(cell) - len(ran)
+    title = "; ".join(f"{c.pair}: {c.reason}" for c in cell)
+    aside = f"{skipped} not run" if skipped else ""
+    if failing:
+        steps = [c.first_divergence for c in failing if c.first_divergence]
+        since = f"from step {min(steps)}" if steps else "a run failed"
+        return _GroupVerdict("fails", "✗", f"{len(failing)} of {len(ran)} fail", since, title)
+    if any(c.status == "finding" for c in ran):
+        return _GroupVerdict("finding", "◆", "expected", aside, title)
+    if not ran:
+        return _GroupVerdict("skipped", "–", "not run", "", title)
+    return _GroupVerdict("holds", "✓", f"{len(ran)} identical", aside, title)
+
+
+_TEMPLATES.filters["group_verdict"] = _group_verdict
+
+
 def render_html(result: RunResult) -> str:
     """The page for ``result``; all data comes from ``result``, plots are rendered here."""
-    pair_names = [pair["name"] for pair in result.pairs]
+    columns = layout(result)
     table: list[dict[str, Any]] = []
     for scenario in result.scenarios:
-        cells = {c.pair: c for c in scenario.comparisons}
-        table.append({"scenario": scenario, "cells": [cells.get(name) for name in pair_names]})
-    colours = pair_colours(pair_names)  # one colour per pair across the page
-    plots = {scenario.name: ulp_plot_svg(scenario, colours) for scenario in result.scenarios}
+        by_pair = {c.pair: c for c in scenario.comparisons}
+        cells = [(column, column.cell(by_pair)) for column in columns.columns]
+        table.append({"scenario": scenario, "cells": cells})
+    drawn = [  # the pairs the upper panels draw, each in its own colour across the page
+        str(pair["name"]) for pair in result.pairs if any(
+            c.pair == pair["name"] and c.policy != "bit-exact" for c in result.comparisons
+        )
+    ]  # fmt: skip
+    colours = pair_colours(drawn)
+    plots = {scenario.name: ulp_plot_svg(scenario, colours, columns.columns) for scenario in result.scenarios}
+    folded = set(columns.not_run_here)
     return _TEMPLATES.get_template("report.html.j2").render(
         result=result,
-        pair_names=pair_names,
+        layout=columns,
+        not_run_here_count=sum(1 for c in result.comparisons if c.pair in folded),
         table=table,
         plots=plots,
+        compilation_seconds=sum(s.compilation_seconds for s in result.scenarios),
         torch_warning=torch_warning(result.environment),
     )
 

@@ -23,9 +23,11 @@ __all__ = [
     "write_json",
 ]
 
-SCHEMA_VERSION = 4
-"""4 (2026-12-06): each comparison's ``mode`` (lockstep or trajectory) and coverage
-(``checked_values`` of ``stepped_values``), the selection's ``lockstep`` and ``full_coverage``.
+SCHEMA_VERSION = 5
+"""5 (2026-12-06): a comparison's ``not_run_here``, a scenario's ``compilation_seconds``, a pair's
+``group`` (the report's column).
+4 (2026-12-06): each comparison's ``mode`` (lockstep or trajectory) and coverage (``checked_values``
+of ``stepped_values``), the selection's ``lockstep`` and ``full_coverage``.
 3 (2026-12-06): the numpy profile's ids (``reference-numpy``, ``optimized-numba-numpy``, ...; they
 ended in ``-fast``) and a user implementation's ``style``. Files of another version are refused."""
 
@@ -94,6 +96,9 @@ class Comparison:
     diagnosis: str | None = None
     """For a failing bit-exact pair against the reference: the near miss of the claimed profile that
     reproduces the implementation, or the closest one (:mod:`conformance.diagnosis`)."""
+    not_run_here: bool = False
+    """Skipped because this machine lacks what a side needs (a CUDA device, numba, a C compiler),
+    not by design."""
 
     def __str__(self) -> str:
         """One line: the verdict, the scenario, the pair, where it first diverged and why."""
@@ -126,6 +131,9 @@ class ScenarioResult:
     checkpoint_via: str = "state_dict"
     cell: int = 0
     """This scenario × seed cell's position in the whole selection (shards keep it; merge sorts by it)."""
+    compilation_seconds: float = 0.0
+    """Seconds spent compiling or loading compiled code (numba's kernels, once per process and
+    kernel) while the scenario ran: left out of each implementation's ``seconds``."""
 
 
 @dataclass(frozen=True)
@@ -222,11 +230,15 @@ class RunResult:
         )
         if sampled:
             statistics += f"; {sampled} on sampled values"
+        not_here = sum(1 for c in self.comparisons if c.status == "skipped" and c.not_run_here)
+        skipped = f"{counts['skipped'] - not_here} skipped by design"
+        if not_here:
+            skipped += f", {not_here} not run here"
         return (
             f"{verdict}: {_counted(len(self.scenarios), 'scenario')}, "
             f"{_counted(len(self.comparisons), 'comparison')}: "
             f"{counts['holds']} hold, {counts['fails']} fail, {counts['finding']} expected divergence, "
-            f"{counts['skipped']} skipped{statistics} "
+            f"{skipped}{statistics} "
             f"(whole run {self.seconds if waited is None else waited:.1f} s)"
         )
 

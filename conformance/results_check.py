@@ -73,7 +73,7 @@ _ENVIRONMENT: Final = _Record(
 """What the report's environment table and its torch warning read."""
 _IMPLEMENTATION: Final = _Record({"name": str, "description": str}, frozenset({"name", "description"}))
 _PAIR: Final = _Record(
-    {"name": str, "policy": str, "ulp_budget": dict[str, int] | None, "rationale": str},
+    {"name": str, "policy": str, "ulp_budget": dict[str, int] | None, "rationale": str, "group": str | None},
     frozenset({"name", "policy", "ulp_budget", "rationale"}),
 )
 _LOOSE_FIELDS: Final[Mapping[type, Mapping[str, Any]]] = {

@@ -116,6 +116,7 @@ def run_conformance(
                 "policy": p.policy.kind,
                 "ulp_budget": p.policy.ulp_budget,
                 "rationale": p.policy.rationale,
+                **({"group": p.group} if p.group else {}),
             }
             for p in pairs
             if {p.left, p.right} <= names

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from conformance.comparisons import Outcome, compare
+from conformance.compilation import compiling_seconds, watch_compilation
 from conformance.diagnosis import diagnosed
 from conformance.implementations import COMPILED_TAG, IMPLEMENTATIONS, Implementation
 from conformance.lockstep import LOCKSTEP, Checking, Lockstep
@@ -94,6 +95,10 @@ class _Running:
     reason: str | None = None
     values: tuple[list[np.ndarray], list[np.ndarray]] | None = None
     evaluation: dict[str, float] = field(default_factory=dict)
+    not_run_here: bool = False
+    """Skipped because this machine lacks what it needs (a device, a library), not by design."""
+    compiling: float = 0.0
+    """Seconds of its steps spent compiling (:mod:`conformance.compilation`), not in ``seconds``."""
 
     def stop(self, status: str, reason: str) -> None:
         self.session, self.status, self.reason, self.values = None, status, reason, None
@@ -129,9 +134,11 @@ def _advance(
     gradients = shared.at(session.parameters(), scenario.start_step + index - 1)
     for check in checks:
         check.before(session, gradients, lrs, index)
-    started = time.perf_counter()
+    compiled_before, started = compiling_seconds(), time.perf_counter()
     session.step(gradients)
-    running.seconds += time.perf_counter() - started
+    elapsed, compiled = time.perf_counter() - started, compiling_seconds() - compiled_before
+    running.seconds += elapsed - compiled
+    running.compiling += compiled
     running.values = (
         _checked("the parameters", session.parameters(), expected),
         _checked("averages()", session.averages(), expected),
@@ -156,7 +163,8 @@ def _start(
 ) -> _Running:
     reason = implementation.skip_reason(scenario)
     if reason is not None:
-        return _Running(None, status="skipped", reason=reason)
+        not_here = reason == implementation.unavailable()
+        return _Running(None, status="skipped", reason=reason, not_run_here=not_here)
     try:
         return _Running(implementation.start(scenario, workload))
     except Unsupported as unsupported:
@@ -206,6 +214,7 @@ def run_scenario(
     ``in_a_worker``: in a worker process, which ignores Ctrl-C, a ``KeyboardInterrupt`` can only
     come from an implementation's code, and fails it; elsewhere it interrupts the run."""
     watch = watch or _Unwatched()
+    watch_compilation()
     errors = _IN_A_WORKER if in_a_worker else _IMPLEMENTATION_ERRORS
     excluded = excluded or {}
     workload = make_workload(scenario)
@@ -220,7 +229,12 @@ def run_scenario(
             continue
         if _judged_in_lockstep(implementation, pairs, checking, scenario):
             reason = implementation.skip_reason(scenario)
-            runs[implementation.name] = _Running(None, status="skipped" if reason else "ran", reason=reason)
+            runs[implementation.name] = _Running(
+                None,
+                status="skipped" if reason else "ran",
+                reason=reason,
+                not_run_here=reason is not None and reason == implementation.unavailable(),
+            )
             if reason is None:
                 assert implementation.reference_profile is not None
                 judges[implementation.name] = ReferenceJudge(
@@ -301,7 +315,9 @@ def run_scenario(
                 evaluation=running.evaluation if ran else {},
             )
         )
-    outcomes = {name: Outcome(running.status, running.reason) for name, running in runs.items()}
+    outcomes = {
+        name: Outcome(running.status, running.reason, running.not_run_here) for name, running in runs.items()
+    }
     comparisons = [
         compare(scenario, pair, metrics[pair.name], outcomes, locksteps.get(pair.name)) for pair in compared
     ]
@@ -328,6 +344,7 @@ def run_scenario(
         lr_changes=[[step, factor] for step, factor in scenario.lr_changes],
         checkpoint_at=scenario.checkpoint_at,
         checkpoint_via=scenario.checkpoint_via,
+        compilation_seconds=sum(running.compiling for running in runs.values()),
         cell=cell,
     )
 

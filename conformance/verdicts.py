@@ -101,6 +101,9 @@ class Pair:
     left: str
     right: str
     policy: Policy
+    group: str | None = None
+    """The bit-exact group the report shows as one column (a profile's pairs, a user's
+    implementation's), or ``None``: a column of its own."""
 
     @property
     def name(self) -> str:

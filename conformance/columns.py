@@ -1,0 +1,85 @@
+"""The report's columns: each bit-exact group of pairs as one column, every other pair as its own.
+
+A group is the bit-exact pairs of one numerics profile (the reference, the optimized ASGD's kernels,
+torch's path and ``optimized.torch.ASGD``, which claim the same bits) or of one user implementation
+(against its reference and torch's path); its cell is a mark for all of them, with each pair's
+verdict one click away. Bounded pairs and the pairs a scenario expects to diverge carry figures and
+keep a column each. Pairs that could not run on this machine in any scenario (torch-cuda without a
+CUDA device) get no column: the report folds them into one line that says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from conformance.results import Comparison, RunResult
+
+__all__ = ["Column", "Layout", "layout"]
+
+
+@dataclass(frozen=True)
+class Column:
+    title: str
+    pairs: tuple[str, ...]
+    grouped: bool
+    """A bit-exact group shown as marks (else one pair's figures)."""
+
+    def cell(self, comparisons: dict[str, Comparison]) -> list[Comparison]:
+        """This column's comparisons among one scenario's (by pair name)."""
+        return [comparisons[name] for name in self.pairs if name in comparisons]
+
+
+@dataclass(frozen=True)
+class Layout:
+    columns: list[Column]
+    not_run_here: list[str]
+    """The pairs folded away: not run on this machine in any scenario."""
+    not_run_here_reasons: list[str]
+    """Why: the reasons of the implementations among them that ran in no scenario, each once."""
+
+
+def _group_of(pair: dict[str, object]) -> str | None:
+    group = pair.get("group")
+    return group if isinstance(group, str) and pair.get("policy") == "bit-exact" else None
+
+
+def layout(result: RunResult) -> Layout:
+    """The columns of ``result``'s summary, in the order of its pairs (a group where its first pair is)."""
+    comparisons: dict[str, list[Comparison]] = {}
+    for comparison in result.comparisons:
+        comparisons.setdefault(comparison.pair, []).append(comparison)
+    folded = [
+        name
+        for name, seen in comparisons.items()
+        if all(c.status == "skipped" and c.not_run_here for c in seen)
+    ]
+    runs = [run for scenario in result.scenarios for run in scenario.implementations]
+    never_ran = {run.name for run in runs} - {run.name for run in runs if run.status != "skipped"}
+    sides = [side for name in folded for c in comparisons[name][:1] for side in (c.left, c.right)]
+    reasons = list(
+        dict.fromkeys(
+            f"{run.name}: {run.reason}" for run in runs if run.name in never_ran and run.name in sides
+        )
+    )
+    columns: list[Column] = []
+    members: dict[str, list[str]] = {}
+    for pair in result.pairs:
+        name = str(pair["name"])
+        if name in folded:
+            continue
+        group = _group_of(pair)
+        if group is None:
+            columns.append(Column(name, (name,), grouped=False))
+        elif group not in members:
+            members[group] = [name]
+            columns.append(Column(group, (), grouped=True))
+        else:
+            members[group].append(name)
+    columns = [Column(c.title, tuple(members[c.title]), grouped=True) if c.grouped else c for c in columns]
+    return Layout(columns, folded, reasons)
+
+
+def row_of(comparison: Comparison, columns: Sequence[Column]) -> str:
+    """The title of the column ``comparison`` belongs to (its pair's name where none holds it)."""
+    return next((c.title for c in columns if comparison.pair in c.pairs), comparison.pair)
