@@ -15,9 +15,14 @@ import argparse
 import gc
 import json
 import math
+import os
 import platform
+import shlex
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -266,13 +271,54 @@ def verdicts(results: dict[str, dict[str, float]], latency: dict[str, float] | N
     return rows  # fmt: skip
 
 
+def commit() -> str | None:
+    """The checked-out commit, with ``+changes`` when the work tree differs from it; None outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, check=True)  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head.stdout.strip() + ("+changes" if status.stdout.strip() else "")
+
+
+def run_record(arguments: argparse.Namespace, started: datetime) -> dict[str, Any]:
+    """What the JSON says about the run: when, on what machine, with which versions and settings."""
+    from conformance.environment import describe_environment
+
+    environment = describe_environment()
+    return {
+        "date": started.isoformat(timespec="seconds"),
+        "seconds": round((datetime.now(UTC) - started).total_seconds(), 1),
+        "command": shlex.join(["python", "-m", "benchmarks", *sys.argv[1:]]),
+        "commit": commit(),
+        "machine": {
+            "cpu": environment["cpu"]["model"],
+            "cores": os.cpu_count(),
+            "platform": environment["platform"],
+            "aten_cpu_capability": environment["aten_cpu_capability"],
+        },
+        "versions": {name: environment[name] for name in ("python", "numpy", "numba", "torch", "scipy")},
+        "torch_threads": torch.get_num_threads(),
+        "optimizer_threads": DEFAULT_THREADS,
+        "repeat": arguments.repeat,
+        "only": arguments.only or None,
+        "latency": not arguments.no_latency and not arguments.only,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--only", default="", help="run only the cases whose name contains this text")
     parser.add_argument("--no-latency", action="store_true", help="skip the first-step latency runs")
-    parser.add_argument("--out", type=Path, default=None, help="write the timings as JSON here")
+    parser.add_argument(
+        "--json", "--out", dest="json", type=Path, default=None, metavar="PATH",
+        help="write the run (date, machine, versions), the timings, the latencies and the targets as JSON here "
+        "(docs/_data/benchmarks.json is the one the documentation's performance page renders)",
+    )  # fmt: skip
     arguments = parser.parse_args()
+    started = datetime.now(UTC)
 
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), numpy {np.__version__}, optimizer threads {DEFAULT_THREADS}, "
@@ -282,11 +328,12 @@ def main() -> None:
         for name, steps in cases().items()
         if arguments.only in name
     }
+    bandwidth = {}
     for name, timings in results.items():
         if name.startswith("one tensor"):
             dtype = "float64" if "float64" in name else "float32"
-            rate = bytes_moved([10_000_000], dtype, averaging=True) / timings["memory bound"] / 1e9
-            print(f"\n  memory bound of '{name}': {rate:.1f} GB/s")
+            bandwidth[name] = bytes_moved([10_000_000], dtype, averaging=True) / timings["memory bound"] / 1e9
+            print(f"\n  memory bound of '{name}': {bandwidth[name]:.1f} GB/s")
     latency = None
     if not arguments.no_latency and not arguments.only:
         latency = first_step_latency() | torch_first_step_latency()
@@ -299,10 +346,17 @@ def main() -> None:
         print(
             f"  {'met    ' if row['met'] else 'NOT MET'}  {row['ratio']}: {row['value']:.2f}x (target {row['target']})"
         )
-    if arguments.out:
-        arguments.out.write_text(
-            json.dumps({"timings": results, "latency": latency, "targets": rows}, indent=1)
-        )
+    if arguments.json:
+        record = {
+            "run": run_record(arguments, started),
+            "timings": results,
+            "bound_gb_per_s": bandwidth,
+            "latency": latency,
+            "targets": rows,
+        }
+        arguments.json.parent.mkdir(parents=True, exist_ok=True)
+        arguments.json.write_text(json.dumps(record, indent=1) + "\n")
+        print(f"\nwritten: {arguments.json}")
 
 
 if __name__ == "__main__":

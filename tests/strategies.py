@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -13,6 +15,19 @@ from reference.numerics import FOREACH_UNMODELLED_ALPHAS, numerics_named
 from tests.streams import strided_like
 
 FLOAT_WIDTH = {"float16": 16, "float32": 32, "float64": 64, "complex64": 32, "complex128": 64}
+
+
+def property_test(**strategies: st.SearchStrategy[Any]) -> Callable[[Callable[..., None]], Any]:
+    """``@given(**strategies)``, keeping the strategies on the test as ``given_strategies``: the mutation
+    meta-test (``tests/api/test_mutations.py``) builds the same property afresh from them and
+    ``test.hypothesis.inner_test``, under settings of its own, and leaves this test as it is."""
+
+    def decorate(test: Callable[..., None]) -> Any:
+        wrapped = given(**strategies)(test)
+        wrapped.given_strategies = strategies
+        return wrapped
+
+    return decorate
 
 
 def dtypes(numerics: str) -> st.SearchStrategy[str]:

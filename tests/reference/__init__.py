@@ -1,0 +1,1 @@
+"""The reference implementation: its rounding model and its NumPy profile."""

@@ -1,0 +1,1 @@
+"""Parity with torch.optim.ASGD and the torch.optim.Optimizer face of optimized.torch.ASGD."""
