@@ -113,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MODULE:FACTORY",
         action="append",
         default=[],
-        help="your ASGD, joined to the matrix (repeatable); see the README for the protocol",
+        help="your ASGD, joined to the matrix (repeatable); see docs/own-asgd.md for the protocol",
     )
     parser.add_argument(
         "--claims",
