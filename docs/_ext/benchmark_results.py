@@ -185,8 +185,61 @@ class BenchmarkResults(SphinxDirective):
         return render(data, figure_uri)
 
 
+CHECK_TIMES_COMMAND = "python -m benchmarks.check_times --json docs/_data/check-times.json"
+
+
+def render_check_times(data: dict[str, Any] | None) -> list[nodes.Node]:
+    """How long each conformance run took, in the run that measured it (or a note that none did)."""
+    if data is None:
+        note = nodes.note()
+        paragraph = nodes.paragraph()
+        paragraph += nodes.Text("No timing of the conformance runs is committed yet, so none is stated. ")
+        paragraph += nodes.literal(text=CHECK_TIMES_COMMAND)
+        paragraph += nodes.Text(" writes it.")
+        note += paragraph
+        return [note]
+    run, machine, versions = data["run"], data["run"]["machine"], data["run"]["versions"]
+    commit = f", commit {run['commit']}" if run.get("commit") else ""
+    paragraph = nodes.paragraph()
+    paragraph += nodes.Text("One run of ")
+    paragraph += nodes.literal(text=run["command"])
+    paragraph += nodes.Text(
+        f" on {run['date']}{commit}: {machine['cpu']}, {machine['cores']} cores, {machine['platform']}; "
+        f"Python {versions['python']}, NumPy {versions['numpy']}, numba {versions['numba']}, "
+        f"torch {versions['torch']}. Each is a new process, timed from its start to its verdict."
+    )
+    rows = [
+        [
+            entry["what"],
+            str(entry.get("scenarios", "")),
+            str(entry.get("comparisons", "")),
+            f"{entry['seconds']:.1f} s",
+        ]
+        for entry in data["runs"]
+    ]
+    return [paragraph, table(["run", "scenarios", "comparisons", "wall time"], rows)]
+
+
+class CheckTimes(SphinxDirective):
+    """``check-times PATH``: the run of ``python -m benchmarks.check_times`` in the JSON at PATH."""
+
+    required_arguments = 1
+
+    def run(self) -> list[nodes.Node]:
+        relative, absolute = self.env.relfn2path(self.arguments[0], self.env.docname)
+        self.env.note_dependency(relative)
+        data = load(Path(absolute))
+        if data is not None and "run" not in data:
+            LOGGER.warning(
+                "%s names no run (date, machine, versions)", absolute, location=self.get_location()
+            )
+            return []
+        return render_check_times(data)
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     # A JSON elsewhere (a trial run) replaces the page's: -D benchmark_results_json=PATH
     app.add_config_value("benchmark_results_json", "", "env", types=[str])
     app.add_directive("benchmark-results", BenchmarkResults)
+    app.add_directive("check-times", CheckTimes)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -95,3 +95,23 @@ def test_without_a_run_the_page_says_so_and_states_no_figure() -> None:
     text = text_of(rendered)
     assert "No benchmark run is committed yet" in text
     assert "python -m benchmarks --json docs/_data/benchmarks.json" in text
+
+
+def test_the_committed_runs_name_their_run_and_the_pages_render_them() -> None:
+    """The committed JSON of each generated section names its run, and its figures reach the page."""
+    module = extension()
+    for name in ("benchmarks.json", "check-times.json"):
+        data = json.loads((ROOT / "docs" / "_data" / name).read_text())
+        run = data["run"]
+        assert run["date"] and run["command"].startswith("python -m benchmarks") and run["machine"]["cpu"]
+    times = json.loads((ROOT / "docs" / "_data" / "check-times.json").read_text())
+    text = text_of(module.render_check_times(times))
+    assert times["run"]["date"] in text and f"{times['run']['machine']['cores']} cores" in text
+    for entry in times["runs"]:
+        assert entry["what"] in text and f"{entry['seconds']} s" in text
+
+
+def test_without_a_timing_of_the_conformance_runs_the_page_says_so() -> None:
+    rendered = extension().render_check_times(None)
+    assert [type(node) for node in rendered] == [nodes.note]
+    assert "python -m benchmarks.check_times --json docs/_data/check-times.json" in text_of(rendered)
