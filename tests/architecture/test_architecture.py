@@ -73,6 +73,7 @@ def test_the_import_scan_sees_an_import_inside_a_function() -> None:
     assert imported_packages(source) == {"optimized", "reference", "conformance", "numba"}
 
 
+@pytest.mark.e2e  # runs a new interpreter
 @pytest.mark.parametrize("package", PACKAGES)
 def test_importing_one_implementation_loads_no_module_of_the_other(package: str) -> None:
     """Every module of ``package`` imported in a fresh interpreter: none of the other's is loaded."""

@@ -114,6 +114,7 @@ def test_auto_never_waits_for_a_loop_a_later_step_needs(monkeypatch: pytest.Monk
     assert_same_bits(optimizer.averages()[0], reference_optimizer.averages()[0])
 
 
+@pytest.mark.e2e  # runs a new interpreter
 def test_importing_optimized_does_not_import_numba() -> None:
     script = textwrap.dedent(
         """

@@ -68,6 +68,7 @@ def test_positional_arguments_mean_what_they_mean_in_torch() -> None:
     assert (group["foreach"], group["maximize"], group["momentum"]) == (False, True, 0.0)
 
 
+@pytest.mark.e2e  # runs a new interpreter
 def test_import_optimized_does_not_import_torch() -> None:
     code = "import sys, optimized; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -108,6 +108,7 @@ def test_swa_utils_average_and_anneal_as_with_torchs_class() -> None:
 @pytest.mark.skipif(
     shutil.which("gcc") is None and shutil.which("cc") is None, reason="inductor needs a C compiler"
 )
+@pytest.mark.e2e  # torch.compile of a whole training step
 def test_a_compiled_training_step_keeps_the_eager_bits() -> None:
     """``torch.compile`` of a step that calls ``optimizer.step()``: the step runs outside the graph,
     so with the same (compiled) gradients the parameters and averages are those of eager torch."""
