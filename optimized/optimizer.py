@@ -49,7 +49,7 @@ from optimized.plan import Backend, Planned, StepScalars, Task
 from optimized.resolved import Layout, StaleLayout, new_layout, still_describes
 from optimized.state import Clock, ParameterState
 from optimized.tensors import mark_modified
-from optimized.versioned import VersionedList
+from optimized.versioned import VersionedDict, VersionedList
 
 __all__ = ["ASGDOptimizer"]
 
@@ -64,7 +64,7 @@ class ASGDOptimizer:
     def __init__(self, params: Iterable[Any], defaults: Mapping[str, Any], backend: Backend) -> None:
         self.defaults: dict[str, Any] = validate_hyperparameters(defaults)
         self.param_groups: list[ParamGroup] = []
-        self.state: dict[int, ParameterState] = {}
+        self.state: dict[int, ParameterState] = VersionedDict()  # a step notices entries replaced
         self._backend = backend
         # Held by every public method that reads or changes parameters or state: one call at a time.
         self._lock = threading.RLock()
@@ -353,7 +353,7 @@ class ASGDOptimizer:
         with interrupts_deferred():  # all of it or nothing
             for group, hyperparameters in zip(self.param_groups, new_hyperparameters, strict=True):
                 group.update(hyperparameters)
-            self.state = new_state
+            self.state = VersionedDict(new_state)
             self._share_states()
 
     def _share_states(self) -> None:
@@ -389,6 +389,7 @@ class ASGDOptimizer:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.state = VersionedDict(self.state)
         self._lock = threading.RLock()
         self._holding_averages = set()  # a copy is no block's: it steps
         self._share_states()  # the copied states' arrays are no longer views of shared buffers

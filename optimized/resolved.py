@@ -23,9 +23,9 @@ from optimized.packing import Packed
 from optimized.parameters import check_distinct, check_parameter, data_of
 from optimized.state import ParameterState
 from optimized.tensors import is_tensor
-from optimized.versioned import VersionedList
+from optimized.versioned import VersionedDict, VersionedList
 
-__all__ = ["Layout", "StaleLayout", "new_layout", "state_parts", "still_describes"]
+__all__ = ["Layout", "StaleLayout", "new_layout", "state_parts", "state_stamp", "still_describes"]
 
 _WRITEABLE = operator.attrgetter("flags.writeable")
 
@@ -49,6 +49,8 @@ class Layout:
     state_parts: tuple[list[int], list[Any]]
     """The ``state`` dict's keys, and each entry with its clock and arrays, when the layout was made:
     an entry or array replaced from outside (``opt.state[0].ax = ...``) is noticed by identity."""
+    state_stamp: tuple[int, int] | None
+    """:func:`state_stamp` when ``state_parts`` last matched: while it is the same, they still do."""
     segments: list[Segment]
     memory: MemoryMap
     """The parameters' memory, to refuse gradients that overlap a parameter."""
@@ -93,9 +95,12 @@ def still_describes(
         return False
     if layout.state_identity != (id(state), len(state)):
         return False
-    keys, parts = layout.state_parts
-    if list(state) != keys or not all(map(operator.is_, state_parts(state), parts)):
-        return False
+    stamp = state_stamp(state)
+    if stamp is None or stamp != layout.state_stamp:  # something may have changed: look
+        keys, parts = layout.state_parts
+        if list(state) != keys or not all(map(operator.is_, state_parts(state), parts)):
+            return False
+        layout.state_stamp = stamp
     for group, objects, (listed, version), arrays, bare, numerics, hyper in zip(
         param_groups, layout.objects, layout.lists, layout.arrays, layout.bare, layout.numerics,
         hyperparameters, strict=True,
@@ -109,6 +114,14 @@ def still_describes(
         if not bare and not all(map(operator.is_, map(data_of, params), arrays)):
             return False
     return all(map(_WRITEABLE, layout.all_arrays))
+
+
+def state_stamp(state: Mapping[int, ParameterState]) -> tuple[int, int] | None:
+    """What changes whenever an entry of ``state`` is added, removed or replaced, or an attribute of
+    any entry is set (``None``: a ``state`` that does not count its changes, compared entry by entry)."""
+    if type(state) is not VersionedDict:
+        return None
+    return ParameterState.edits, state.version
 
 
 def state_parts(state: Mapping[int, ParameterState]) -> list[Any]:
@@ -157,6 +170,7 @@ def new_layout(
         state_version=state_version,
         state_identity=(id(state), len(state)),
         state_parts=(list(state), state_parts(state)),
+        state_stamp=state_stamp(state),
         segments=segments,
         memory=memory,
     )

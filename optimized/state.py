@@ -13,7 +13,7 @@ import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -48,6 +48,14 @@ class ParameterState:
     clock: Clock
     ax: np.ndarray
     momentum_buffer: np.ndarray | None = None
+
+    edits: ClassVar[int] = 0
+    """How many times an attribute of any state entry was set: while it stands still, no entry's
+    clock or arrays were replaced, and a step need not compare them one by one."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)  # through the properties below for step, eta and mu
+        ParameterState.edits += 1
 
     @property
     def step(self) -> int | float:

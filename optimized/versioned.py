@@ -1,4 +1,4 @@
-"""A list that counts its changes, so that "is it still the list I checked?" costs O(1)."""
+"""A list and a dict that count their changes, so that "is it still what I checked?" costs O(1)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, Final
 
-__all__ = ["VersionedList"]
+__all__ = ["VersionedDict", "VersionedList"]
 
 _MUTATORS: Final = (
     "__setitem__", "__delitem__", "__iadd__", "__imul__",
@@ -33,3 +33,29 @@ def _counting(name: str) -> Callable[..., Any]:
 
 for _name in _MUTATORS:
     setattr(VersionedList, _name, _counting(_name))
+
+
+_DICT_MUTATORS: Final = (
+    "__setitem__", "__delitem__", "__ior__", "pop", "popitem", "setdefault", "update", "clear",
+)  # fmt: skip
+
+
+class VersionedDict(dict[Any, Any]):
+    """A ``dict`` whose ``version`` grows with every change made through its methods."""
+
+    version: int = 0
+
+
+def _counting_dict(name: str) -> Callable[..., Any]:
+    method = getattr(dict, name)
+
+    @functools.wraps(method)
+    def change(self: VersionedDict, *args: Any, **kwargs: Any) -> Any:
+        self.version += 1
+        return method(self, *args, **kwargs)
+
+    return change
+
+
+for _name in _DICT_MUTATORS:
+    setattr(VersionedDict, _name, _counting_dict(_name))

@@ -285,3 +285,55 @@ def test_a_copy_from_another_thread_never_holds_half_a_step(kernel: str) -> None
             assert_same_bits(
                 twin.averages()[0], after_step[twin.state[0].step], f"a copy at step {twin.state[0].step}"
             )
+
+
+@pytest.mark.parametrize("replaced", ["ax", "momentum_buffer", "entry", "clock"])
+@pytest.mark.parametrize("kernel", ["numba", "numpy"])
+def test_a_state_part_replaced_between_steady_steps_is_the_one_updated(replaced: str, kernel: str) -> None:
+    """After steady steps (the layout remembered, and the check that skips comparing every entry in
+    force), an entry, its clock or one of its arrays replaced by an equal copy is the one stepped: the
+    run goes on bit for bit as if nothing had been replaced, and the old object is no longer touched."""
+    import dataclasses
+
+    def run(replace: bool) -> tuple[list[np.ndarray], Any, Any]:
+        params = [np.linspace(-1, 1, 100, dtype=np.float32) + k for k in range(3)]
+        optimizer = optimized.ASGD(params, lr=0.1, t0=0, momentum=0.5, kernel=kernel)
+        grads = [np.full(100, 0.25, np.float32) * (k + 1) for k in range(3)]
+        for _ in range(4):
+            optimizer.step(grads)
+        entry = optimizer.state[1]
+        old: Any = getattr(entry, replaced) if replaced != "entry" else entry
+        new: Any = (
+            copy.copy(old)
+            if replaced == "clock"
+            else copy.deepcopy(old)
+            if replaced == "entry"
+            else old.copy()
+        )
+        if replace and replaced == "entry":
+            optimizer.state[1] = dataclasses.replace(
+                entry, ax=entry.ax.copy(), momentum_buffer=entry.momentum_buffer.copy()
+            )
+            new = optimizer.state[1]
+        elif replace:
+            setattr(entry, replaced, new)
+        frozen = copy.deepcopy(old)
+        for _ in range(3):
+            optimizer.step(grads)
+        return [*params, *optimizer.averages()], (old, frozen), optimizer.state[1]
+
+    replaced_run, (old, frozen), now = run(True)
+    twin, _, twin_entry = run(False)
+    for a, b in zip(replaced_run, twin, strict=True):
+        assert_same_bits(a, b)
+    for name in ("ax", "momentum_buffer"):
+        assert_same_bits(getattr(now, name), getattr(twin_entry, name))
+    if replaced in ("ax", "momentum_buffer"):
+        assert_same_bits(old, frozen, "the replaced array is no longer touched")
+    elif replaced == "clock":
+        assert (old.step, old.eta, old.mu) == (frozen.step, frozen.eta, frozen.mu), (
+            "the old clock stands still"
+        )
+        assert now.clock.step == twin_entry.clock.step
+    else:
+        assert_same_bits(old.ax, frozen.ax, "the replaced entry's average is no longer touched")
