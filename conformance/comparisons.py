@@ -75,7 +75,7 @@ def compare(
     if missing:
         reasons = "; ".join(f"{name}: {runs[name].reason or 'not run'}" for name in missing)
         if not metrics.parameters.differing_per_step or verdict.holds:
-            here = any(runs[name].not_run_here for name in missing)
+            here = all(runs[name].not_run_here for name in missing)  # else skipped by design anyway
             return Comparison(**base, status="skipped", reason=reasons, not_run_here=here)
         reason = (
             f"{verdict.reason} (then {reasons})"  # a decline does not hide what the steps before it showed

@@ -27,7 +27,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from conformance.metrics import PairMetrics, Sampled
+from conformance.metrics import PairMetrics, Sampled, shown
 from conformance.reference_judge import CLOCKS, Input, Output, ReferenceJudge, clocks_of, same_clock
 from conformance.sampling import edges
 from conformance.sessions import Session, late_state
@@ -122,8 +122,10 @@ class Lockstep:
             self.failure = f"the state before step {index} could not be checked: {_described(error)}"
         self._before = before
 
-    def _mismatch(self, index: int, number: int, what: str, count: int = 1) -> None:
-        self.metrics.add_mismatch(index, self.names[number], what, count=count)
+    def _mismatch(
+        self, index: int, number: int, what: str, count: int = 1, values: tuple[str, str] | None = None
+    ) -> None:
+        self.metrics.add_mismatch(index, self.names[number], what, count=count, values=values)
 
     def _at_the_start(self, before: _Before, index: int) -> None:
         """Before its first step the implementation must stand at the scenario's start: the shared
@@ -310,7 +312,7 @@ class Lockstep:
             else:
                 for clock, mine, its in zip(CLOCKS, output.clocks, clocks, strict=True):
                     if not same_clock(mine, its):
-                        self._mismatch(index, number, clock)
+                        self._mismatch(index, number, clock, values=(_clock_shown(mine), _clock_shown(its)))
                 differing = _differing(_flat(entry["ax"], positions), output.ax)  # type: ignore[index]
                 if differing:
                     self._mismatch(index, number, "ax in the state", differing)
@@ -362,3 +364,12 @@ def _differing(a: np.ndarray, b: np.ndarray) -> int:
 
 def _described(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
+
+
+def _clock_shown(clock: Any) -> str:
+    """A clock's value as the failure line gives it: an integer count as it is, a float in decimal
+    and as its bits in hex (in its own format: a float32 clock as float32)."""
+    if isinstance(clock, (int, np.integer)) and not isinstance(clock, bool):
+        return str(int(clock))
+    value = np.asarray(clock)[()]
+    return shown(value if isinstance(value, np.floating) else np.float64(clock))

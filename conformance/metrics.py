@@ -190,13 +190,21 @@ class PairMetrics:
             self.buffers.add(step, "momentum buffers", names, left, right, sampled)
         self.extra_per_step[step] = self.extra_per_step.get(step, 0) + self.buffers.differing_per_step[-1]
 
-    def add_mismatch(self, step: int, tensor: str, what: str, element: str = "", count: int = 1) -> None:
+    def add_mismatch(
+        self,
+        step: int,
+        tensor: str,
+        what: str,
+        element: str = "",
+        count: int = 1,
+        values: tuple[str, str] | None = None,
+    ) -> None:
         """``count`` values of ``what`` (a clock, ``"parameters between steps"``, ...) of ``tensor``
-        differ at ``step``."""
+        differ at ``step`` (``values``: the two sides', where there is one of each)."""
         self.state_mismatches += count
         self.extra_per_step[step] = self.extra_per_step.get(step, 0) + count
         if self.first_state is None:
-            self.first_state = Divergence(step, what, tensor, element)
+            self.first_state = Divergence(step, what, tensor, element, values)
 
     @property
     def max_ulp(self) -> int:

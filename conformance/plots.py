@@ -127,7 +127,7 @@ def _colour(index: int) -> str:
     if no longer distinguishable to every eye: the markers tell those apart)."""
     if index < len(_COLOURS):
         return _COLOURS[index]
-    hue = (0.13 + 0.618034 * index) % 1.0
+    hue = 0.1 + 0.8 * ((0.618034 * index) % 1.0)  # never within 36 degrees of red, which marks bits
     red, green, blue = colorsys.hsv_to_rgb(hue, 0.75, 0.55 + 0.3 * (index % 2))
     return f"#{round(red * 255):02x}{round(green * 255):02x}{round(blue * 255):02x}"
 

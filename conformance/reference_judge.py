@@ -186,25 +186,26 @@ def _variant_step(
         group_number = judge.group_of[number]
         group = variant.changed({**hyper, **overrides[group_number], "lr": lrs[group_number]})
         theta = entry.theta.copy()
+        if entry.gradient is None:  # no step: all as it was, the clocks in the implementation's format
+            copied = _saved(entry) if entry.clocks is not None else {"ax": theta.copy()}
+            outputs.append(Output(theta, copied["ax"], copied.get("momentum_buffer"), entry.clocks))
+            continue
         if entry.clocks is None:
             state = initial_state(theta, group["lr"], numerics)
         else:
             state = parsed(_saved(entry), theta, numerics, f"state[{number}]")
-        if entry.gradient is None and entry.clocks is None:
-            outputs.append(Output(theta, theta.copy(), None, None))
-            continue
         convention = variant.momentum if uses_momentum(group, theta.dtype) else None
-        if entry.gradient is not None and convention is not None:
+        if convention is not None:
             gradient, buffer = with_momentum_convention(
                 convention, theta, entry.gradient, entry.buffer, group, state, numerics
             )
             applied = {**group, "maximize": False, "weight_decay": 0.0, "momentum": 0.0}
             step_parameter(theta, gradient, state, applied, numerics)
             state.momentum_buffer = buffer
-        elif entry.gradient is not None:
+        else:
             step_parameter(theta, entry.gradient, state, group, numerics)
         held = exported(state, numerics)
-        if variant.counter is not None and entry.gradient is not None:
+        if variant.counter is not None:
             before = 0 if entry.clocks is None else _exact(entry.clocks[0])
             held.update(zip(CLOCKS, counted(variant.counter, before, group, numerics), strict=True))
         outputs.append(Output(theta, held["ax"], held.get("momentum_buffer"), clocks_of(held)))

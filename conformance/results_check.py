@@ -192,6 +192,8 @@ class _Checker:
         elif hint is float:
             if not _finite(value):
                 raise ValueError(f"{where} must be a finite number, got {_shown(value)}")
+            if where.endswith("seconds") and value < 0:  # a time taken
+                raise ValueError(f"{where} must be a number >= 0, got {_shown(value)}")
         elif get_origin(hint) is list:
             self._container(value, list, where, depth)
             (item,) = get_args(hint)

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from conformance.comparisons import Outcome, compare
-from conformance.compilation import compiling_seconds, watch_compilation
+from conformance.compilation import compiling_between, watch_compilation
 from conformance.diagnosis import diagnosed
 from conformance.implementations import COMPILED_TAG, IMPLEMENTATIONS, Implementation
 from conformance.lockstep import LOCKSTEP, Checking, Lockstep
@@ -134,10 +134,11 @@ def _advance(
     gradients = shared.at(session.parameters(), scenario.start_step + index - 1)
     for check in checks:
         check.before(session, gradients, lrs, index)
-    compiled_before, started = compiling_seconds(), time.perf_counter()
+    started = time.perf_counter()
     session.step(gradients)
-    elapsed, compiled = time.perf_counter() - started, compiling_seconds() - compiled_before
-    running.seconds += elapsed - compiled
+    ended = time.perf_counter()
+    compiled = compiling_between(started, ended)
+    running.seconds += ended - started - compiled
     running.compiling += compiled
     running.values = (
         _checked("the parameters", session.parameters(), expected),
@@ -325,8 +326,12 @@ def run_scenario(
         stepped = {
             i.name: i for i in implementations if outcomes[i.name].status == "ran" and i.name not in judges
         }
-        profiles = {name: judge.numerics for name, judge in judges.items()}
-        comparisons = diagnosed(scenario, comparisons, stepped, profiles, run_scenario)
+        profiles = {  # the references, judging in lockstep or (--trajectory) running beside
+            i.name: i.reference_profile for i in implementations if i.reference_profile is not None
+        }
+        in_lockstep = Checking(lockstep=True, full_coverage=checking.full_coverage)  # the run's coverage
+        rerun = functools.partial(run_scenario, checking=in_lockstep)
+        comparisons = diagnosed(scenario, comparisons, stepped, profiles, rerun)
     return ScenarioResult(
         name=scenario.name,
         problem=scenario.problem,

@@ -127,10 +127,12 @@ def judge(policy: Policy, metrics: PairMetrics, dtype: str) -> Verdict:
             first = metrics.first
             assert first is not None
             values = "" if first.values is None else f": {first.values[0]} vs {first.values[1]}"
+            at = f" at {first.element}" if first.element else ""
+            most = f" (max {metrics.max_ulp} ULP)" if metrics.max_ulp else ""
             return Verdict(
                 False,
                 f"{metrics.differing_bits} scalar-steps differ, first at step {first.step} in the "
-                f"{first.quantity} of {first.tensor} at {first.element}{values} (max {metrics.max_ulp} ULP)",
+                f"{first.quantity} of {first.tensor}{at}{values}{most}",
             )
         return Verdict(True, "identical bits at every step")
     assert policy.ulp_budget is not None

@@ -14,6 +14,8 @@ import optimized
 from conformance.diagnosis import near_misses
 from conformance.external import ExternalImplementation, pairs_for
 from conformance.implementations import IMPLEMENTATIONS
+from conformance.lockstep import Checking
+from conformance.reference_judge import Input, ReferenceJudge
 from conformance.runner import run_scenario
 from conformance.scenarios import LATE_START, Scenario
 from reference.asgd import step_parameter
@@ -193,3 +195,57 @@ def test_a_step_counter_that_does_not_freeze_is_diagnosed_by_name() -> None:
         comparison.diagnosis
         == "matches the torch profile with an exact step counter, bit for bit over all 8 steps"
     )
+
+
+def test_a_clock_that_differs_is_shown_on_both_sides() -> None:
+    """The failure line of a clock gives the two counts (a float32 one with its bits), no element
+    and no ULP figure (a clock has neither)."""
+    user = ExternalImplementation(ExactCounter, "torch", style="numpy")
+    judge = next(i for i in IMPLEMENTATIONS if i.name == "reference-torch")
+    hyper = {"lr": 0.01, "t0": LATE_START - 10}
+    scenario = Scenario("late", "random-stream", "float32", hyper, 4, size=16, seed=4, start_step=LATE_START)
+    (comparison,) = run_scenario(scenario, [judge, user], pairs_for(user)[:1], diagnose=False).comparisons
+    assert (
+        "first at step 3 in the step of theta: 16777216 (0x4b800000) vs 16777217;" in comparison.reason + ";"
+    )
+    assert comparison.first_divergence_values == ["16777216 (0x4b800000)", "16777217"]
+
+
+def test_the_diagnosis_runs_in_trajectory_mode_too() -> None:
+    """With --trajectory no reference judges in lockstep, but the diagnosis still does."""
+    user = ExternalImplementation(without("weight_decay", 0.0), "torch", style="numpy")
+    judge = next(i for i in IMPLEMENTATIONS if i.name == "reference-torch")
+    (comparison,) = run_scenario(
+        SCENARIO, [judge, user], pairs_for(user)[:1], checking=Checking(lockstep=False)
+    ).comparisons
+    assert (comparison.mode, comparison.status) == ("trajectory", "fails")
+    assert (
+        comparison.diagnosis
+        == "matches the torch profile with weight_decay ignored, bit for bit over all 20 steps"
+    )
+
+
+def test_a_match_on_sampled_values_says_so() -> None:
+    """A tensor of 40,000 values is sampled in lockstep: a match there is said to be on sampled values."""
+    user = ExternalImplementation(without("lambd", 0.0), "torch", style="numpy")
+    judge = next(i for i in IMPLEMENTATIONS if i.name == "reference-torch")
+    scenario = Scenario(
+        "sampled", "random-stream", "float32", {"lr": 0.05, "t0": 1, "lambd": 0.01}, 2, size=40_000, seed=5
+    )
+    (comparison,) = run_scenario(scenario, [judge, user], pairs_for(user)[:1]).comparisons
+    assert comparison.diagnosis == (
+        "matches the torch profile with lambd ignored, bit for bit over all 2 steps (on sampled values of its large tensors)"
+    )
+
+
+def test_a_near_miss_leaves_the_clocks_of_a_tensor_without_a_gradient_as_they_were() -> None:
+    """No gradient, no step: the other counter's near miss does not rewrite a count the profile's
+    format cannot hold (16777217 in float32)."""
+    theta = np.linspace(-1, 1, 8, dtype=np.float32)
+    scenario = Scenario("still", "random-stream", "float32", {"lr": 0.01}, 1, size=8, seed=0)
+    variant = next(v for v in near_misses("torch") if v.counter == "exact" and v.numerics is None)
+    judge = ReferenceJudge("torch", scenario, [theta], full_coverage=True, variant=variant)
+    clocks = (16_777_217, np.float32(0.001), np.float32(0.5))
+    held = Input(None, theta.copy(), theta.copy(), None, None, clocks)
+    (output,) = judge.outputs(1, [0.01], [held])
+    assert output.clocks == clocks and output.theta.tobytes() == theta.tobytes()

@@ -84,6 +84,8 @@ MALFORMED: list[tuple[str, Callable[[dict[str, Any]], object], str]] = [
     ("implementations-as-strings", lambda d: d.update(implementations=["reference-numpy", "torch-forloop"]),
      r'implementations\[0\] must be an object, got "reference-numpy"'),
     ("seconds-a-string", lambda d: d.update(seconds="12.5"), r'seconds must be a finite number, got "12.5"'),
+    ("negative-seconds", lambda d: d.update(seconds=-0.5), r"seconds must be a number >= 0, got -0.5"),
+    ("negative-compilation", lambda d: d["scenarios"][0].update(compilation_seconds=-1.0), r"scenarios\[0\]\.compilation_seconds must be a number >= 0"),
     ("ulp-budget-a-fraction", lambda d: bounded(d).update(ulp_budget=3.5),
      COMPARISON + r"\.ulp_budget must be an integer from 0 to 2\*\*53, got 3\.5"),
     ("max-abs-error-null", lambda d: bounded(d).update(max_abs_error=None),

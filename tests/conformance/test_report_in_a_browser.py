@@ -90,12 +90,10 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def measured(report: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """What the measuring script found in the page rendered at 1,400 px."""
+def measure(page: str, directory: Path) -> dict[str, Any]:
+    """What the measuring script finds in ``page`` rendered at 1,400 px."""
     browser = _chromium()
-    page = (report / "index.html").read_text()
-    copy = tmp_path_factory.mktemp("measured") / "index.html"
+    copy = directory / "index.html"
     copy.write_text(page.replace("</body>", MEASURE + "</body>"))
     dom = subprocess.run(
         [browser, *_flags(copy.parent / "profile"), "--virtual-time-budget=20000", "--dump-dom", copy.as_uri()],
@@ -107,8 +105,46 @@ def measured(report: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     return data
 
 
+@pytest.fixture(scope="module")
+def measured(report: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return measure((report / "index.html").read_text(), tmp_path_factory.mktemp("measured"))
+
+
+def with_cuda(results: dict[str, Any]) -> dict[str, Any]:
+    """``results`` as a machine with a CUDA device would have them: torch-cuda ran, its pairs with
+    the figures of torch's foreach path against the for-loop path (what CUDA's default path is)."""
+    data = json.loads(json.dumps(results))
+    for scenario in data["scenarios"]:
+        model = next(c for c in scenario["comparisons"] if c["pair"] == "torch-foreach vs torch-forloop")
+        for c in scenario["comparisons"]:
+            if c["left"] == "torch-cuda":
+                names = {key: c[key] for key in ("scenario", "pair", "left", "right", "policy")}
+                c.clear()
+                c.update({**model, **names, "not_run_here": False})
+        for run in scenario["implementations"]:
+            if run["name"] == "torch-cuda":
+                run.update(status="ran", reason=None, seconds=0.01)
+    return data
+
+
 @e2e
 def test_the_users_columns_are_in_view_at_1400_px(measured: dict[str, Any]) -> None:
+    in_view(measured)
+
+
+@e2e
+def test_with_the_cuda_columns_too_the_users_columns_are_in_view(report: Path, tmp_path: Path) -> None:
+    from conformance.report import render_html
+    from conformance.results import RunResult
+
+    results = with_cuda(json.loads((report / "results.json").read_text()))
+    measured = measure(render_html(RunResult.from_json(results)), tmp_path)
+    assert sum("torch-cuda" in h["text"] for h in measured["headers"]) == 2
+    in_view(measured)
+
+
+def in_view(measured: dict[str, Any]) -> None:
+    """The summary's columns, the users' two among them, all within the 1,400 px window."""
     headers = measured["headers"]
     users = [h for h in headers if any(user in h["text"].replace("\n", "") for user in USERS)]
     assert len(users) == 2, [h["text"] for h in headers]
@@ -125,7 +161,14 @@ def test_the_users_columns_are_in_view_at_1400_px(measured: dict[str, Any]) -> N
 
 
 @e2e
-def test_plot_labels_are_9_pt_at_least_and_the_plot_is_as_wide_as_the_page(measured: dict[str, Any]) -> None:
+def test_plot_labels_are_9_pt_at_least_and_the_plot_is_as_wide_as_the_page(
+    measured: dict[str, Any], report: Path
+) -> None:
+    """At the figure's own size (the SVG's font sizes, in points) and as drawn at 1,400 px."""
+    sizes = re.findall(
+        r"font-size: ([\d.]+)px", "".join(_plots((report / "index.html").read_text()).values())
+    )
+    assert sizes and min(map(float, sizes)) >= 9, sorted(set(sizes))
     assert len(measured["plots"]) == 7
     for plot in measured["plots"]:
         assert plot["smallest"] >= 12 - 1e-6, (
@@ -223,6 +266,18 @@ def test_no_two_pairs_share_a_colour_and_red_means_bits_differ(report: Path) -> 
     holding = page.index(f'id="scenario-{agreeing}"')
     reddened = page[:holding] + page[holding:].replace("#9e9e9e", RED, 1)
     assert any("where no bit differs" in p for p in colour_problems(reddened, results))
+
+
+def test_pair_colours_are_distinct_and_never_red_for_many_pairs() -> None:
+    import colorsys
+
+    from conformance.plots import pair_colours
+
+    colours = list(pair_colours([f"pair {k}" for k in range(60)]).values())
+    assert len(set(colours)) == 60
+    for colour in colours:
+        hue, saturation, _ = colorsys.rgb_to_hsv(*(int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)))
+        assert saturation < 0.3 or min(hue, 1 - hue) >= 25 / 360, f"{colour} is reddish"
 
 
 def test_overlapping_boxes_are_seen() -> None:
