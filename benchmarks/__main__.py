@@ -85,7 +85,7 @@ def torch_class_step(shapes: list[tuple[int, ...]], dtype: torch.dtype, t0: floa
     optimizer = optimized.torch.ASGD(params, lr=1e-3, t0=t0, weight_decay=WEIGHT_DECAY, kernel="numba")
     optimizer.step()
     optimizer.step()
-    optimizer._backend.wait_until_loaded()  # timed once the compiled loops are made
+    optimizer.wait_until_compiled()  # timed once the compiled loops are made
     return optimizer.step
 
 
@@ -106,7 +106,7 @@ def with_new_gradients(
     step()
     step()
     if hasattr(optimizer, "_backend"):
-        optimizer._backend.wait_until_loaded()  # timed once the compiled loops are made
+        optimizer.wait_until_compiled()  # timed once the compiled loops are made
     return step
 
 

@@ -18,10 +18,10 @@ import threading
 import time
 from typing import Any
 
-__all__ = ["compiling_between", "watch_compilation"]
+__all__ = ["CompilerLockTimes", "compiling_between", "watch_compilation"]
 
 
-class _Clock:
+class CompilerLockTimes:
     """The stretches of time some thread spent inside numba's compiler lock (the outermost
     acquisition on each thread)."""
 
@@ -69,7 +69,7 @@ class _Clock:
         return total
 
 
-_CLOCK = _Clock()
+_CLOCK = CompilerLockTimes()
 _watching = False
 
 

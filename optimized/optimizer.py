@@ -94,6 +94,11 @@ class ASGDOptimizer:
         """The name of the backend that does the arithmetic."""
         return self._backend.name
 
+    def wait_until_compiled(self, timeout: float | None = None) -> bool:
+        """Wait at most ``timeout`` seconds (``None``: no limit) for the compiled kernel that
+        ``kernel="auto"`` loads in the background; whether steps now use it (``False``: NumPy's)."""
+        return bool(getattr(self._backend, "wait_until_loaded", lambda _: False)(timeout))
+
     # ----------------------------------------------------------------------------------- groups
 
     def _new_group(self, group: object, already: Sequence[Any]) -> ParamGroup:

@@ -144,6 +144,12 @@ class ASGD(torch.optim.Optimizer):
         """The kernel the kernel path uses: ``"numba"`` or ``"numpy"``."""
         return self._backend.name
 
+    def wait_until_compiled(self, timeout: float | None = None) -> bool:
+        """Wait at most ``timeout`` seconds (``None``: no limit) for the compiled kernel that
+        ``kernel="auto"`` loads in the background; whether steps now use it (``False``: NumPy's)."""
+        wait = getattr(self._backend, "wait_until_loaded", None)
+        return bool(wait(timeout)) if wait is not None else False
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """torch's ``add_param_group``, with the group's hyperparameters checked first."""
         if isinstance(param_group, dict):

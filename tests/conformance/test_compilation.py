@@ -11,24 +11,46 @@ from pathlib import Path
 
 import pytest
 
-from conformance.compilation import _Clock
+from conformance.compilation import CompilerLockTimes
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_overlapping_stretches_count_once_and_never_more_than_the_step() -> None:
-    clock = _Clock()
+    clock = CompilerLockTimes()
     clock.closed = [(0.0, 1.0), (0.5, 2.0), (3.0, 4.0), (9.0, 12.0)]
     assert clock.between(0.0, 4.0) == pytest.approx(3.0)  # 0-2 once, then 3-4
     assert clock.between(1.5, 3.5) == pytest.approx(1.0)  # 1.5-2.0 and 3.0-3.5 (asked in time order)
     assert clock.between(10.0, 11.0) == pytest.approx(1.0)  # all of it, no more
     assert clock.between(4.5, 8.5) == 0.0
-    clock._open[1] = 20.0  # a compilation still going on another thread
-    assert clock.between(19.0, 21.0) == pytest.approx(1.0)
+    assert clock.between(19.0, 21.0) == 0.0
+
+
+def test_a_compilation_still_going_on_another_thread_counts_up_to_the_end_of_the_step() -> None:
+    import threading
+    import time
+
+    clock, started, finish = CompilerLockTimes(), threading.Event(), threading.Event()
+
+    def compiling() -> None:
+        clock.on_start()
+        started.set()
+        finish.wait(600)
+        clock.on_end()
+
+    worker = threading.Thread(target=compiling)
+    before = time.perf_counter()
+    worker.start()
+    started.wait(600)
+    after = time.perf_counter()
+    assert 0 < clock.between(before, after) <= after - before  # open: counted up to the step's end
+    finish.set()
+    worker.join(600)
+    assert len(clock.closed) == 1
 
 
 def test_nested_acquisitions_on_one_thread_are_one_stretch() -> None:
-    clock = _Clock()
+    clock = CompilerLockTimes()
     clock.on_start()
     clock.on_start()
     clock.on_end()

@@ -76,7 +76,7 @@ def test_a_child_forked_after_threaded_steps_steps_on_threads(kernel: str) -> No
     for _ in range(2):
         optimizer.step(grads)
     if kernel == "auto":
-        assert optimizer._backend.wait_until_loaded()
+        assert optimizer.wait_until_compiled()
     optimizer.step(grads)  # on both threads, with the compiled kernel where it is one
     twin = copy.deepcopy(optimizer)
     for _ in range(3):
@@ -134,7 +134,7 @@ FORK_WHILE_NUMBA_LOADS = textwrap.dedent(
         other = optimized.ASGD([np.zeros(10, np.float32)], lr=0.1, kernel="numba")
         other.step([np.ones(10, np.float32)])
         optimizer.step([np.ones(1000, np.float32)])
-        loaded = optimizer._backend.wait_until_loaded(600)
+        loaded = optimizer.wait_until_compiled(600)
         optimizer.step([np.ones(1000, np.float32)])
         return 0 if loaded and optimizer.backend == "numba" and other.backend == "numba" else 4
 

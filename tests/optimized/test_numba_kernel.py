@@ -42,7 +42,7 @@ def test_auto_falls_back_to_numpy_when_numba_fails_to_import(monkeypatch: pytest
     optimizer = optimized.ASGD([theta], **HYPER)
     reference_optimizer = reference.ASGD([spec], **HYPER)
     optimizer.step([np.ones(7)])
-    assert not optimizer._backend.wait_until_loaded(timeout=1800)
+    assert not optimizer.wait_until_compiled(timeout=1800)
     with pytest.warns(RuntimeWarning, match="numba failed to load"):
         optimizer.step([np.ones(7)])
     assert optimizer.backend == "numpy"
@@ -79,9 +79,9 @@ def test_auto_never_waits_for_numba(monkeypatch: pytest.MonkeyPatch) -> None:
     for seed in range(3):  # the loader is blocked: these steps cannot have waited for it
         optimizer.step([gradient(9, seed)])
         reference_optimizer.step([gradient(9, seed)])
-    assert not optimizer._backend.wait_until_loaded(timeout=0)  # still held: the steps ran on NumPy
+    assert not optimizer.wait_until_compiled(timeout=0)  # still held: the steps ran on NumPy
     release.set()
-    assert optimizer._backend.wait_until_loaded(timeout=1800)
+    assert optimizer.wait_until_compiled(timeout=1800)
     for seed in range(3, 6):
         optimizer.step([gradient(9, seed)])
         reference_optimizer.step([gradient(9, seed)])
@@ -99,7 +99,7 @@ def test_auto_never_waits_for_a_loop_a_later_step_needs(monkeypatch: pytest.Monk
     for seed in range(2):
         optimizer.step([gradient(9, seed)])
         reference_optimizer.step([gradient(9, seed)])
-    assert optimizer._backend.wait_until_loaded(timeout=1800)
+    assert optimizer.wait_until_compiled(timeout=1800)
     for group in (optimizer.param_groups[0], reference_optimizer.param_groups[0]):
         group["maximize"] = True
     for seed in range(2, 5):  # the second loader is blocked: these steps did not wait for it
@@ -107,7 +107,7 @@ def test_auto_never_waits_for_a_loop_a_later_step_needs(monkeypatch: pytest.Monk
         reference_optimizer.step([gradient(9, seed)])
     assert len(calls) == 2
     release.set()
-    assert optimizer._backend.wait_until_loaded(timeout=1800)
+    assert optimizer.wait_until_compiled(timeout=1800)
     optimizer.step([gradient(9, 5)])
     reference_optimizer.step([gradient(9, 5)])
     assert_same_bits(theta, spec)
@@ -124,7 +124,7 @@ def test_importing_optimized_does_not_import_numba() -> None:
         optimizer = optimized.ASGD([np.zeros(3, np.float32)])
         print("numba" in sys.modules, optimizer.backend)
         optimizer.step([np.ones(3, np.float32)])
-        print(optimizer._backend.wait_until_loaded(), "numba" in sys.modules)
+        print(optimizer.wait_until_compiled(), "numba" in sys.modules)
         """
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True)

@@ -177,7 +177,7 @@ def test_a_step_that_raises_midway_leaves_nothing_half_remembered() -> None:
                 p.grad = torch.full_like(p, 0.5)
         ours.step()
         theirs.step()
-        ours._backend.wait_until_loaded()
+        ours.wait_until_compiled()
     for optimizer, params in ((theirs, their_params), (ours, ours_params)):
         params[0].grad = torch.full_like(params[0], 1.0)  # a new gradient: ours lets the old one go
         params[1].grad = torch.full_like(params[1], 1.0).to_sparse()
