@@ -282,15 +282,12 @@ def commit() -> str | None:
     return head.stdout.strip() + ("+changes" if status.stdout.strip() else "")
 
 
-def run_record(arguments: argparse.Namespace, started: datetime) -> dict[str, Any]:
-    """What the JSON says about the run: when, on what machine, with which versions and settings."""
+def where_and_with_what() -> dict[str, Any]:
+    """The commit, the machine and the versions a run's JSON names."""
     from conformance.environment import describe_environment
 
     environment = describe_environment()
     return {
-        "date": started.isoformat(timespec="seconds"),
-        "seconds": round((datetime.now(UTC) - started).total_seconds(), 1),
-        "command": shlex.join(["python", "-m", "benchmarks", *sys.argv[1:]]),
         "commit": commit(),
         "machine": {
             "cpu": environment["cpu"]["model"],
@@ -299,6 +296,16 @@ def run_record(arguments: argparse.Namespace, started: datetime) -> dict[str, An
             "aten_cpu_capability": environment["aten_cpu_capability"],
         },
         "versions": {name: environment[name] for name in ("python", "numpy", "numba", "torch", "scipy")},
+    }
+
+
+def run_record(arguments: argparse.Namespace, started: datetime) -> dict[str, Any]:
+    """What the JSON says about the run: when, on what machine, with which versions and settings."""
+    return {
+        "date": started.isoformat(timespec="seconds"),
+        "seconds": round((datetime.now(UTC) - started).total_seconds(), 1),
+        "command": shlex.join(["python", "-m", "benchmarks", *sys.argv[1:]]),
+        **where_and_with_what(),
         "torch_threads": torch.get_num_threads(),
         "optimizer_threads": DEFAULT_THREADS,
         "repeat": arguments.repeat,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -50,8 +49,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the run here")
     parser.add_argument("--selections", default=",".join(SELECTIONS), help="which check() selections")
     arguments = parser.parse_args()
-    from benchmarks.__main__ import commit
-    from conformance.environment import describe_environment
+    from benchmarks.__main__ import where_and_with_what
 
     started = datetime.now(UTC)
     timed([sys.executable, "-c", CHECK, "smoke"])  # numba's cache filled, untimed
@@ -65,18 +63,11 @@ def main() -> None:
         seconds, _ = timed([sys.executable, "-m", "conformance", "--quick", "--out", str(Path(out) / "r")])
     rows.append({"what": "asgd-conformance --quick", "seconds": round(seconds, 1)})
     print(f"  {rows[-1]['what']:<48} {seconds:7.1f} s")
-    environment = describe_environment()
     record = {
         "run": {
             "date": started.isoformat(timespec="seconds"),
             "command": shlex.join(["python", "-m", "benchmarks.check_times", *sys.argv[1:]]),
-            "commit": commit(),
-            "machine": {
-                "cpu": environment["cpu"]["model"],
-                "cores": os.cpu_count(),
-                "platform": environment["platform"],
-            },
-            "versions": {name: environment[name] for name in ("python", "numpy", "numba", "torch")},
+            **where_and_with_what(),
         },
         "runs": rows,
     }

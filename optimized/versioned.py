@@ -20,11 +20,12 @@ class VersionedList(list[Any]):
     version: int = 0
 
 
-def _counting(name: str) -> Callable[..., Any]:
-    method = getattr(list, name)
+def _counting(base: type, name: str) -> Callable[..., Any]:
+    """``base``'s method ``name``, counting each call in the instance's ``version``."""
+    method = getattr(base, name)
 
     @functools.wraps(method)
-    def change(self: VersionedList, *args: Any, **kwargs: Any) -> Any:
+    def change(self: Any, *args: Any, **kwargs: Any) -> Any:
         self.version += 1
         return method(self, *args, **kwargs)
 
@@ -32,7 +33,7 @@ def _counting(name: str) -> Callable[..., Any]:
 
 
 for _name in _MUTATORS:
-    setattr(VersionedList, _name, _counting(_name))
+    setattr(VersionedList, _name, _counting(list, _name))
 
 
 _DICT_MUTATORS: Final = (
@@ -46,16 +47,5 @@ class VersionedDict(dict[Any, Any]):
     version: int = 0
 
 
-def _counting_dict(name: str) -> Callable[..., Any]:
-    method = getattr(dict, name)
-
-    @functools.wraps(method)
-    def change(self: VersionedDict, *args: Any, **kwargs: Any) -> Any:
-        self.version += 1
-        return method(self, *args, **kwargs)
-
-    return change
-
-
 for _name in _DICT_MUTATORS:
-    setattr(VersionedDict, _name, _counting_dict(_name))
+    setattr(VersionedDict, _name, _counting(dict, _name))

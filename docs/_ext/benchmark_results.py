@@ -41,17 +41,23 @@ def run_description(run: dict[str, Any]) -> nodes.paragraph:
     only = f", only the cases containing {run['only']!r}" if run.get("only") else ""
     commit = f", commit {run['commit']}" if run.get("commit") else ""
     rounds = "one round" if run["repeat"] == 1 else f"{run['repeat']} interleaved rounds"
-    paragraph = nodes.paragraph()
-    paragraph += nodes.Text("One run of ")
-    paragraph += nodes.literal(text=run["command"])
-    paragraph += nodes.Text(
+    return one_run_of(
+        run["command"],
         f" on {run['date']} ({run['seconds']:.0f} s{only}{commit}): "
         f"{machine['cpu']}, {machine['cores']} cores, ATen CPU capability {machine['aten_cpu_capability']}, "
         f"{machine['platform']}; Python {versions['python']}, NumPy {versions['numpy']}, "
         f"numba {versions['numba']}, SciPy {versions['scipy']}, torch {versions['torch']} with "
         f"{run['torch_threads']} threads, the optimizer with {run['optimizer_threads']}; each time the best "
-        f"of {rounds}."
+        f"of {rounds}.",
     )
+
+
+def one_run_of(command: str, said: str) -> nodes.paragraph:
+    """ "One run of ``command``" and what is ``said`` of it (when, where, with what)."""
+    paragraph = nodes.paragraph()
+    paragraph += nodes.Text("One run of ")
+    paragraph += nodes.literal(text=command)
+    paragraph += nodes.Text(said)
     return paragraph
 
 
@@ -200,13 +206,11 @@ def render_check_times(data: dict[str, Any] | None) -> list[nodes.Node]:
         return [note]
     run, machine, versions = data["run"], data["run"]["machine"], data["run"]["versions"]
     commit = f", commit {run['commit']}" if run.get("commit") else ""
-    paragraph = nodes.paragraph()
-    paragraph += nodes.Text("One run of ")
-    paragraph += nodes.literal(text=run["command"])
-    paragraph += nodes.Text(
+    paragraph = one_run_of(
+        run["command"],
         f" on {run['date']}{commit}: {machine['cpu']}, {machine['cores']} cores, {machine['platform']}; "
         f"Python {versions['python']}, NumPy {versions['numpy']}, numba {versions['numba']}, "
-        f"torch {versions['torch']}. Each is a new process, timed from its start to its verdict."
+        f"torch {versions['torch']}. Each is a new process, timed from its start to its verdict.",
     )
     rows = [
         [
