@@ -4,8 +4,8 @@ A group is the bit-exact pairs of one numerics profile (the reference, the optim
 torch's path and ``optimized.torch.ASGD``, which claim the same bits) or of one user implementation
 (against its reference and torch's path); its cell is a mark for all of them, with each pair's
 verdict one click away. Bounded pairs and the pairs a scenario expects to diverge carry figures and
-keep a column each. Pairs that could not run on this machine in any scenario (torch-cuda without a
-CUDA device) get no column: the report folds them into one line that says so.
+keep a column each. Pairs that ran in no scenario because this machine lacks what they need (torch-cuda
+without a CUDA device) get no column: the report folds them into one line that says so.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ class Column:
 class Layout:
     columns: list[Column]
     not_run_here: list[str]
-    """The pairs folded away: not run on this machine in any scenario."""
+    """The pairs folded away: run in no scenario, and not run here in at least one (torch-cuda
+    without a CUDA device: skipped by design too where torch's CPU paths are, as with momentum)."""
     not_run_here_reasons: list[str]
     """Why: the reasons of the implementations among them that ran in no scenario, each once."""
 
@@ -49,10 +50,10 @@ def layout(result: RunResult) -> Layout:
     comparisons: dict[str, list[Comparison]] = {}
     for comparison in result.comparisons:
         comparisons.setdefault(comparison.pair, []).append(comparison)
-    folded = [
+    folded = [  # ran nowhere, and not for want of this machine alone (the rest skipped by design)
         name
         for name, seen in comparisons.items()
-        if all(c.status == "skipped" and c.not_run_here for c in seen)
+        if all(c.status == "skipped" for c in seen) and any(c.not_run_here for c in seen)
     ]
     runs = [run for scenario in result.scenarios for run in scenario.implementations]
     never_ran = {run.name for run in runs} - {run.name for run in runs if run.status != "skipped"}

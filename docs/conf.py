@@ -15,7 +15,7 @@ from sphinx.application import Sphinx
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "_ext"))  # benchmark_results: the performance page's run
-sys.path.insert(0, str(HERE.parent))  # the packages, also from a checkout that is not installed
+sys.path.insert(0, str(HERE.parent))  # the packages of this checkout (the version: the installed one)
 
 project = "ASGD conformance"
 author = "the asgd-conformance authors"
@@ -30,6 +30,8 @@ myst_heading_anchors = 3  # [text](page.md#a-heading) links, as on GitHub
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_default_options = {"members": True, "show-inheritance": True}
+
+smartquotes = False  # commands in tables and text stay as typed (--quick, selection='smoke')
 
 html_theme = "furo"
 html_title = f"ASGD conformance {release}"

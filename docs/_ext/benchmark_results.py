@@ -161,7 +161,8 @@ def render(data: dict[str, Any] | None, figure_uri: str | None) -> list[nodes.No
             text = f"The memory bound moves the step's bytes at {rate:.1f} GB/s."
             result.append(nodes.paragraph(text=text))
     if data.get("latency"):
-        result.append(nodes.rubric(text="First step of a new process (median of 5 interleaved rounds)"))
+        heading = "First step of a new process (medians of interleaved rounds: benchmarks/latency.py)"
+        result.append(nodes.rubric(text=heading))
         rows = [[label, f"{seconds:.3f} s"] for label, seconds in data["latency"].items()]
         result.append(table(["what", "seconds"], rows))
     result.append(nodes.rubric(text="Targets"))

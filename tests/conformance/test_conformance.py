@@ -260,3 +260,42 @@ def test_a_late_run_with_an_unmodelled_alpha_is_skipped_with_a_reason_not_crashe
         assert reason is not None and "does not model alpha=0.5" in reason, (name, reason)
     assert by_name["torch-forloop"].skip_reason(half) is None
     assert by_name["torch-foreach"].skip_reason(late) is None
+
+
+def test_a_pair_that_ran_nowhere_for_want_of_this_machine_is_folded_into_one_line() -> None:
+    """torch-cuda without a device: not run here in one scenario, skipped by design in another
+    (torch has no momentum): no column, one line with the reason; a pair skipped only by design keeps
+    its column."""
+    import dataclasses
+
+    from conformance.columns import layout
+    from conformance.report import render_html
+
+    base = synthetic_result()
+    demo = base.scenarios[0]
+
+    def cuda(not_here: bool, reason: str) -> Comparison:
+        return Comparison("demo", "torch-cuda vs torch-forloop", "torch-cuda", "torch-forloop", "bounded",
+                          "skipped", reason, not_run_here=not_here)  # fmt: skip
+
+    here = ImplementationRun("torch-cuda", "skipped", "no CUDA device on this machine")
+    first = dataclasses.replace(
+        demo, comparisons=[*demo.comparisons, cuda(True, "torch-cuda: no CUDA device on this machine")],
+        implementations=[*demo.implementations, here],
+    )  # fmt: skip
+    second = dataclasses.replace(
+        demo, name="demo-momentum", comparisons=[*demo.comparisons, cuda(False, "torch-forloop: no momentum; torch-cuda: no CUDA device on this machine")],
+        implementations=[*demo.implementations, here],
+    )  # fmt: skip
+    pairs = [
+        *base.pairs,
+        {"name": "torch-cuda vs torch-forloop", "policy": "bounded", "ulp_budget": None, "rationale": "r"},
+    ]
+    result = dataclasses.replace(base, scenarios=[first, second], pairs=pairs)
+    columns = layout(result)
+    assert columns.not_run_here == ["torch-cuda vs torch-forloop"]
+    assert columns.not_run_here_reasons == ["torch-cuda: no CUDA device on this machine"]
+    assert all("torch-cuda" not in column.title for column in columns.columns)
+    page = render_html(result)
+    assert '<p id="not-run-here"><b>Not run here</b> (2 comparisons)' in page
+    assert re.search(r"\d+ skipped by design, 1 not run here", result.summary_line())
