@@ -63,21 +63,12 @@ def layout(result: RunResult) -> Layout:
             f"{run.name}: {run.reason}" for run in runs if run.name in never_ran and run.name in sides
         )
     )
-    columns: list[Column] = []
-    members: dict[str, list[str]] = {}
+    members: dict[tuple[str, bool], list[str]] = {}  # (title, grouped): the pairs, in order
     for pair in result.pairs:
-        name = str(pair["name"])
-        if name in folded:
-            continue
-        group = _group_of(pair)
-        if group is None:
-            columns.append(Column(name, (name,), grouped=False))
-        elif group not in members:
-            members[group] = [name]
-            columns.append(Column(group, (), grouped=True))
-        else:
-            members[group].append(name)
-    columns = [Column(c.title, tuple(members[c.title]), grouped=True) if c.grouped else c for c in columns]
+        name, group = str(pair["name"]), _group_of(pair)
+        if name not in folded:
+            members.setdefault((name, False) if group is None else (group, True), []).append(name)
+    columns = [Column(title, tuple(names), grouped) for (title, grouped), names in members.items()]
     return Layout(columns, folded, reasons)
 
 

@@ -54,16 +54,21 @@ def _power_of_two(value: int | None) -> str:
     return str(value)
 
 
+def _budget_share(comparison: Comparison) -> str | None:
+    """A bounded pair's largest normwise ULP as a share of its budget (``0.2 % of 2**8``), or ``None``."""
+    if comparison.policy != "bounded" or not comparison.ulp_budget:
+        return None
+    share = 100 * (comparison.max_normwise_ulp or 0.0) / comparison.ulp_budget
+    return f"{share:.2g} % of {_power_of_two(comparison.ulp_budget)}"
+
+
 def _judged(comparison: Comparison) -> str:
-    """The figure a cell's verdict was judged on, as the summary shows it first."""
+    """The figure a cell's verdict was judged on, as the scenario's table shows it."""
     if comparison.policy == "bit-exact":
         differing = comparison.differing_scalar_steps or 0
         return "0 bits differ" if differing == 0 else f"{differing} scalar-steps differ"
-    normwise = comparison.max_normwise_ulp or 0.0
-    if comparison.policy == "bounded" and comparison.ulp_budget:
-        share = 100 * normwise / comparison.ulp_budget
-        return f"{_format_ulp(normwise)} ULP = {share:.2g} % of {_power_of_two(comparison.ulp_budget)}"
-    return f"{_format_ulp(normwise)} normwise ULP"
+    normwise, share = _format_ulp(comparison.max_normwise_ulp or 0.0), _budget_share(comparison)
+    return f"{normwise} normwise ULP" if share is None else f"{normwise} ULP = {share}"
 
 
 def _compact(comparison: Comparison) -> tuple[str, str]:
@@ -73,10 +78,9 @@ def _compact(comparison: Comparison) -> tuple[str, str]:
         if differing == 0:
             return "identical", ""
         return f"{differing} differ", f"from step {comparison.first_divergence}"
-    normwise = f"{_format_ulp(comparison.max_normwise_ulp or 0.0)} ULP"
-    if comparison.policy == "bounded" and comparison.ulp_budget:
-        share = 100 * (comparison.max_normwise_ulp or 0.0) / comparison.ulp_budget
-        return normwise, f"{share:.2g} % of {_power_of_two(comparison.ulp_budget)}"
+    normwise, share = f"{_format_ulp(comparison.max_normwise_ulp or 0.0)} ULP", _budget_share(comparison)
+    if share is not None:
+        return normwise, share
     return normwise, "expected" if comparison.policy == "finding" else "per dtype's budget"
 
 
@@ -153,12 +157,10 @@ def render_html(result: RunResult) -> str:
         by_pair = {c.pair: c for c in scenario.comparisons}
         cells = [(column, column.cell(by_pair)) for column in columns.columns]
         table.append({"scenario": scenario, "cells": cells})
-    drawn = [  # the pairs the upper panels draw, each in its own colour across the page
-        str(pair["name"]) for pair in result.pairs if any(
-            c.pair == pair["name"] and c.policy != "bit-exact" for c in result.comparisons
-        )
-    ]  # fmt: skip
-    colours = pair_colours(drawn)
+    drawn = {c.pair for c in result.comparisons if c.policy != "bit-exact"}  # in the upper panels
+    colours = pair_colours(
+        [str(p["name"]) for p in result.pairs if p["name"] in drawn]
+    )  # one each, page-wide
     plots = {scenario.name: ulp_plot_svg(scenario, colours, columns.columns) for scenario in result.scenarios}
     folded = set(columns.not_run_here)
     return _TEMPLATES.get_template("report.html.j2").render(

@@ -156,6 +156,13 @@ _IN_A_WORKER: _Errors = (*_IMPLEMENTATION_ERRORS, KeyboardInterrupt)
 """In a worker process, which ignores Ctrl-C, a ``KeyboardInterrupt`` comes from an implementation."""
 
 
+def _skipped(implementation: Implementation, reason: str) -> _Running:
+    """An implementation that does not run the scenario, and whether for want of this machine."""
+    return _Running(
+        None, status="skipped", reason=reason, not_run_here=reason == implementation.unavailable()
+    )
+
+
 def _start(
     implementation: Implementation,
     scenario: Scenario,
@@ -164,8 +171,7 @@ def _start(
 ) -> _Running:
     reason = implementation.skip_reason(scenario)
     if reason is not None:
-        not_here = reason == implementation.unavailable()
-        return _Running(None, status="skipped", reason=reason, not_run_here=not_here)
+        return _skipped(implementation, reason)
     try:
         return _Running(implementation.start(scenario, workload))
     except Unsupported as unsupported:
@@ -230,12 +236,7 @@ def run_scenario(
             continue
         if _judged_in_lockstep(implementation, pairs, checking, scenario):
             reason = implementation.skip_reason(scenario)
-            runs[implementation.name] = _Running(
-                None,
-                status="skipped" if reason else "ran",
-                reason=reason,
-                not_run_here=reason is not None and reason == implementation.unavailable(),
-            )
+            runs[implementation.name] = _Running(None) if reason is None else _skipped(implementation, reason)
             if reason is None:
                 assert implementation.reference_profile is not None
                 judges[implementation.name] = ReferenceJudge(

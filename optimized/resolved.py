@@ -90,7 +90,8 @@ def still_describes(
     state_version: int,
     hyperparameters: Sequence[Hyperparameters],
 ) -> bool:
-    """Whether every parameter is still the array it was, of the same profile, and writable."""
+    """Whether every parameter is still the array it was, of the same profile, and writable (the
+    state entries found unchanged are stamped on ``layout``, so the next step need not look again)."""
     if layout.state_version != state_version or len(layout.objects) != len(param_groups):
         return False
     if layout.state_identity != (id(state), len(state)):
